@@ -1,0 +1,121 @@
+"""The aiohttp application: every route comes from the annotations in the descriptors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import grpc
+from aiohttp import web
+from google.protobuf.descriptor import FileDescriptor
+
+from gateway.calls import Caller
+from gateway.routing import Router
+from gateway.surfaces.base import (
+    BODY_TOO_LARGE,
+    INVALID_JSON,
+    INVALID_REQUEST,
+    Surface,
+    reject,
+)
+from gateway.surfaces.fallback import FallbackSurface
+from gateway.transcode import Route, TranscodeError, build_request, discover_routes
+from server.config import MAX_MESSAGE_BYTES
+from server.errors import CallFailed, build_status
+
+log = logging.getLogger("crmgate.gateway")
+
+#: Base64 grows bytes by a third; the largest documented JSON body fits in this.
+MAX_BODY_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 1024 * 1024
+
+CALLER_KEY = web.AppKey("caller", object)
+
+
+class Gateway:
+    """Dispatches HTTP requests to service methods through a Caller."""
+
+    def __init__(self, caller: Caller, surfaces: Sequence[Surface], routes: Sequence[Route]):
+        self._caller = caller
+        self._router = Router(routes)
+        self._owners = {service: surface for surface in surfaces for service in surface.services}
+        # Longest prefix first, so /api/c2c/ wins over /api/.
+        self._by_prefix = sorted(surfaces, key=lambda s: len(s.path_prefix), reverse=True)
+        self._fallback = FallbackSurface()
+
+    def surface_for_path(self, path: str) -> Surface:
+        for surface in self._by_prefix:
+            if path.startswith(surface.path_prefix):
+                return surface
+        return self._fallback
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        surface = self.surface_for_path(request.path)
+        try:
+            route, values = self._router.match(request.method, request.rel_url.raw_path)
+            surface = self._owners.get(route.service, surface)
+            metadata = surface.call_metadata(request, route)
+            body = await read_json(request) if route.body else None
+            try:
+                message = build_request(
+                    route, values, request.query.items(), body, surface.json_options
+                )
+            except TranscodeError as error:
+                raise CallFailed(
+                    build_status(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        "The given data was invalid.",
+                        INVALID_REQUEST,
+                        [(v.field, v.message) for v in error.violations],
+                    )
+                ) from None
+            del body
+            response = await self._caller.call(
+                route.full_method, message, metadata, route.response_type
+            )
+            return surface.render(request, route, response)
+        except CallFailed as failure:
+            return surface.render_error(request, failure.status)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The parsed JSON body; an empty body reads as {}."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise reject(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            BODY_TOO_LARGE,
+            f"The request body is larger than {MAX_BODY_BYTES} bytes.",
+        ) from None
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise reject(
+            grpc.StatusCode.INVALID_ARGUMENT, INVALID_JSON, f"The body is not valid JSON: {error}"
+        ) from None
+
+
+def build_app(
+    caller: Caller,
+    surfaces: Sequence[Surface],
+    files: Iterable[FileDescriptor],
+    *,
+    extra_routes: Iterable[web.RouteDef] = (),
+) -> web.Application:
+    """The gateway app: `extra_routes` (non-RPC endpoints such as object storage) first,
+    then every annotated RPC route through one dispatcher."""
+    gateway = Gateway(caller, surfaces, discover_routes(files))
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[CALLER_KEY] = caller
+    app.router.add_routes(list(extra_routes))
+    app.router.add_route("*", "/{tail:.*}", gateway.handle)
+
+    async def close_caller(app: web.Application) -> None:
+        await caller.close()
+
+    app.on_cleanup.append(close_caller)
+    return app

@@ -1,0 +1,1 @@
+"""Per-surface HTTP rules: one module per public API, nothing of transcoding in them."""

@@ -1,0 +1,90 @@
+"""What a surface decides, with the defaults most surfaces share.
+
+The gateway core calls a surface to (1) turn an HTTP request's headers into call
+metadata, enforcing its header rules, (2) write a response, and (3) write any failure —
+its own, the transcoder's or the service's — which always arrives as a google.rpc.Status.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import grpc
+from aiohttp import web
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+
+from gateway.transcode import JsonOptions, Route, response_payload
+from server.errors import CallFailed, build_status
+
+# Reasons the gateway itself uses in the statuses it hands to surfaces.
+ROUTE_NOT_FOUND = "route_not_found"
+METHOD_NOT_ALLOWED = "method_not_allowed"
+INVALID_JSON = "invalid_json"
+INVALID_REQUEST = "invalid_request"
+UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+BODY_TOO_LARGE = "body_too_large"
+
+
+def reject(code: grpc.StatusCode, reason: str, message: str) -> CallFailed:
+    """A failure decided in the gateway, in the same form as a service's."""
+    return CallFailed(build_status(code, message, reason))
+
+
+def dump_json(document: Any) -> str:
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+
+
+def json_response(document: Any, status: int = 200) -> web.Response:
+    return web.Response(text=dump_json(document), status=status, content_type="application/json")
+
+
+def request_host(request: web.Request) -> str:
+    """The Host header without its port, lowercased (`[::1]:8080` → `::1`)."""
+    host = (request.host or "").strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Surface:
+    """A public API served by the gateway. Subclasses override what they do differently."""
+
+    #: Short name, for logs.
+    name = "surface"
+    #: The proto services whose annotated routes this surface serves.
+    services: frozenset[str] = frozenset()
+    #: Unknown paths under this prefix are answered in this surface's error format.
+    path_prefix = "/"
+    json_options = JsonOptions()
+
+    def call_metadata(self, request: web.Request, route: Route) -> list[tuple[str, str]]:
+        """Metadata for the call; raise `reject(...)` to refuse the request before it."""
+        return self.base_metadata(request)
+
+    def base_metadata(self, request: web.Request) -> list[tuple[str, str]]:
+        metadata = [
+            ("x-request-id", request.headers.get("X-Request-Id") or uuid.uuid4().hex),
+            ("x-crmgate-host", request_host(request)),
+        ]
+        language = request.headers.get("Accept-Language")
+        if language:
+            metadata.append(("accept-language", language))
+        return metadata
+
+    def render(self, request: web.Request, route: Route, message: Message) -> web.StreamResponse:
+        return json_response(response_payload(route, message, self.json_options))
+
+    def render_error(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:
+        raise NotImplementedError
+
+
+def first_violations(violations: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    """Laravel's error map: field path → messages, in the order they were found."""
+    errors: dict[str, list[str]] = {}
+    for field, message in violations:
+        errors.setdefault(field, []).append(message)
+    return errors

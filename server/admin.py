@@ -1,0 +1,97 @@
+"""Operator commands behind `crmgate admin`: plain functions over the store."""
+
+from __future__ import annotations
+
+import peewee
+
+from server.auth import create_api_key, revoke_api_key
+from server.store.models import ApiKey, Contact, Tenant, TenantHost, normalize_email
+
+
+class AdminError(Exception):
+    """An operator mistake, reported as one line and exit status 1."""
+
+
+def create_tenant(name: str, hosts: list[str], locale: str) -> Tenant:
+    with Tenant._meta.database.atomic():
+        if Tenant.get_or_none(Tenant.name == name):
+            raise AdminError(f"tenant {name!r} already exists")
+        tenant = Tenant.create(name=name, locale=locale)
+        for host in hosts:
+            bind_host(tenant, host)
+    return tenant
+
+
+def bind_host(tenant: Tenant, host: str) -> None:
+    host = host.strip().lower()
+    owner = TenantHost.get_or_none(TenantHost.host == host)
+    if owner is not None and owner.tenant_id != tenant.id:
+        raise AdminError(f"host {host!r} is bound to another tenant")
+    if owner is None:
+        TenantHost.create(tenant=tenant, host=host)
+
+
+def tenant_named(name: str) -> Tenant:
+    tenant = Tenant.get_or_none(Tenant.name == name)
+    if tenant is None:
+        raise AdminError(f"no tenant named {name!r}")
+    return tenant
+
+
+def issue_key(tenant_name: str, kind: str, label: str = "") -> str:
+    try:
+        return create_api_key(tenant_named(tenant_name), kind, label)[1]
+    except ValueError as error:
+        raise AdminError(str(error)) from None
+
+
+def revoke_key(key_id: str) -> None:
+    if not revoke_api_key(key_id):
+        raise AdminError(f"no active key {key_id!r}")
+
+
+def list_keys(tenant_name: str) -> list[ApiKey]:
+    tenant = tenant_named(tenant_name)
+    return list(ApiKey.select().where(ApiKey.tenant == tenant).order_by(ApiKey.created_at))
+
+
+def create_contact(tenant_name: str, email: str, first_name: str, last_name: str) -> Contact:
+    tenant = tenant_named(tenant_name)
+    try:
+        return Contact.create(
+            tenant=tenant,
+            email=email.strip(),
+            email_normalized=normalize_email(email),
+            first_name=first_name,
+            last_name=last_name,
+        )
+    except peewee.IntegrityError as error:
+        raise AdminError(f"cannot create contact: {error}") from None
+
+
+DEMO_TENANT = "demo"
+DEMO_HOSTS = ["localhost", "127.0.0.1"]
+DEMO_EMAIL = "user@example.com"
+
+
+def bootstrap_demo() -> str:
+    """Make sure the demo tenant and contact exist; return a fresh demo C2C key.
+
+    Keys are stored only as hashes, so a key printed by an earlier start cannot be shown
+    again: each start revokes the previous demo key and issues a new one.
+    """
+    with Tenant._meta.database.atomic():
+        tenant = Tenant.get_or_none(Tenant.name == DEMO_TENANT) or create_tenant(
+            DEMO_TENANT, DEMO_HOSTS, "en"
+        )
+        if (
+            not Contact.select()
+            .where(Contact.tenant == tenant, Contact.email_normalized == DEMO_EMAIL)
+            .exists()
+        ):
+            create_contact(DEMO_TENANT, DEMO_EMAIL, "Demo", "User")
+        for key in ApiKey.select().where(
+            ApiKey.tenant == tenant, ApiKey.label == "demo", ApiKey.revoked_at.is_null()
+        ):
+            revoke_api_key(key.key_id)
+        return create_api_key(tenant, "c2c", label="demo")[1]

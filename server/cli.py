@@ -1,0 +1,241 @@
+"""`crmgate`: serve, run the gRPC server or the gateway alone, and administer tenants."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.app import build_app
+from gateway.calls import Caller, ChannelCaller
+from gateway.surfaces.registry import default_surfaces
+from server import admin, logs
+from server.config import SUPPORTED_LOCALES, Settings
+from server.contract import FILE_DESCRIPTORS
+from server.runtime import Runtime
+from server.store.db import connect
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env().with_overrides(
+            data_dir=getattr(args, "data_dir", None), dev=getattr(args, "dev", None) or None
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    return int(args.run(args, settings) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="crmgate", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gRPC server and the gateway together")
+    _http_flags(serve)
+    _grpc_flags(serve)
+    serve.add_argument("--data-dir", type=Path, help="default: $CRMGATE_DATA_DIR or ./var")
+    serve.add_argument("--demo", action="store_true", help="bootstrap a demo tenant and key")
+    serve.add_argument("--dev", action="store_true", help="development server conveniences")
+    serve.add_argument(
+        "--gateway-calls",
+        choices=("in-process", "channel"),
+        default="in-process",
+        help="how the gateway reaches the services (default: in-process, no serialization)",
+    )
+    serve.set_defaults(run=run_serve)
+
+    server = commands.add_parser("server", help="run only the gRPC server")
+    _grpc_flags(server)
+    server.add_argument("--data-dir", type=Path)
+    server.set_defaults(run=run_server)
+
+    gateway = commands.add_parser("gateway", help="run only the gateway, against a gRPC server")
+    _http_flags(gateway)
+    gateway.add_argument("--grpc-target", required=True, metavar="HOST:PORT")
+    gateway.add_argument("--dev", action="store_true")
+    gateway.set_defaults(run=run_gateway)
+
+    _admin_parser(commands.add_parser("admin", help="manage tenants, keys and contacts"))
+    return parser
+
+
+def _http_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--http-host", default="127.0.0.1")
+    parser.add_argument("--http-port", type=int, default=8080, help="0 picks a free port")
+
+
+def _grpc_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--grpc-host", default="127.0.0.1")
+    parser.add_argument("--grpc-port", type=int, default=50051, help="0 picks a free port")
+
+
+def _admin_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path)
+    groups = parser.add_subparsers(required=True, metavar="OBJECT")
+
+    tenant = groups.add_parser("tenant").add_subparsers(required=True, metavar="ACTION")
+    create = tenant.add_parser("create", help="create a tenant")
+    create.add_argument("name")
+    create.add_argument("--host", action="append", default=[], help="bind a host (repeatable)")
+    create.add_argument("--locale", choices=SUPPORTED_LOCALES, default="en")
+    create.set_defaults(
+        run=_admin(lambda a: print(admin.create_tenant(a.name, a.host, a.locale).name))
+    )
+
+    apikey = groups.add_parser("apikey").add_subparsers(required=True, metavar="ACTION")
+    create = apikey.add_parser("create", help="issue a key; prints only the key")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--kind", choices=("c2c", "close"), required=True)
+    create.add_argument("--label", default="")
+    create.set_defaults(run=_admin(lambda a: print(admin.issue_key(a.tenant, a.kind, a.label))))
+    revoke = apikey.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(run=_admin(lambda a: admin.revoke_key(a.key_id)))
+    listing = apikey.add_parser("list", help="list a tenant's keys (never the secrets)")
+    listing.add_argument("--tenant", required=True)
+    listing.set_defaults(run=_admin(_print_keys))
+
+    contact = groups.add_parser("contact").add_subparsers(required=True, metavar="ACTION")
+    create = contact.add_parser("create", help="create a contact")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--email", required=True)
+    create.add_argument("--first-name", default="")
+    create.add_argument("--last-name", default="")
+    create.set_defaults(
+        run=_admin(
+            lambda a: print(admin.create_contact(a.tenant, a.email, a.first_name, a.last_name).uuid)
+        )
+    )
+
+
+def _admin(action):  # type: ignore[no-untyped-def]
+    """Wrap an admin action: open the store, run it, turn AdminError into exit status 1."""
+
+    def run(args: argparse.Namespace, settings: Settings) -> int:
+        connect(settings)
+        try:
+            action(args)
+        except admin.AdminError as error:
+            print(f"crmgate: {error}", file=sys.stderr)
+            return 1
+        return 0
+
+    return run
+
+
+def _print_keys(args: argparse.Namespace) -> None:
+    for key in admin.list_keys(args.tenant):
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M:%S}" if key.revoked_at else "active"
+        print(f"{key.key_id}\t{key.kind}\t{state}\t{key.label}")
+
+
+# ------------------------------------------------------------------------- serving
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    logs.configure(settings.log_level)
+    runtime = Runtime.start(settings)
+    demo_key = admin.bootstrap_demo() if args.demo else None
+    return asyncio.run(_serve(args, settings, runtime, demo_key))
+
+
+async def _serve(
+    args: argparse.Namespace, settings: Settings, runtime: Runtime, demo_key: str | None
+) -> int:
+    grpc_server = await runtime.grpc_server()
+    grpc_port = grpc_server.add_insecure_port(f"{args.grpc_host}:{args.grpc_port}")
+    await grpc_server.start()
+    announce(f"grpc listening on {args.grpc_host}:{grpc_port}")
+    caller: Caller
+    if args.gateway_calls == "channel":
+        caller = ChannelCaller(f"{args.grpc_host}:{grpc_port}")
+    else:
+        caller = runtime.in_process_caller()
+    runner, http_url = await _start_gateway(caller, args, settings)
+    if demo_key:
+        announce_demo(http_url, demo_key)
+    await _until_stopped()
+    await runner.cleanup()
+    await grpc_server.stop(grace=5)
+    return 0
+
+
+def run_server(args: argparse.Namespace, settings: Settings) -> int:
+    logs.configure(settings.log_level)
+    runtime = Runtime.start(settings)
+
+    async def serve() -> int:
+        grpc_server = await runtime.grpc_server()
+        port = grpc_server.add_insecure_port(f"{args.grpc_host}:{args.grpc_port}")
+        await grpc_server.start()
+        announce(f"grpc listening on {args.grpc_host}:{port}")
+        await _until_stopped()
+        await grpc_server.stop(grace=5)
+        return 0
+
+    return asyncio.run(serve())
+
+
+def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    logs.configure(settings.log_level)
+
+    async def serve() -> int:
+        runner, _ = await _start_gateway(ChannelCaller(args.grpc_target), args, settings)
+        await _until_stopped()
+        await runner.cleanup()
+        return 0
+
+    return asyncio.run(serve())
+
+
+async def _start_gateway(
+    caller: Caller, args: argparse.Namespace, settings: Settings
+) -> tuple[web.AppRunner, str]:
+    app = build_app(caller, default_surfaces(dev=settings.dev), FILE_DESCRIPTORS)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, args.http_host, args.http_port)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    url = f"http://{host}:{port}"
+    announce(f"http listening on {url}")
+    return runner, url
+
+
+async def _until_stopped() -> None:
+    """Wait for SIGINT or SIGTERM; the caller then shuts down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(Exception):
+            loop.remove_signal_handler(signum)
+
+
+def announce(line: str) -> None:
+    print(f"crmgate: {line}", flush=True)
+
+
+def announce_demo(http_url: str, key: str) -> None:
+    print(
+        "\nDemo tenant 'demo' (hosts localhost, 127.0.0.1), contact user@example.com.\n"
+        f"Demo C2C key (shown once; a new one is issued at every --demo start):\n  {key}\n"
+        "Try:\n"
+        f"  curl -s {http_url}/api/c2c/health -H 'X-Api-Version: v1' "
+        f"-H 'Authorization: Bearer {key}'\n",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,68 @@
+"""Settings shared by every crmgate command, read from flags and CRMGATE_* variables.
+
+`crmgate serve` and `crmgate admin` build their settings the same way, so an admin
+command run with the same CRMGATE_DATA_DIR acts on the running server's data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+#: The largest request the contract documents: C2C allows 50 MiB of files, sent as bytes,
+#: plus the envelope around them.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+SUPPORTED_LOCALES = ("en", "es")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where crmgate keeps its data and how it talks about itself."""
+
+    data_dir: Path = Path("var")
+    database_url: str | None = None
+    storage_url: str | None = None
+    public_url: str | None = None
+    log_level: str = "INFO"
+    default_locale: str = "en"
+    dev: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from CRMGATE_* variables; unset variables keep the defaults."""
+        env = os.environ if env is None else env
+        settings = cls(
+            data_dir=Path(env.get("CRMGATE_DATA_DIR") or "var"),
+            database_url=env.get("CRMGATE_DATABASE_URL") or None,
+            storage_url=env.get("CRMGATE_STORAGE_URL") or None,
+            public_url=(env.get("CRMGATE_PUBLIC_URL") or "").rstrip("/") or None,
+            log_level=(env.get("CRMGATE_LOG_LEVEL") or "INFO").upper(),
+            default_locale=env.get("CRMGATE_DEFAULT_LOCALE") or "en",
+        )
+        settings.validate()
+        return settings
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """Apply command-line flags on top of the environment; None means 'not given'."""
+        given = {key: value for key, value in changes.items() if value is not None}
+        settings = replace(self, **given)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.default_locale not in SUPPORTED_LOCALES:
+            raise ValueError(
+                f"CRMGATE_DEFAULT_LOCALE must be one of {', '.join(SUPPORTED_LOCALES)}"
+            )
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The embedded database, used unless database_url names another."""
+        return self.data_dir / "crmgate.sqlite3"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"

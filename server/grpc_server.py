@@ -1,0 +1,41 @@
+"""The grpc.aio server: our services behind the pipeline, plus health and reflection."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from server.config import MAX_MESSAGE_BYTES
+from server.contract import FILE_DESCRIPTORS
+from server.pipeline import CallPipeline, PipelineInterceptor
+from server.registry import Binding
+
+
+async def build_grpc_server(pipeline: CallPipeline, bindings: list[Binding]) -> grpc.aio.Server:
+    server = grpc.aio.server(
+        interceptors=[PipelineInterceptor(pipeline)],
+        options=[
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ],
+    )
+    for binding in bindings:
+        binding.register(binding.servicer, server)
+
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [
+        service.full_name for file in FILE_DESCRIPTORS for service in file.services_by_name.values()
+    ]
+    for name in ("", *names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    reflection.enable_server_reflection(
+        (
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    return server

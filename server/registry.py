@@ -1,0 +1,58 @@
+"""The services this server offers, bound once and used by both call paths."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from c2c.v1 import contact_assets_pb2_grpc
+from crm.v1 import crm_pb2_grpc
+from files.v1 import files_pb2_grpc
+
+from server.services.contact_assets import ContactAssetsService
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A servicer and the generated function that registers it."""
+
+    register: Callable[[Any, Any], None]
+    servicer: Any
+
+
+def default_bindings() -> list[Binding]:
+    return [
+        Binding(
+            contact_assets_pb2_grpc.add_ContactAssetsServicer_to_server, ContactAssetsService()
+        ),
+        # Declared in the contract, implemented by later work: every method answers
+        # UNIMPLEMENTED through the generated base classes.
+        Binding(files_pb2_grpc.add_FilesServicer_to_server, files_pb2_grpc.FilesServicer()),
+        Binding(crm_pb2_grpc.add_CrmServicer_to_server, crm_pb2_grpc.CrmServicer()),
+    ]
+
+
+class _HandlerRecorder:
+    """Stands in for a grpc server to capture the handlers generated code registers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        """Generic handlers duplicate the registered ones below."""
+
+    def add_registered_method_handlers(
+        self, service: str, method_handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        for name, handler in method_handlers.items():
+            self.handlers[f"/{service}/{name}"] = handler
+
+
+def method_handlers(bindings: list[Binding]) -> dict[str, grpc.RpcMethodHandler]:
+    """Full method name → handler, exactly as the gRPC server would dispatch them."""
+    recorder = _HandlerRecorder()
+    for binding in bindings:
+        binding.register(binding.servicer, recorder)
+    return recorder.handlers

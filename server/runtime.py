@@ -1,0 +1,42 @@
+"""Composition root: the store, the services and the ways to serve them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import grpc
+import peewee
+
+from server.access import Authenticator, api_key_verifier
+from server.auth import KeyVerifier
+from server.config import Settings
+from server.grpc_server import build_grpc_server
+from server.inprocess import InProcessCaller
+from server.pipeline import CallPipeline
+from server.registry import Binding, default_bindings, method_handlers
+from server.store.db import connect
+
+
+@dataclass
+class Runtime:
+    """Everything one server process shares between its gRPC server and gateway."""
+
+    settings: Settings
+    db: peewee.Database
+    pipeline: CallPipeline
+    bindings: list[Binding] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, settings: Settings) -> Runtime:
+        db = connect(settings)
+        verifier = KeyVerifier()
+        authenticator = Authenticator(
+            {kind: api_key_verifier(verifier, kind) for kind in ("c2c", "close")}
+        )
+        return cls(settings, db, CallPipeline(authenticator), default_bindings())
+
+    async def grpc_server(self) -> grpc.aio.Server:
+        return await build_grpc_server(self.pipeline, self.bindings)
+
+    def in_process_caller(self) -> InProcessCaller:
+        return InProcessCaller(self.pipeline, method_handlers(self.bindings))

@@ -1,0 +1,1 @@
+"""Servicer implementations, one module per gRPC service."""

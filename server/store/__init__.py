@@ -1,0 +1,1 @@
+"""The Peewee store: one database (SQLite by default, PostgreSQL for scale-out)."""

@@ -1,0 +1,79 @@
+"""Plain Peewee models for the core of crmgate: tenants, their hosts, API keys, contacts.
+
+Indices sit beside the fields they serve. Times are naive UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import peewee
+
+from server.store.db import database
+
+
+def utcnow() -> datetime:
+    """Naive UTC, the form both SQLite and PostgreSQL columns round-trip unchanged."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Tenant(BaseModel):
+    """A customer of crmgate; every other row belongs to exactly one tenant."""
+
+    name = peewee.CharField(max_length=100, unique=True)
+    locale = peewee.CharField(max_length=8, default="en")
+    # When true, a caller's Accept-Language may pick the message language.
+    honor_accept_language = peewee.BooleanField(default=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class TenantHost(BaseModel):
+    """A host name bound to one tenant: the C2C base URL is per tenant host."""
+
+    tenant = peewee.ForeignKeyField(Tenant, backref="hosts", on_delete="CASCADE")
+    host = peewee.CharField(max_length=253, unique=True)  # lowercase, no port
+
+
+class ApiKey(BaseModel):
+    """An API key, stored only as the SHA-256 of the plaintext shown once at creation.
+
+    Keys carry 256 bits of randomness, so a fast hash is enough: nothing can be guessed
+    from it, and lookups by hash stay cheap on every request.
+    """
+
+    key_id = peewee.CharField(max_length=40, unique=True)  # public handle for revocation
+    tenant = peewee.ForeignKeyField(Tenant, backref="api_keys", on_delete="CASCADE")
+    kind = peewee.CharField(max_length=16)  # "c2c" or "close"
+    secret_hash = peewee.CharField(max_length=64, unique=True)
+    label = peewee.CharField(max_length=100, default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+    revoked_at = peewee.DateTimeField(null=True)
+
+
+class Contact(BaseModel):
+    """A person in a tenant's CRM. Deleting only sets deleted_at (soft delete)."""
+
+    uuid = peewee.UUIDField(default=uuid.uuid4, unique=True)
+    tenant = peewee.ForeignKeyField(Tenant, backref="contacts", on_delete="CASCADE")
+    email = peewee.CharField(max_length=320)
+    # lower(trim(email)): what C2C lookups match on.
+    email_normalized = peewee.CharField(max_length=320)
+    first_name = peewee.CharField(max_length=100, default="")
+    last_name = peewee.CharField(max_length=100, default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+    deleted_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("tenant", "email_normalized"), False),)
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
