@@ -66,6 +66,7 @@ test: install proto-check lint
 	$(PY) -m pytest
 
 bench: install
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) bench/run.py
 
 clean:

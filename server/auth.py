@@ -103,11 +103,16 @@ class KeyVerifier:
         entry = self._keys.get(hash_secret(plaintext))
         if entry is None or entry[0] < now:
             return False, None
+        principal = entry[1]
+        if principal is None or principal.credential_kind != kind:
+            return True, None
         if host:
             host_entry = self._hosts.get(host)
             if host_entry is None or host_entry[0] < now:
                 return False, None
-        return True, self.verify(plaintext, kind, host)
+            if host_entry[1] is not None and host_entry[1] != principal.tenant_id:
+                return True, None
+        return True, principal
 
     def _lookup_key(self, digest: str) -> Principal | None:
         now = self._clock()

@@ -9,9 +9,10 @@ logging and error details to the letter.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import secrets
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -28,6 +29,16 @@ log = logging.getLogger("crmgate.rpc")
 REQUEST_ID_KEY = "x-request-id"
 HOST_KEY = "x-crmgate-host"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+#: Request ids: a random per-process prefix and a counter — unique, and cheaper than uuid4
+#: on the hot path.
+_ID_PREFIX = secrets.token_hex(6)
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}-{next(_ID_COUNTER)}"
+
 
 Behavior = Callable[[Message, Any], Awaitable[Message]]
 #: Given the method and the call's metadata, the caller's principal (None for a public
@@ -49,7 +60,7 @@ class CallPipeline:
     ) -> Message:
         """Run one unary call; returns the response or raises CallFailed."""
         started = time.perf_counter()
-        request_id = metadata.get(REQUEST_ID_KEY) or uuid.uuid4().hex
+        request_id = metadata.get(REQUEST_ID_KEY) or new_request_id()
         principal: Principal | None = None
         status: status_pb2.Status | None = None
         response: Message | None = None
@@ -70,19 +81,20 @@ class CallPipeline:
             # The cause goes to the log only; the caller learns nothing of our insides.
             log.exception("unhandled error in %s (request %s)", method, request_id)
             status = build_status(grpc.StatusCode.INTERNAL, "internal error", "internal")
-        code = status_code(status) if status is not None else grpc.StatusCode.OK
-        log.info(
-            "rpc",
-            extra={
-                "rpc": {
-                    "method": method,
-                    "status": code.name,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "tenant": principal.tenant_name if principal else None,
-                    "request_id": request_id,
-                }
-            },
-        )
+        if log.isEnabledFor(logging.INFO):
+            code = status_code(status) if status is not None else grpc.StatusCode.OK
+            log.info(
+                "rpc",
+                extra={
+                    "rpc": {
+                        "method": method,
+                        "status": code.name,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                        "tenant": principal.tenant_name if principal else None,
+                        "request_id": request_id,
+                    }
+                },
+            )
         if status is not None:
             raise CallFailed(status)
         assert response is not None

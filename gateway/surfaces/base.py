@@ -8,7 +8,6 @@ its own, the transcoder's or the service's — which always arrives as a google.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ from google.rpc import status_pb2
 
 from gateway.transcode import JsonOptions, Route, response_payload
 from server.errors import CallFailed, build_status
+from server.pipeline import new_request_id
 
 # Reasons the gateway itself uses in the statuses it hands to surfaces.
 ROUTE_NOT_FOUND = "route_not_found"
@@ -44,10 +44,11 @@ def json_response(document: Any, status: int = 200) -> web.Response:
 
 def request_host(request: web.Request) -> str:
     """The Host header without its port, lowercased (`[::1]:8080` → `::1`)."""
-    host = (request.host or "").strip().lower()
+    host = request.headers.get("Host", "").strip().lower()
     if host.startswith("["):
         return host[1 : host.find("]")] if "]" in host else host
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name, colon, port = host.partition(":")
+    return name if colon and ":" not in port else host
 
 
 class Surface:
@@ -67,7 +68,7 @@ class Surface:
 
     def base_metadata(self, request: web.Request) -> list[tuple[str, str]]:
         metadata = [
-            ("x-request-id", request.headers.get("X-Request-Id") or uuid.uuid4().hex),
+            ("x-request-id", request.headers.get("X-Request-Id") or new_request_id()),
             ("x-crmgate-host", request_host(request)),
         ]
         language = request.headers.get("Accept-Language")

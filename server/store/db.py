@@ -43,7 +43,6 @@ def open_database(url: str) -> peewee.Database:
             host=parts.hostname,
             port=parts.port,
             autoconnect=True,
-            autorollback=True,
         )
     raise ValueError(f"unsupported database URL scheme {parts.scheme!r}")
 

@@ -1,0 +1,29 @@
+"""The baseline: a bare aiohttp handler answering the health JSON, nothing else."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from aiohttp import web
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"data": {"status": "ok"}})
+
+
+async def main() -> None:
+    app = web.Application()
+    app.router.add_get("/api/c2c/health", health)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    print(f"crmgate: http listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    print("crmgate: grpc listening on none", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.exit(0)

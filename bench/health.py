@@ -1,0 +1,60 @@
+"""C2C health requests/s through the gateway on both call paths, beside a bare aiohttp
+JSON handler measured in the same run. Targets: in-process ≥ 60 % of bare, channel ≥ 12 %.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.wrk import requests_per_second
+from tests.support.processes import CrmgateProcess
+
+LOG_ENV = {"CRMGATE_LOG_LEVEL": "WARNING"}  # per-call log lines off: they'd measure the pipe
+
+
+def bare_server_rps(seconds: int) -> float:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.bare_json_server"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split()[-1]
+        requests_per_second(url + "/api/c2c/health", {}, seconds=1)  # warm up
+        return requests_per_second(url + "/api/c2c/health", {}, seconds=seconds)
+    finally:
+        process.terminate()
+        process.wait()
+
+
+def gateway_rps(calls: str, seconds: int) -> float:
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        CrmgateProcess.start(Path(data_dir), gateway_calls=calls, env=LOG_ENV) as server,
+    ):
+        server.admin("tenant", "create", "bench", "--host", "127.0.0.1")
+        key = server.admin("apikey", "create", "--tenant", "bench", "--kind", "c2c")
+        headers = {"X-Api-Version": "v1", "Authorization": f"Bearer {key}"}
+        url = server.http_url + "/api/c2c/health"
+        requests_per_second(url, headers, seconds=1)  # warm up (and fill the key cache)
+        return requests_per_second(url, headers, seconds=seconds)
+
+
+def main(seconds: int = 5) -> None:
+    bare = bare_server_rps(seconds)
+    in_process = gateway_rps("in-process", seconds)
+    channel = gateway_rps("channel", seconds)
+    print("C2C health, wrk -t1 -c32, requests/s (same run)")
+    print(f"  {'bare aiohttp JSON handler':<34}{bare:>10.0f}   100.0 %")
+    print(
+        f"  {'gateway, in-process calls':<34}{in_process:>10.0f}   {in_process / bare:6.1%}   target ≥ 60 %"
+    )
+    print(
+        f"  {'gateway, grpc.aio channel':<34}{channel:>10.0f}   {channel / bare:6.1%}   target ≥ 12 %"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""`make bench`: every benchmark, each printing its figures beside a baseline from the same run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import health
+
+if __name__ == "__main__":
+    health.main()

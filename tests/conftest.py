@@ -1,0 +1,87 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL) and real crmgate processes."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import peewee
+import pytest
+
+from server.store.db import database, open_database
+from server.store.migrations import migrate
+from tests.support.processes import CrmgateProcess
+
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+
+
+def _postgres_admin() -> object | None:
+    import psycopg2
+
+    try:
+        connection = psycopg2.connect(dbname="test", connect_timeout=3, **POSTGRES)
+    except psycopg2.OperationalError as error:
+        sys.stderr.write(f"\n*** PostgreSQL at 127.0.0.1:5432 did not answer ({error}) ***\n")
+        return None
+    connection.autocommit = True
+    return connection
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[object]:
+    connection = _postgres_admin()
+    if connection is None:
+        pytest.skip("NO POSTGRESQL ANSWERS AT 127.0.0.1:5432: PostgreSQL store tests skipped")
+    yield connection
+    connection.close()
+
+
+def create_postgres_database(admin: object) -> str:
+    name = f"crmgate_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    return name
+
+
+def drop_postgres_database(admin: object, name: str) -> None:
+    with admin.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database of each kind crmgate supports."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/crmgate.sqlite3"
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    name = create_postgres_database(admin)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        drop_postgres_database(admin, name)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[peewee.Database]:
+    """The models bound to a migrated database of each kind."""
+    db = open_database(database_url)
+    database.initialize(db)
+    migrate(db)
+    yield db
+    db.close()
+
+
+@pytest.fixture(scope="module", params=["in-process", "channel"])
+def crmgate(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CrmgateProcess]:
+    """A real `crmgate serve` on free ports, once per way the gateway calls services."""
+    data_dir = tmp_path_factory.mktemp("crmgate")
+    with CrmgateProcess.start(data_dir, gateway_calls=request.param) as process:
+        yield process
