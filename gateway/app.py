@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -50,33 +50,55 @@ class Gateway:
                 return surface
         return self._fallback
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    def handler(self, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        """The aiohttp handler of one annotated route."""
+        surface = self._owners.get(route.service) or self.surface_for_path(route.path.template)
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            try:
+                values = route.path.field_values(request.match_info)
+                return await self.dispatch(request, route, surface, values)
+            except CallFailed as failure:
+                return surface.render_error(request, failure.status)
+
+        return handle
+
+    async def unrouted(self, request: web.Request) -> web.StreamResponse:
+        """Requests no route took: tell 'no such path' from 'wrong verb', in the format of
+        the surface that owns the path."""
         surface = self.surface_for_path(request.path)
         try:
             route, values = self._router.match(request.method, request.rel_url.raw_path)
-            surface = self._owners.get(route.service, surface)
-            metadata = surface.call_metadata(request, route)
-            body = await read_json(request) if route.body else None
-            try:
-                message = build_request(
-                    route, values, request.query.items(), body, surface.json_options
-                )
-            except TranscodeError as error:
-                raise CallFailed(
-                    build_status(
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                        "The given data was invalid.",
-                        INVALID_REQUEST,
-                        [(v.field, v.message) for v in error.violations],
-                    )
-                ) from None
-            del body
-            response = await self._caller.call(
-                route.full_method, message, metadata, route.response_type
+            # HEAD on a GET route lands here (aiohttp routes GET exactly).
+            return await self.dispatch(
+                request, route, self._owners.get(route.service, surface), values
             )
-            return surface.render(request, route, response)
         except CallFailed as failure:
             return surface.render_error(request, failure.status)
+
+    async def dispatch(
+        self, request: web.Request, route: Route, surface: Surface, values: dict[str, str]
+    ) -> web.StreamResponse:
+        metadata = surface.call_metadata(request, route)
+        body = await read_json(request) if route.body else None
+        try:
+            message = build_request(
+                route, values, request.query.items(), body, surface.json_options
+            )
+        except TranscodeError as error:
+            raise CallFailed(
+                build_status(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    "The given data was invalid.",
+                    INVALID_REQUEST,
+                    [(v.field, v.message) for v in error.violations],
+                )
+            ) from None
+        del body
+        response = await self._caller.call(
+            route.full_method, message, metadata, route.response_type
+        )
+        return surface.render(request, route, response)
 
 
 async def read_json(request: web.Request) -> Any:
@@ -108,11 +130,14 @@ def build_app(
 ) -> web.Application:
     """The gateway app: `extra_routes` (non-RPC endpoints such as object storage) first,
     then every annotated RPC route through one dispatcher."""
-    gateway = Gateway(caller, surfaces, discover_routes(files))
+    routes = discover_routes(files)
+    gateway = Gateway(caller, surfaces, routes)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[CALLER_KEY] = caller
     app.router.add_routes(list(extra_routes))
-    app.router.add_route("*", "/{tail:.*}", gateway.handle)
+    for route in routes:
+        app.router.add_route(route.http_method, route.path.router_path(), gateway.handler(route))
+    app.router.add_route("*", "/{tail:.*}", gateway.unrouted)
 
     async def close_caller(app: web.Application) -> None:
         await caller.close()

@@ -66,7 +66,7 @@ class PathTemplate:
         pattern: list[str] = []
         literals = 0
         position = 0
-        for match in re.finditer(r"\{([^}=]+)(?:=([^}]*))?\}", template):
+        for match in _VARIABLE.finditer(template):
             literal = template[position : match.start()]
             literals += sum(1 for part in literal.split("/") if part and part not in ("*", "**"))
             pattern.append(_segments_regex(literal))
@@ -83,7 +83,25 @@ class PathTemplate:
         found = self.regex.match(path)
         if found is None:
             return None
-        return {self.variables[name]: value for name, value in found.groupdict().items()}
+        return self.field_values(found.groupdict())
+
+    def field_values(self, groups: Mapping[str, str]) -> dict[str, str]:
+        """Regex group values (`v0`, `v1`, …) keyed by the request fields they fill."""
+        return {self.variables[name]: value for name, value in groups.items()}
+
+    def router_path(self) -> str:
+        """The template in aiohttp's `{name:regex}` route syntax, with the same groups."""
+        parts = []
+        position = 0
+        for index, match in enumerate(_VARIABLE.finditer(self.template)):
+            parts.append(self.template[position : match.start()])
+            parts.append(f"{{v{index}:{_segments_regex(match.group(2) or '*')}}}")
+            position = match.end()
+        parts.append(self.template[position:])
+        return "".join(parts)
+
+
+_VARIABLE = re.compile(r"\{([^}=]+)(?:=([^}]*))?\}")
 
 
 def _segments_regex(text: str) -> str:
@@ -507,11 +525,95 @@ def response_payload(route: Route, message: Message, options: JsonOptions) -> An
 
 
 def message_to_json(message: Message, options: JsonOptions) -> dict[str, Any]:
-    return json_format.MessageToDict(
-        message,
-        always_print_fields_with_no_presence=True,
-        preserving_proto_field_name=not options.use_json_names,
-    )
+    """Proto3 JSON for a message, printing fields without presence even when default.
+
+    The same output as json_format.MessageToDict(always_print_fields_with_no_presence=True),
+    from a per-type plan compiled once: the hot path (every response) skips the library's
+    generic reflection.
+    """
+    return _writer(message.DESCRIPTOR, options.use_json_names)(message)
+
+
+_Writer = Callable[[Message], dict[str, Any]]
+_writers: dict[tuple[str, bool], _Writer] = {}
+
+
+def _writer(descriptor: Descriptor, use_json_names: bool) -> _Writer:
+    cache_key = (descriptor.full_name, use_json_names)
+    writer = _writers.get(cache_key)
+    if writer is not None:
+        return writer
+    if descriptor.file.package == "google.protobuf":
+        # Well-known types have special JSON forms; the library knows them.
+        def writer(message: Message) -> Any:
+            return json_format.MessageToDict(
+                message,
+                always_print_fields_with_no_presence=True,
+                preserving_proto_field_name=not use_json_names,
+            )
+
+        _writers[cache_key] = writer
+        return writer
+    plan = [
+        (
+            fd.name,
+            fd.json_name if use_json_names else fd.name,
+            fd.has_presence,
+            _value_writer(fd, use_json_names),
+        )
+        for fd in descriptor.fields
+    ]
+
+    def writer(message: Message) -> dict[str, Any]:
+        document: dict[str, Any] = {}
+        for name, key, has_presence, convert in plan:
+            if has_presence and not message.HasField(name):
+                continue
+            document[key] = convert(getattr(message, name))
+        return document
+
+    _writers[cache_key] = writer
+    return writer
+
+
+def _value_writer(fd: FieldDescriptor, use_json_names: bool) -> Callable[[Any], Any]:
+    if fd.message_type is not None and fd.message_type.GetOptions().map_entry:
+        value_fd = fd.message_type.fields_by_name["value"]
+        convert_value = _single_writer(value_fd, use_json_names)
+        return lambda container: {str(k): convert_value(v) for k, v in container.items()}
+    convert = _single_writer(fd, use_json_names)
+    if fd.is_repeated:
+        return lambda container: [convert(item) for item in container]
+    return convert
+
+
+def _single_writer(fd: FieldDescriptor, use_json_names: bool) -> Callable[[Any], Any]:
+    kind = fd.type
+    if kind == FieldDescriptor.TYPE_MESSAGE:
+        descriptor = fd.message_type
+        return lambda value: _writer(descriptor, use_json_names)(value)
+    if kind in _INT64_TYPES:
+        return str
+    if kind == FieldDescriptor.TYPE_BYTES:
+        return lambda value: base64.b64encode(value).decode("ascii")
+    if kind == FieldDescriptor.TYPE_ENUM:
+        names = {value.number: value.name for value in fd.enum_type.values}
+        return lambda value: names.get(value, value)
+    if kind in _FLOAT_TYPES:
+        return _float_json
+    return _identity
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _float_json(value: float) -> Any:
+    if value != value:
+        return "NaN"
+    if value in (float("inf"), float("-inf")):
+        return "Infinity" if value > 0 else "-Infinity"
+    return value
 
 
 def is_http_body(route: Route) -> bool:

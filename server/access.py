@@ -56,11 +56,17 @@ def api_key_verifier(verifier: KeyVerifier, kind: str) -> CredentialVerifier:
     return verify
 
 
+def required_credential(method: str) -> str | None:
+    """The credential kind a method (`/package.Service/Method`) needs."""
+    return SERVICE_CREDENTIALS.get(method.lstrip("/").partition("/")[0])
+
+
 class Authenticator:
     """The pipeline's authentication step."""
 
     def __init__(self, verifiers: Mapping[str, CredentialVerifier]) -> None:
         self._verifiers = dict(verifiers)
+        self._kinds: dict[str, str | None] = {}
 
     def register(self, kind: str, verifier: CredentialVerifier) -> None:
         self._verifiers[kind] = verifier
@@ -68,8 +74,9 @@ class Authenticator:
     async def __call__(self, method: str, metadata: Mapping[str, str]) -> Principal | None:
         if method in PUBLIC_METHODS:
             return None
-        service = method.lstrip("/").partition("/")[0]
-        kind = SERVICE_CREDENTIALS.get(service)
+        kind = self._kinds.get(method)
+        if kind is None:
+            kind = self._kinds[method] = required_credential(method)
         verifier = self._verifiers.get(kind) if kind else None
         principal = await verifier(metadata) if verifier else None
         if principal is None:

@@ -188,3 +188,23 @@ def test_proto_names_and_defaults_in_responses(routes: dict[str, Route]) -> None
         "big": "0",
         "labels": {},
     }
+
+
+def test_response_json_matches_the_protobuf_library(routes: dict[str, Route]) -> None:
+    from google.protobuf import json_format
+
+    body = {
+        "Count": -3,
+        "Flag": True,
+        "Items": [{"Name": "a", "Content": "aGk="}, {}],
+        "Labels": {"k": "v", "x": ""},
+        "Big": "-9007199254740993",
+    }
+    message = build_request(routes["Put"], {"id": "x1"}, [], body, JsonOptions())
+    for use_json_names in (True, False):
+        expected = json_format.MessageToDict(
+            message,
+            always_print_fields_with_no_presence=True,
+            preserving_proto_field_name=not use_json_names,
+        )
+        assert message_to_json(message, JsonOptions(use_json_names=use_json_names)) == expected

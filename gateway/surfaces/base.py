@@ -34,8 +34,8 @@ def reject(code: grpc.StatusCode, reason: str, message: str) -> CallFailed:
     return CallFailed(build_status(code, message, reason))
 
 
-def dump_json(document: Any) -> str:
-    return json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+#: One encoder for every response: json.dumps with options builds a new one per call.
+dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def json_response(document: Any, status: int = 200) -> web.Response:

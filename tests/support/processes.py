@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,12 +42,88 @@ def run_admin(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> 
 
 
 @dataclass
-class CrmgateProcess:
+class Launched:
+    """One crmgate process and what it printed, its listening addresses read off that."""
+
     process: subprocess.Popen[str]
+    output: list[str]
+    addresses: dict[str, str]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                raise AssertionError("crmgate did not stop on SIGTERM") from None
+
+
+@contextmanager
+def launched(
+    *args: str, expect: frozenset[str], env: dict[str, str] | None = None
+) -> Iterator[Launched]:
+    """Run `crmgate ARGS` until it announces every address in `expect` ('grpc', 'http')."""
+    process = subprocess.Popen(
+        crmgate_command(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    output: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            output.append(line)
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    found: dict[str, str] = {}
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while not expect <= found.keys():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or process.poll() is not None:
+            process.kill()
+            raise AssertionError("crmgate did not start:\n" + "".join(output))
+        try:
+            match = LISTENING.search(lines.get(timeout=remaining))
+        except queue.Empty:
+            continue
+        if match:
+            found[match.group(1)] = match.group(2)
+    running = Launched(process, output, found)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def wait_until_answering(http_url: str) -> None:
+    """Poll the gateway until it answers (any HTTP status), within the deadline."""
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while True:
+        try:
+            urllib.request.urlopen(http_url + "/api/c2c/health", timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # it answered; 400 without headers is an answer
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@dataclass
+class CrmgateProcess:
+    """A running crmgate deployment: `serve` alone, or `server` + `gateway` (split)."""
+
     data_dir: Path
     http_url: str
     grpc_target: str
-    output: list[str]
+    processes: list[Launched]
 
     @classmethod
     @contextmanager
@@ -59,83 +135,59 @@ class CrmgateProcess:
         extra: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
     ) -> Iterator[CrmgateProcess]:
-        process = subprocess.Popen(
-            crmgate_command(
-                "serve",
-                "--http-port",
-                "0",
-                "--grpc-port",
-                "0",
-                "--data-dir",
-                str(data_dir),
-                "--gateway-calls",
-                gateway_calls,
-                *extra,
-            ),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        output: list[str] = []
+        """`crmgate serve` on free ports (`gateway_calls`: in-process or channel)."""
+        args = ("serve", "--http-port", "0", "--grpc-port", "0", "--data-dir", str(data_dir))
+        with launched(
+            *args,
+            "--gateway-calls",
+            gateway_calls,
+            *extra,
+            expect=frozenset({"grpc", "http"}),
+            env=env,
+        ) as serve:
+            wait_until_answering(serve.addresses["http"])
+            yield cls(data_dir, serve.addresses["http"], serve.addresses["grpc"], [serve])
 
-        def pump() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                output.append(line)
-                lines.put(line)
+    @classmethod
+    @contextmanager
+    def start_split(
+        cls, data_dir: Path, *, env: dict[str, str] | None = None
+    ) -> Iterator[CrmgateProcess]:
+        """`crmgate server` and `crmgate gateway --grpc-target` as two processes."""
+        with ExitStack() as stack:
+            server = stack.enter_context(
+                launched(
+                    "server",
+                    "--grpc-port",
+                    "0",
+                    "--data-dir",
+                    str(data_dir),
+                    expect=frozenset({"grpc"}),
+                    env=env,
+                )
+            )
+            gateway = stack.enter_context(
+                launched(
+                    "gateway",
+                    "--grpc-target",
+                    server.addresses["grpc"],
+                    "--http-port",
+                    "0",
+                    expect=frozenset({"http"}),
+                    env=env,
+                )
+            )
+            wait_until_answering(gateway.addresses["http"])
+            yield cls(
+                data_dir, gateway.addresses["http"], server.addresses["grpc"], [server, gateway]
+            )
 
-        threading.Thread(target=pump, daemon=True).start()
-        found: dict[str, str] = {}
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while len(found) < 2:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or process.poll() is not None:
-                process.kill()
-                raise AssertionError("crmgate did not start:\n" + "".join(output))
-            try:
-                match = LISTENING.search(lines.get(timeout=remaining))
-            except queue.Empty:
-                continue
-            if match:
-                found[match.group(1)] = match.group(2)
-        server = cls(process, data_dir, found["http"], found["grpc"], output)
-        try:
-            server.wait_until_answering()
-            yield server
-        finally:
-            server.stop()
-
-    def wait_until_answering(self) -> None:
-        """Poll the gateway until it answers (any HTTP status), within the deadline."""
-        deadline = time.monotonic() + STARTUP_DEADLINE
-        while True:
-            try:
-                urllib.request.urlopen(self.http_url + "/api/c2c/health", timeout=2)
-                return
-            except urllib.error.HTTPError:
-                return  # it answered; 400 without headers is an answer
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                raise AssertionError("crmgate did not stop on SIGTERM") from None
+    @property
+    def output(self) -> list[str]:
+        return [line for launched in self.processes for line in launched.output]
 
     def admin(self, *args: str) -> str:
         return run_admin(self.data_dir, *args)
 
     def log_records(self) -> list[dict[str, object]]:
-        records = []
-        for line in self.output:
-            if line.startswith("{"):
-                records.append(json.loads(line))
-        return records
+        return [json.loads(line) for line in self.output if line.startswith("{")]
