@@ -13,7 +13,7 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as apply_operations
 
-from server.store.models import ApiKey, BaseModel, Contact, Tenant, TenantHost, utcnow
+from server.store.models import ApiKey, BaseModel, Contact, Media, Tenant, TenantHost, utcnow
 
 
 class SchemaVersion(BaseModel):
@@ -56,6 +56,7 @@ def add_columns(model: type[BaseModel], *names: str) -> Callable[[peewee.Databas
 
 MIGRATIONS: list[Migration] = [
     (1, "core tables", create_tables(Tenant, TenantHost, ApiKey, Contact)),
+    (2, "contact media", create_tables(Media)),
 ]
 
 

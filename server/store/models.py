@@ -77,3 +77,28 @@ class Contact(BaseModel):
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
+
+
+class Media(BaseModel):
+    """A stored file attached to a contact, in a named collection (C2C uses "default").
+
+    Written only after its file is safely in storage, and in the same transaction as the
+    other files of its request, so a request's media appear all together or not at all.
+    """
+
+    uuid = peewee.UUIDField(default=uuid.uuid4, unique=True)
+    tenant = peewee.ForeignKeyField(Tenant, backref="media", on_delete="CASCADE")
+    contact = peewee.ForeignKeyField(Contact, backref="media", on_delete="CASCADE")
+    collection = peewee.CharField(max_length=64, default="default")
+    disk = peewee.CharField(max_length=32, default="public")
+    name = peewee.CharField(max_length=255)  # the stored name, e.g. photo.webp
+    file_name = peewee.CharField(max_length=255)  # the name in storage (sanitized)
+    storage_key = peewee.CharField(max_length=512, unique=True)
+    mime_type = peewee.CharField(max_length=127)
+    size = peewee.IntegerField()
+    sha256 = peewee.CharField(max_length=64)
+    custom_properties = peewee.TextField(default="{}")  # JSON: alt, description
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("contact", "collection", "created_at"), False),)

@@ -3,8 +3,10 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -78,3 +80,378 @@ class HealthStatus(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HealthStatus: _TypeAlias = HealthStatus  # noqa: Y015
+
+@_typing.final
+class AttachAssetsRequest(_message.Message):
+    """AttachAssetsRequest is the documented body of POST /api/c2c/contacts/assets."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """The contact's email; matched trimmed and case-insensitively."""
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___AssetUpload]:
+        """The files to attach, 1 to 10, in the order the response lists them."""
+
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        files: _abc.Iterable[Global___AssetUpload] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "files", b"files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachAssetsRequest: _TypeAlias = AttachAssetsRequest  # noqa: Y015
+
+@_typing.final
+class AssetUpload(_message.Message):
+    """AssetUpload is one file of an AttachAssetsRequest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILENAME_FIELD_NUMBER: _builtins.int
+    MIME_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    ALT_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    filename: _builtins.str
+    """The file's logical name; only its base name is kept. At most 255 characters."""
+    mime_type: _builtins.str
+    """The declared MIME type: one of the allowed types, and matching the content."""
+    content: _builtins.bytes
+    """The file's bytes (base64 in the REST body, optionally as a data URI)."""
+    alt: _builtins.str
+    """Accessibility text, at most 255 characters."""
+    description: _builtins.str
+    """A description, at most 1000 characters."""
+    def __init__(
+        self,
+        *,
+        filename: _builtins.str = ...,
+        mime_type: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+        alt: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alt", b"alt", "content", b"content", "description", b"description", "filename", b"filename", "mime_type", b"mime_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssetUpload: _TypeAlias = AssetUpload  # noqa: Y015
+
+@_typing.final
+class AttachAssetsResponse(_message.Message):
+    """AttachAssetsResponse is the documented 201 body."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def data(self) -> Global___AttachedAssets:
+        """The contact and the assets created."""
+
+    def __init__(
+        self,
+        *,
+        data: Global___AttachedAssets | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachAssetsResponse: _TypeAlias = AttachAssetsResponse  # noqa: Y015
+
+@_typing.final
+class AttachedAssets(_message.Message):
+    """AttachedAssets names the contact and the assets stored for it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_FIELD_NUMBER: _builtins.int
+    ASSETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def contact(self) -> Global___ContactReference:
+        """The contact the files were attached to."""
+
+    @_builtins.property
+    def assets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Asset]:
+        """The stored assets, in request order."""
+
+    def __init__(
+        self,
+        *,
+        contact: Global___ContactReference | None = ...,
+        assets: _abc.Iterable[Global___Asset] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assets", b"assets", "contact", b"contact"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AttachedAssets: _TypeAlias = AttachedAssets  # noqa: Y015
+
+@_typing.final
+class ContactReference(_message.Message):
+    """ContactReference identifies a contact."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UUID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    uuid: _builtins.str
+    """The contact's UUID."""
+    email: _builtins.str
+    """The contact's email, as stored."""
+    def __init__(
+        self,
+        *,
+        uuid: _builtins.str = ...,
+        email: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "uuid", b"uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContactReference: _TypeAlias = ContactReference  # noqa: Y015
+
+@_typing.final
+class Asset(_message.Message):
+    """Asset describes one stored media file."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UUID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    MIME_TYPE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    uuid: _builtins.str
+    """The media record's UUID."""
+    name: _builtins.str
+    """The stored file name (raster images take the .webp extension)."""
+    mime_type: _builtins.str
+    """The MIME type of the stored bytes."""
+    type: _builtins.str
+    """"image" for image/* types, else "file"."""
+    size: _builtins.int
+    """The stored size in bytes."""
+    created_at: _builtins.str
+    """When it was stored, UTC, as "YYYY-mm-dd HH:ii:ss"."""
+    def __init__(
+        self,
+        *,
+        uuid: _builtins.str = ...,
+        name: _builtins.str = ...,
+        mime_type: _builtins.str = ...,
+        type: _builtins.str = ...,
+        size: _builtins.int = ...,
+        created_at: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "mime_type", b"mime_type", "name", b"name", "size", b"size", "type", b"type", "uuid", b"uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Asset: _TypeAlias = Asset  # noqa: Y015
+
+@_typing.final
+class AssetDetails(_message.Message):
+    """AssetDetails is an asset with what internal callers may also need."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSET_FIELD_NUMBER: _builtins.int
+    CONTACT_UUID_FIELD_NUMBER: _builtins.int
+    COLLECTION_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    ALT_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    contact_uuid: _builtins.str
+    """The UUID of the contact the asset belongs to."""
+    collection: _builtins.str
+    """The media collection ("default" for C2C uploads)."""
+    sha256: _builtins.str
+    """Hex SHA-256 of the stored bytes."""
+    alt: _builtins.str
+    """Accessibility text given at upload."""
+    description: _builtins.str
+    """Description given at upload."""
+    url: _builtins.str
+    """The absolute public URL that serves the file."""
+    @_builtins.property
+    def asset(self) -> Global___Asset:
+        """The asset as the public API describes it."""
+
+    def __init__(
+        self,
+        *,
+        asset: Global___Asset | None = ...,
+        contact_uuid: _builtins.str = ...,
+        collection: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+        alt: _builtins.str = ...,
+        description: _builtins.str = ...,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["asset", b"asset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alt", b"alt", "asset", b"asset", "collection", b"collection", "contact_uuid", b"contact_uuid", "description", b"description", "sha256", b"sha256", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssetDetails: _TypeAlias = AssetDetails  # noqa: Y015
+
+@_typing.final
+class ListContactAssetsRequest(_message.Message):
+    """ListContactAssetsRequest names the contact whose media to list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_UUID_FIELD_NUMBER: _builtins.int
+    contact_uuid: _builtins.str
+    """The contact's UUID."""
+    def __init__(
+        self,
+        *,
+        contact_uuid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact_uuid", b"contact_uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListContactAssetsRequest: _TypeAlias = ListContactAssetsRequest  # noqa: Y015
+
+@_typing.final
+class ListContactAssetsResponse(_message.Message):
+    """ListContactAssetsResponse lists a contact's media."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def assets(self) -> _containers.RepeatedCompositeFieldContainer[Global___AssetDetails]:
+        """The assets, newest first."""
+
+    def __init__(
+        self,
+        *,
+        assets: _abc.Iterable[Global___AssetDetails] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assets", b"assets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListContactAssetsResponse: _TypeAlias = ListContactAssetsResponse  # noqa: Y015
+
+@_typing.final
+class GetAssetRequest(_message.Message):
+    """GetAssetRequest names an asset."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UUID_FIELD_NUMBER: _builtins.int
+    INCLUDE_CONTENT_FIELD_NUMBER: _builtins.int
+    uuid: _builtins.str
+    """The asset's UUID."""
+    include_content: _builtins.bool
+    """Whether to return the stored bytes too."""
+    def __init__(
+        self,
+        *,
+        uuid: _builtins.str = ...,
+        include_content: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_content", b"include_content", "uuid", b"uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAssetRequest: _TypeAlias = GetAssetRequest  # noqa: Y015
+
+@_typing.final
+class GetAssetResponse(_message.Message):
+    """GetAssetResponse holds an asset's metadata and, when asked, its bytes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSET_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    content: _builtins.bytes
+    """The stored bytes, when include_content was set."""
+    @_builtins.property
+    def asset(self) -> Global___AssetDetails:
+        """The asset's metadata."""
+
+    def __init__(
+        self,
+        *,
+        asset: Global___AssetDetails | None = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["asset", b"asset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset", b"asset", "content", b"content"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetAssetResponse: _TypeAlias = GetAssetResponse  # noqa: Y015
+
+@_typing.final
+class DeleteAssetRequest(_message.Message):
+    """DeleteAssetRequest names the asset to delete."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UUID_FIELD_NUMBER: _builtins.int
+    uuid: _builtins.str
+    """The asset's UUID."""
+    def __init__(
+        self,
+        *,
+        uuid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["uuid", b"uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAssetRequest: _TypeAlias = DeleteAssetRequest  # noqa: Y015
+
+@_typing.final
+class DeleteAssetResponse(_message.Message):
+    """DeleteAssetResponse confirms a deletion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteAssetResponse: _TypeAlias = DeleteAssetResponse  # noqa: Y015

@@ -42,6 +42,26 @@ class ContactAssetsStub:
                 request_serializer=c2c_dot_v1_dot_contact__assets__pb2.HealthRequest.SerializeToString,
                 response_deserializer=c2c_dot_v1_dot_contact__assets__pb2.HealthResponse.FromString,
                 _registered_method=True)
+        self.AttachAssets = channel.unary_unary(
+                '/c2c.v1.ContactAssets/AttachAssets',
+                request_serializer=c2c_dot_v1_dot_contact__assets__pb2.AttachAssetsRequest.SerializeToString,
+                response_deserializer=c2c_dot_v1_dot_contact__assets__pb2.AttachAssetsResponse.FromString,
+                _registered_method=True)
+        self.ListContactAssets = channel.unary_unary(
+                '/c2c.v1.ContactAssets/ListContactAssets',
+                request_serializer=c2c_dot_v1_dot_contact__assets__pb2.ListContactAssetsRequest.SerializeToString,
+                response_deserializer=c2c_dot_v1_dot_contact__assets__pb2.ListContactAssetsResponse.FromString,
+                _registered_method=True)
+        self.GetAsset = channel.unary_unary(
+                '/c2c.v1.ContactAssets/GetAsset',
+                request_serializer=c2c_dot_v1_dot_contact__assets__pb2.GetAssetRequest.SerializeToString,
+                response_deserializer=c2c_dot_v1_dot_contact__assets__pb2.GetAssetResponse.FromString,
+                _registered_method=True)
+        self.DeleteAsset = channel.unary_unary(
+                '/c2c.v1.ContactAssets/DeleteAsset',
+                request_serializer=c2c_dot_v1_dot_contact__assets__pb2.DeleteAssetRequest.SerializeToString,
+                response_deserializer=c2c_dot_v1_dot_contact__assets__pb2.DeleteAssetResponse.FromString,
+                _registered_method=True)
 
 
 class ContactAssetsServicer:
@@ -58,6 +78,38 @@ class ContactAssetsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttachAssets(self, request, context):
+        """AttachAssets stores 1–10 files as media of an existing contact, found by
+        email. All or nothing: either every file is stored or none is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListContactAssets(self, request, context):
+        """ListContactAssets lists the media of a contact, newest first. For internal
+        callers: it has no REST binding.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAsset(self, request, context):
+        """GetAsset returns one asset's metadata and, on request, its stored bytes.
+        For internal callers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAsset(self, request, context):
+        """DeleteAsset removes an asset's record and its stored file. For internal
+        callers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContactAssetsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -65,6 +117,26 @@ def add_ContactAssetsServicer_to_server(servicer, server):
                     servicer.Health,
                     request_deserializer=c2c_dot_v1_dot_contact__assets__pb2.HealthRequest.FromString,
                     response_serializer=c2c_dot_v1_dot_contact__assets__pb2.HealthResponse.SerializeToString,
+            ),
+            'AttachAssets': grpc.unary_unary_rpc_method_handler(
+                    servicer.AttachAssets,
+                    request_deserializer=c2c_dot_v1_dot_contact__assets__pb2.AttachAssetsRequest.FromString,
+                    response_serializer=c2c_dot_v1_dot_contact__assets__pb2.AttachAssetsResponse.SerializeToString,
+            ),
+            'ListContactAssets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListContactAssets,
+                    request_deserializer=c2c_dot_v1_dot_contact__assets__pb2.ListContactAssetsRequest.FromString,
+                    response_serializer=c2c_dot_v1_dot_contact__assets__pb2.ListContactAssetsResponse.SerializeToString,
+            ),
+            'GetAsset': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAsset,
+                    request_deserializer=c2c_dot_v1_dot_contact__assets__pb2.GetAssetRequest.FromString,
+                    response_serializer=c2c_dot_v1_dot_contact__assets__pb2.GetAssetResponse.SerializeToString,
+            ),
+            'DeleteAsset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAsset,
+                    request_deserializer=c2c_dot_v1_dot_contact__assets__pb2.DeleteAssetRequest.FromString,
+                    response_serializer=c2c_dot_v1_dot_contact__assets__pb2.DeleteAssetResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -97,6 +169,114 @@ class ContactAssets:
             '/c2c.v1.ContactAssets/Health',
             c2c_dot_v1_dot_contact__assets__pb2.HealthRequest.SerializeToString,
             c2c_dot_v1_dot_contact__assets__pb2.HealthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachAssets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/c2c.v1.ContactAssets/AttachAssets',
+            c2c_dot_v1_dot_contact__assets__pb2.AttachAssetsRequest.SerializeToString,
+            c2c_dot_v1_dot_contact__assets__pb2.AttachAssetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListContactAssets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/c2c.v1.ContactAssets/ListContactAssets',
+            c2c_dot_v1_dot_contact__assets__pb2.ListContactAssetsRequest.SerializeToString,
+            c2c_dot_v1_dot_contact__assets__pb2.ListContactAssetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAsset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/c2c.v1.ContactAssets/GetAsset',
+            c2c_dot_v1_dot_contact__assets__pb2.GetAssetRequest.SerializeToString,
+            c2c_dot_v1_dot_contact__assets__pb2.GetAssetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAsset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/c2c.v1.ContactAssets/DeleteAsset',
+            c2c_dot_v1_dot_contact__assets__pb2.DeleteAssetRequest.SerializeToString,
+            c2c_dot_v1_dot_contact__assets__pb2.DeleteAssetResponse.FromString,
             options,
             channel_credentials,
             insecure,

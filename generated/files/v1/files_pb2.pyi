@@ -143,3 +143,386 @@ class DownloadLink(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DownloadLink: _TypeAlias = DownloadLink  # noqa: Y015
+
+@_typing.final
+class CompleteUploadRequest(_message.Message):
+    """CompleteUploadRequest describes an object storage has just stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    """The bucket the object landed in."""
+    key: _builtins.str
+    """The object's key."""
+    content_type: _builtins.str
+    """The Content-Type the form declared."""
+    size: _builtins.int
+    """The stored size in bytes."""
+    etag: _builtins.str
+    """The object's ETag (quoted hex MD5, as S3 gives it)."""
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        key: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size: _builtins.int = ...,
+        etag: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "content_type", b"content_type", "etag", b"etag", "key", b"key", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteUploadRequest: _TypeAlias = CompleteUploadRequest  # noqa: Y015
+
+@_typing.final
+class CompleteUploadResponse(_message.Message):
+    """CompleteUploadResponse confirms the upload was recorded."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteUploadResponse: _TypeAlias = CompleteUploadResponse  # noqa: Y015
+
+@_typing.final
+class ResolveDownloadRequest(_message.Message):
+    """ResolveDownloadRequest carries a download URL's token."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The token from the download URL."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveDownloadRequest: _TypeAlias = ResolveDownloadRequest  # noqa: Y015
+
+@_typing.final
+class ResolveDownloadResponse(_message.Message):
+    """ResolveDownloadResponse names the object a valid token grants."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    """The bucket holding the object."""
+    key: _builtins.str
+    """The object's key."""
+    filename: _builtins.str
+    """The file name to offer in Content-Disposition."""
+    content_type: _builtins.str
+    """The stored Content-Type."""
+    size: _builtins.int
+    """The stored size in bytes."""
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        key: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "content_type", b"content_type", "filename", b"filename", "key", b"key", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResolveDownloadResponse: _TypeAlias = ResolveDownloadResponse  # noqa: Y015
+
+@_typing.final
+class EmailAttachment(_message.Message):
+    """EmailAttachment references an uploaded file by its download URL."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """A download URL returned by CreateUpload, of a completed upload."""
+    filename: _builtins.str
+    """The attachment's file name."""
+    size: _builtins.int
+    """The attachment's size in bytes (a JSON number, hence 32 bits)."""
+    content_type: _builtins.str
+    """The attachment's MIME type."""
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        filename: _builtins.str = ...,
+        size: _builtins.int = ...,
+        content_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "filename", b"filename", "size", b"size", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmailAttachment: _TypeAlias = EmailAttachment  # noqa: Y015
+
+@_typing.final
+class EmailActivity(_message.Message):
+    """EmailActivity is an email logged on a contact, in Close's shape."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    LEAD_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    BODY_TEXT_FIELD_NUMBER: _builtins.int
+    BODY_HTML_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    CC_FIELD_NUMBER: _builtins.int
+    BCC_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    DATE_CREATED_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The activity's id ("acti_…")."""
+    contact_id: _builtins.str
+    """The contact the email belongs to ("cont_…")."""
+    lead_id: _builtins.str
+    """The lead the email belongs to, as given by the caller."""
+    user_id: _builtins.str
+    """The user who sent or logged it, as given by the caller."""
+    direction: _builtins.str
+    """"incoming" or "outgoing"."""
+    status: _builtins.str
+    """"inbox", "draft", "scheduled", "outbox" or "sent"."""
+    subject: _builtins.str
+    """The subject line."""
+    body_text: _builtins.str
+    """The plain-text body."""
+    body_html: _builtins.str
+    """The HTML body."""
+    sender: _builtins.str
+    """The sender's address."""
+    date_created: _builtins.str
+    """When the activity was created (ISO-8601, UTC)."""
+    @_builtins.property
+    def to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Recipients."""
+
+    @_builtins.property
+    def cc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Carbon-copy recipients."""
+
+    @_builtins.property
+    def bcc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Blind carbon-copy recipients."""
+
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___EmailAttachment]:
+        """The attached files."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        contact_id: _builtins.str = ...,
+        lead_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        direction: _builtins.str = ...,
+        status: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        body_text: _builtins.str = ...,
+        body_html: _builtins.str = ...,
+        sender: _builtins.str = ...,
+        to: _abc.Iterable[_builtins.str] | None = ...,
+        cc: _abc.Iterable[_builtins.str] | None = ...,
+        bcc: _abc.Iterable[_builtins.str] | None = ...,
+        attachments: _abc.Iterable[Global___EmailAttachment] | None = ...,
+        date_created: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "bcc", b"bcc", "body_html", b"body_html", "body_text", b"body_text", "cc", b"cc", "contact_id", b"contact_id", "date_created", b"date_created", "direction", b"direction", "id", b"id", "lead_id", b"lead_id", "sender", b"sender", "status", b"status", "subject", b"subject", "to", b"to", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EmailActivity: _TypeAlias = EmailActivity  # noqa: Y015
+
+@_typing.final
+class CreateEmailActivityRequest(_message.Message):
+    """CreateEmailActivityRequest is the body of POST /activity/email/."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_ID_FIELD_NUMBER: _builtins.int
+    LEAD_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    SUBJECT_FIELD_NUMBER: _builtins.int
+    BODY_TEXT_FIELD_NUMBER: _builtins.int
+    BODY_HTML_FIELD_NUMBER: _builtins.int
+    SENDER_FIELD_NUMBER: _builtins.int
+    TO_FIELD_NUMBER: _builtins.int
+    CC_FIELD_NUMBER: _builtins.int
+    BCC_FIELD_NUMBER: _builtins.int
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    contact_id: _builtins.str
+    """The contact the email belongs to ("cont_…"); required."""
+    lead_id: _builtins.str
+    """The lead the email belongs to."""
+    user_id: _builtins.str
+    """The user who sent or logged it."""
+    direction: _builtins.str
+    """"incoming" or "outgoing"; defaults to "outgoing"."""
+    status: _builtins.str
+    """"inbox", "draft", "scheduled", "outbox" or "sent"; defaults to "draft"."""
+    subject: _builtins.str
+    """The subject line."""
+    body_text: _builtins.str
+    """The plain-text body."""
+    body_html: _builtins.str
+    """The HTML body."""
+    sender: _builtins.str
+    """The sender's address."""
+    @_builtins.property
+    def to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Recipients."""
+
+    @_builtins.property
+    def cc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Carbon-copy recipients."""
+
+    @_builtins.property
+    def bcc(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Blind carbon-copy recipients."""
+
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___EmailAttachment]:
+        """Files to attach, by download URL."""
+
+    def __init__(
+        self,
+        *,
+        contact_id: _builtins.str = ...,
+        lead_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        direction: _builtins.str = ...,
+        status: _builtins.str = ...,
+        subject: _builtins.str = ...,
+        body_text: _builtins.str = ...,
+        body_html: _builtins.str = ...,
+        sender: _builtins.str = ...,
+        to: _abc.Iterable[_builtins.str] | None = ...,
+        cc: _abc.Iterable[_builtins.str] | None = ...,
+        bcc: _abc.Iterable[_builtins.str] | None = ...,
+        attachments: _abc.Iterable[Global___EmailAttachment] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "bcc", b"bcc", "body_html", b"body_html", "body_text", b"body_text", "cc", b"cc", "contact_id", b"contact_id", "direction", b"direction", "lead_id", b"lead_id", "sender", b"sender", "status", b"status", "subject", b"subject", "to", b"to", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEmailActivityRequest: _TypeAlias = CreateEmailActivityRequest  # noqa: Y015
+
+@_typing.final
+class CreateEmailActivityResponse(_message.Message):
+    """CreateEmailActivityResponse holds the stored activity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def activity(self) -> Global___EmailActivity:
+        """The activity as stored."""
+
+    def __init__(
+        self,
+        *,
+        activity: Global___EmailActivity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateEmailActivityResponse: _TypeAlias = CreateEmailActivityResponse  # noqa: Y015
+
+@_typing.final
+class GetEmailActivityRequest(_message.Message):
+    """GetEmailActivityRequest names an activity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The activity's id ("acti_…")."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEmailActivityRequest: _TypeAlias = GetEmailActivityRequest  # noqa: Y015
+
+@_typing.final
+class GetEmailActivityResponse(_message.Message):
+    """GetEmailActivityResponse holds one activity."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVITY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def activity(self) -> Global___EmailActivity:
+        """The activity."""
+
+    def __init__(
+        self,
+        *,
+        activity: Global___EmailActivity | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity", b"activity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEmailActivityResponse: _TypeAlias = GetEmailActivityResponse  # noqa: Y015
