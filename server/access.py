@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import grpc
 
-from server.auth import KeyVerifier, Principal
+from server.auth import KeyVerifier, Principal, current_principal
 from server.errors import ApiError
 from server.pipeline import HOST_KEY
 from server.store.db import run_sync
@@ -54,6 +54,14 @@ def api_key_verifier(verifier: KeyVerifier, kind: str) -> CredentialVerifier:
         return await run_sync(verifier.verify, token, kind, host)
 
     return verify
+
+
+def require_principal() -> Principal:
+    """The caller of the current call; the pipeline has authenticated it already."""
+    principal = current_principal.get()
+    if principal is None:
+        raise ApiError(grpc.StatusCode.UNAUTHENTICATED, "unauthenticated", "Not authenticated.")
+    return principal
 
 
 def required_credential(method: str) -> str | None:

@@ -159,7 +159,7 @@ async def _serve(
         caller = ChannelCaller(f"{args.grpc_host}:{grpc_port}")
     else:
         caller = runtime.in_process_caller()
-    runner, http_url = await _start_gateway(caller, args, settings)
+    runner, http_url = await _start_gateway(caller, args, settings, runtime.storage_routes())
     if demo_key:
         announce_demo(http_url, demo_key)
     await _until_stopped()
@@ -197,9 +197,17 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def _start_gateway(
-    caller: Caller, args: argparse.Namespace, settings: Settings
+    caller: Caller,
+    args: argparse.Namespace,
+    settings: Settings,
+    extra_routes: list[web.RouteDef] | None = None,
 ) -> tuple[web.AppRunner, str]:
-    app = build_app(caller, default_surfaces(dev=settings.dev), FILE_DESCRIPTORS)
+    app = build_app(
+        caller,
+        default_surfaces(dev=settings.dev),
+        FILE_DESCRIPTORS,
+        extra_routes=extra_routes or [],
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, args.http_host, args.http_port)

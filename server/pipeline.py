@@ -28,6 +28,8 @@ log = logging.getLogger("crmgate.rpc")
 #: Metadata keys the gateway sets; internal gRPC callers may set them too.
 REQUEST_ID_KEY = "x-request-id"
 HOST_KEY = "x-crmgate-host"
+#: scheme://host of the HTTP request, for absolute links when CRMGATE_PUBLIC_URL is unset.
+BASE_URL_KEY = "x-crmgate-base-url"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 #: Request ids: a random per-process prefix and a counter — unique, and cheaper than uuid4

@@ -11,7 +11,10 @@ from c2c.v1 import contact_assets_pb2_grpc
 from crm.v1 import crm_pb2_grpc
 from files.v1 import files_pb2_grpc
 
+from server.config import Settings
 from server.services.contact_assets import ContactAssetsService
+from server.services.files import FilesService
+from server.storage_http import sign_upload_form
 
 
 @dataclass(frozen=True)
@@ -22,14 +25,17 @@ class Binding:
     servicer: Any
 
 
-def default_bindings() -> list[Binding]:
+def default_bindings(settings: Settings) -> list[Binding]:
     return [
         Binding(
             contact_assets_pb2_grpc.add_ContactAssetsServicer_to_server, ContactAssetsService()
         ),
+        Binding(
+            files_pb2_grpc.add_FilesServicer_to_server,
+            FilesService(settings.public_url, sign_upload_form),
+        ),
         # Declared in the contract, implemented by later work: every method answers
-        # UNIMPLEMENTED through the generated base classes.
-        Binding(files_pb2_grpc.add_FilesServicer_to_server, files_pb2_grpc.FilesServicer()),
+        # UNIMPLEMENTED through the generated base class.
         Binding(crm_pb2_grpc.add_CrmServicer_to_server, crm_pb2_grpc.CrmServicer()),
     ]
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import peewee
+from aiohttp import web
 
 from server.access import Authenticator, api_key_verifier
 from server.auth import KeyVerifier
@@ -14,6 +15,8 @@ from server.grpc_server import build_grpc_server
 from server.inprocess import InProcessCaller
 from server.pipeline import CallPipeline
 from server.registry import Binding, default_bindings, method_handlers
+from server.s3post.disk import BucketDirectory
+from server.storage_http import StorageRoutes
 from server.store.db import connect
 
 
@@ -33,10 +36,14 @@ class Runtime:
         authenticator = Authenticator(
             {kind: api_key_verifier(verifier, kind) for kind in ("c2c", "close")}
         )
-        return cls(settings, db, CallPipeline(authenticator), default_bindings())
+        return cls(settings, db, CallPipeline(authenticator), default_bindings(settings))
 
     async def grpc_server(self) -> grpc.aio.Server:
         return await build_grpc_server(self.pipeline, self.bindings)
+
+    def storage_routes(self) -> list[web.RouteDef]:
+        """Embedded object storage (uploads and download URLs), served beside the gateway."""
+        return StorageRoutes(BucketDirectory(self.settings.data_dir / "objects")).routes()
 
     def in_process_caller(self) -> InProcessCaller:
         return InProcessCaller(self.pipeline, method_handlers(self.bindings))

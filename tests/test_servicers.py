@@ -13,6 +13,7 @@ from google.protobuf.message import Message
 
 from server.access import Authenticator
 from server.auth import Principal, current_principal
+from server.config import Settings
 from server.errors import ApiError, CallFailed, error_info, field_violations, status_code
 from server.inprocess import InProcessCaller
 from server.pipeline import CallPipeline
@@ -89,7 +90,7 @@ def test_unexpected_errors_reveal_nothing() -> None:
 
 
 def test_unknown_and_unimplemented_methods(store: peewee.Database) -> None:
-    handlers = method_handlers(default_bindings())
+    handlers = method_handlers(default_bindings(Settings()))
     assert "/c2c.v1.ContactAssets/Health" in handlers
     caller = InProcessCaller(CallPipeline(Authenticator({})), handlers)
     for method in ("/nope.v1.Nope/Nothing", "/crm.v1.Crm/Authenticate"):
@@ -99,8 +100,6 @@ def test_unknown_and_unimplemented_methods(store: peewee.Database) -> None:
 
 
 def test_runtime_rejects_calls_without_credentials(store: peewee.Database, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from server.config import Settings
-
     runtime = Runtime.start(Settings(data_dir=tmp_path))
     with pytest.raises(CallFailed) as caught:
         asyncio.run(

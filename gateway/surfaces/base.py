@@ -70,6 +70,7 @@ class Surface:
         metadata = [
             ("x-request-id", request.headers.get("X-Request-Id") or new_request_id()),
             ("x-crmgate-host", request_host(request)),
+            ("x-crmgate-base-url", f"{request.scheme}://{request.headers.get('Host', '')}"),
         ]
         language = request.headers.get("Accept-Language")
         if language:

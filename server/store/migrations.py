@@ -13,7 +13,19 @@ import peewee
 from playhouse.migrate import SchemaMigrator
 from playhouse.migrate import migrate as apply_operations
 
-from server.store.models import ApiKey, BaseModel, Contact, Media, Tenant, TenantHost, utcnow
+from server.store.models import (
+    ApiKey,
+    BaseModel,
+    Contact,
+    EmailActivity,
+    EmailAttachment,
+    FileUpload,
+    Media,
+    ServiceSecret,
+    Tenant,
+    TenantHost,
+    utcnow,
+)
 
 
 class SchemaVersion(BaseModel):
@@ -57,6 +69,11 @@ def add_columns(model: type[BaseModel], *names: str) -> Callable[[peewee.Databas
 MIGRATIONS: list[Migration] = [
     (1, "core tables", create_tables(Tenant, TenantHost, ApiKey, Contact)),
     (2, "contact media", create_tables(Media)),
+    (
+        3,
+        "close files and email activities",
+        create_tables(FileUpload, EmailActivity, EmailAttachment, ServiceSecret),
+    ),
 ]
 
 

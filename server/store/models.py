@@ -102,3 +102,53 @@ class Media(BaseModel):
 
     class Meta:
         indexes = ((("contact", "collection", "created_at"), False),)
+
+
+class FileUpload(BaseModel):
+    """A Close Files API upload: pending until object storage receives the file."""
+
+    file_id = peewee.CharField(max_length=40, unique=True)  # "file_…"
+    tenant = peewee.ForeignKeyField(Tenant, backref="file_uploads", on_delete="CASCADE")
+    bucket = peewee.CharField(max_length=63)
+    key = peewee.CharField(max_length=512, unique=True)
+    filename = peewee.CharField(max_length=255)
+    content_type = peewee.CharField(max_length=127)
+    size = peewee.BigIntegerField(null=True)
+    etag = peewee.CharField(max_length=64, null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    uploaded_at = peewee.DateTimeField(null=True)  # set once storage has the file
+
+
+class EmailActivity(BaseModel):
+    """An email logged on a contact through the Close-compatible API."""
+
+    activity_id = peewee.CharField(max_length=40, unique=True)  # "acti_…"
+    tenant = peewee.ForeignKeyField(Tenant, backref="email_activities", on_delete="CASCADE")
+    contact = peewee.ForeignKeyField(Contact, backref="email_activities", on_delete="CASCADE")
+    # Close's other fields (subject, bodies, recipients…) as JSON: they are only echoed.
+    fields = peewee.TextField(default="{}")
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class EmailAttachment(BaseModel):
+    """A file attached to an email activity; it keeps the upload alive past 24 hours."""
+
+    activity = peewee.ForeignKeyField(EmailActivity, backref="attachments", on_delete="CASCADE")
+    upload = peewee.ForeignKeyField(FileUpload, backref="attachments", on_delete="RESTRICT")
+    position = peewee.IntegerField()
+    url = peewee.CharField(max_length=1024)
+    filename = peewee.CharField(max_length=255)
+    size = peewee.IntegerField()
+    content_type = peewee.CharField(max_length=127)
+
+    class Meta:
+        indexes = ((("activity", "position"), True),)
+
+
+class ServiceSecret(BaseModel):
+    """Server-side signing keys (storage credentials, download tokens), made at first use
+    and shared by every process on the same database."""
+
+    name = peewee.CharField(max_length=64, unique=True)
+    value = peewee.CharField(max_length=128)
+    created_at = peewee.DateTimeField(default=utcnow)

@@ -42,16 +42,6 @@ class FilesStub:
                 request_serializer=files_dot_v1_dot_files__pb2.CreateUploadRequest.SerializeToString,
                 response_deserializer=files_dot_v1_dot_files__pb2.CreateUploadResponse.FromString,
                 _registered_method=True)
-        self.CompleteUpload = channel.unary_unary(
-                '/files.v1.Files/CompleteUpload',
-                request_serializer=files_dot_v1_dot_files__pb2.CompleteUploadRequest.SerializeToString,
-                response_deserializer=files_dot_v1_dot_files__pb2.CompleteUploadResponse.FromString,
-                _registered_method=True)
-        self.ResolveDownload = channel.unary_unary(
-                '/files.v1.Files/ResolveDownload',
-                request_serializer=files_dot_v1_dot_files__pb2.ResolveDownloadRequest.SerializeToString,
-                response_deserializer=files_dot_v1_dot_files__pb2.ResolveDownloadResponse.FromString,
-                _registered_method=True)
         self.CreateEmailActivity = channel.unary_unary(
                 '/files.v1.Files/CreateEmailActivity',
                 request_serializer=files_dot_v1_dot_files__pb2.CreateEmailActivityRequest.SerializeToString,
@@ -73,22 +63,6 @@ class FilesServicer:
     def CreateUpload(self, request, context):
         """CreateUpload returns the form to POST a file to object storage and the
         URL that will serve it once uploaded.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def CompleteUpload(self, request, context):
-        """CompleteUpload records that object storage received a file. Called by the
-        storage endpoint after it verified the signed form; not a REST route.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ResolveDownload(self, request, context):
-        """ResolveDownload turns a download URL's token into the stored object it
-        grants, while the grant is valid. Called by the storage endpoint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,16 +90,6 @@ def add_FilesServicer_to_server(servicer, server):
                     servicer.CreateUpload,
                     request_deserializer=files_dot_v1_dot_files__pb2.CreateUploadRequest.FromString,
                     response_serializer=files_dot_v1_dot_files__pb2.CreateUploadResponse.SerializeToString,
-            ),
-            'CompleteUpload': grpc.unary_unary_rpc_method_handler(
-                    servicer.CompleteUpload,
-                    request_deserializer=files_dot_v1_dot_files__pb2.CompleteUploadRequest.FromString,
-                    response_serializer=files_dot_v1_dot_files__pb2.CompleteUploadResponse.SerializeToString,
-            ),
-            'ResolveDownload': grpc.unary_unary_rpc_method_handler(
-                    servicer.ResolveDownload,
-                    request_deserializer=files_dot_v1_dot_files__pb2.ResolveDownloadRequest.FromString,
-                    response_serializer=files_dot_v1_dot_files__pb2.ResolveDownloadResponse.SerializeToString,
             ),
             'CreateEmailActivity': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateEmailActivity,
@@ -168,60 +132,6 @@ class Files:
             '/files.v1.Files/CreateUpload',
             files_dot_v1_dot_files__pb2.CreateUploadRequest.SerializeToString,
             files_dot_v1_dot_files__pb2.CreateUploadResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def CompleteUpload(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/files.v1.Files/CompleteUpload',
-            files_dot_v1_dot_files__pb2.CompleteUploadRequest.SerializeToString,
-            files_dot_v1_dot_files__pb2.CompleteUploadResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ResolveDownload(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/files.v1.Files/ResolveDownload',
-            files_dot_v1_dot_files__pb2.ResolveDownloadRequest.SerializeToString,
-            files_dot_v1_dot_files__pb2.ResolveDownloadResponse.FromString,
             options,
             channel_credentials,
             insecure,

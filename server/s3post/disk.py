@@ -1,0 +1,43 @@
+"""Objects on local disk, written atomically: a temp file beside the target, then rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+class ObjectTooLarge(Exception):
+    """The body went past the allowed size; nothing was kept."""
+
+
+class BucketDirectory:
+    """Buckets as directories under one root; keys are relative paths, checked."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, bucket: str, key: str) -> Path:
+        parts = key.split("/")
+        if (
+            not key
+            or "\\" in key
+            or key.startswith("/")
+            or any(part in ("", ".", "..") for part in parts)
+            or "/" in bucket
+            or bucket in ("", ".", "..")
+        ):
+            raise ValueError(f"unsafe object key {key!r}")
+        return self.root / bucket / key
+
+    def open_temp(self, bucket: str, key: str) -> tuple[Path, int]:
+        """A new temp file in the object's directory (so the rename stays atomic)."""
+        target = self.path(bucket, key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, name = tempfile.mkstemp(prefix=".upload-", dir=target.parent)
+        return Path(name), descriptor
+
+    def publish(self, temp: Path, bucket: str, key: str) -> Path:
+        target = self.path(bucket, key)
+        os.replace(temp, target)
+        return target

@@ -1,0 +1,89 @@
+"""The HTTP side of embedded storage, served beside the gateway by `crmgate serve`:
+the S3 browser-POST endpoint for Close uploads and the 24-hour download URLs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import cache
+
+from aiohttp import web
+
+from server.s3post.disk import BucketDirectory
+from server.s3post.endpoint import PostEndpoint
+from server.s3post.policy import Credentials, build_form
+from server.secrets_store import service_secret
+from server.store.db import run_sync
+from server.store.models import utcnow
+from server.uploads import DOWNLOAD_PATH, is_pending, mark_uploaded, resolve
+
+STORAGE_PATH = "/storage/"
+ACCESS_KEY_ID = "crmgate"
+
+
+@cache
+def storage_credentials() -> Credentials:
+    return Credentials(ACCESS_KEY_ID, service_secret("storage-access-key"))
+
+
+def sign_upload_form(
+    bucket: str, key: str, content_type: str, disposition: str, max_bytes: int, base: str
+) -> tuple[str, dict[str, str]]:
+    """The Files service's form signer: a V4 form valid for 60 seconds."""
+    fields = {
+        "Content-Type": content_type,
+        "Content-Disposition": disposition,
+        "success_action_status": "201",
+    }
+    form = build_form(storage_credentials(), bucket, key, fields, max_bytes, datetime.now(UTC))
+    return f"{base}{STORAGE_PATH}{bucket}", form
+
+
+class StorageRoutes:
+    def __init__(self, buckets: BucketDirectory) -> None:
+        self._buckets = buckets
+        self._post = PostEndpoint(buckets, self._credentials, self._authorize, self._claim)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post(STORAGE_PATH + "{bucket}", self._post.handle),
+            web.get(DOWNLOAD_PATH + "{token}/{name}", self.download),
+        ]
+
+    @staticmethod
+    def _credentials() -> Mapping[str, Credentials]:
+        credentials = storage_credentials()
+        return {credentials.access_key_id: credentials}
+
+    @staticmethod
+    async def _authorize(bucket: str, key: str) -> tuple[str, str] | None:
+        if await run_sync(is_pending, bucket, key):
+            return None
+        return "AccessDenied", "No pending upload for this key (it may be complete already)."
+
+    @staticmethod
+    async def _claim(bucket: str, key: str, size: int, etag: str) -> bool:
+        return await run_sync(mark_uploaded, bucket, key, size, etag)
+
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        found = await run_sync(resolve, request.match_info["token"], utcnow())
+        if found is None:
+            return _json_error(404, "not_found", "No such file.")
+        if found.expired:
+            return _json_error(410, "expired", "This download link has expired.")
+        upload = found.upload
+        path = self._buckets.path(upload.bucket, upload.key)
+        ascii_name = upload.filename.encode("ascii", "replace").decode().replace('"', "'")
+        return web.FileResponse(
+            path,
+            headers={
+                "Content-Type": upload.content_type,
+                "Content-Disposition": f'attachment; filename="{ascii_name}"',
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+
+def _json_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)

@@ -1,0 +1,348 @@
+"""The Close-compatible Files API end to end, with the official `closeio` client, boto3's
+presigned POST forms and plain requests, against a real `crmgate serve`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import peewee
+import pytest
+import requests
+from botocore.config import Config
+from closeio_api import APIError, Client, ValidationError
+
+from server.s3post.policy import build_form
+from server.secrets_store import service_secret
+from server.storage_http import ACCESS_KEY_ID
+from server.store.db import database, open_database
+from server.store.models import FileUpload
+from tests.support.processes import CrmgateProcess
+
+JPEG = b"\xff\xd8\xff\xe0" + b"pretend-jpeg-bytes" * 100
+
+
+@pytest.fixture(scope="module")
+def close(crmgate: CrmgateProcess) -> dict[str, str]:
+    crmgate.admin("tenant", "create", "acme")
+    crmgate.admin("tenant", "create", "globex")
+    contact = crmgate.admin("contact", "create", "--tenant", "acme", "--email", "ada@acme.example")
+    other = crmgate.admin("contact", "create", "--tenant", "globex", "--email", "x@globex.example")
+    return {
+        "key": crmgate.admin("apikey", "create", "--tenant", "acme", "--kind", "close"),
+        "other_key": crmgate.admin("apikey", "create", "--tenant", "globex", "--kind", "close"),
+        "contact_id": "cont_" + contact.replace("-", ""),
+        "other_contact_id": "cont_" + other.replace("-", ""),
+    }
+
+
+def client(crmgate: CrmgateProcess, key: str) -> Client:
+    api = Client(key, max_retries=1)
+    api.base_url = crmgate.http_url + "/api/v1/"  # the only change a Close program needs
+    return api
+
+
+@pytest.fixture
+def db(crmgate: CrmgateProcess) -> Iterator[peewee.Database]:
+    """The server's own database, to read its storage secret and to age uploads."""
+    connection = open_database(f"sqlite:///{crmgate.data_dir}/crmgate.sqlite3")
+    database.initialize(connection)
+    yield connection
+    connection.close()
+
+
+def upload_form(api: Client, filename: str = "image.jpg", content_type: str = "image/jpeg") -> dict:
+    return api.post("files/upload", {"filename": filename, "content_type": content_type})
+
+
+def test_the_documented_flow(
+    crmgate: CrmgateProcess, close: dict[str, str], tmp_path: Path
+) -> None:
+    api = client(crmgate, close["key"])
+    path = tmp_path / "image.jpg"
+    path.write_bytes(JPEG)
+    files_upload_response = upload_form(api)
+    fields = files_upload_response["upload"]["fields"]
+    assert set(fields) == {
+        "key",
+        "Content-Type",
+        "Content-Disposition",
+        "success_action_status",
+        "policy",
+        "x-amz-algorithm",
+        "x-amz-credential",
+        "x-amz-date",
+        "x-amz-signature",
+    }
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    expires = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
+    assert timedelta(seconds=50) < expires - datetime.now(UTC) <= timedelta(seconds=61)
+    assert ["content-length-range", 0, 100 * 1024 * 1024] in policy["conditions"]
+
+    download = files_upload_response["download"]["url"]
+    assert requests.get(download, timeout=10).status_code == 404  # not uploaded yet
+
+    with path.open("rb") as handle:
+        s3_upload_response = requests.post(
+            files_upload_response["upload"]["url"],
+            data=files_upload_response["upload"]["fields"],
+            files={"file": ("image.jpg", handle, "image/jpeg")},
+            timeout=10,
+        )
+    assert s3_upload_response.status_code == 201
+    assert re.fullmatch(
+        r'<\?xml version="1.0" encoding="UTF-8"\?>\n<PostResponse><Location>.+</Location>'
+        r"<Bucket>crmgate-files</Bucket><Key>"
+        + re.escape(fields["key"])
+        + r'</Key><ETag>"[0-9a-f]{32}"</ETag></PostResponse>',
+        s3_upload_response.text,
+    )
+
+    email_create_response = api.post(
+        "activity/email",
+        data={
+            "attachments": [
+                {
+                    "url": download,
+                    "filename": "image.jpg",
+                    "size": len(JPEG),
+                    "content_type": "image/jpeg",
+                }
+            ],
+            "contact_id": close["contact_id"],
+            "lead_id": "lead_KwD00BYbXCHiPWj68LxFkxaeWuULpZ7awzm6LqeFs0h",
+            "user_id": "user_scOgjLAQD6aBSJYBVhIeNr6FJDp8iDTug8Mv6VqYoFn",
+            "direction": "outgoing",
+            "subject": "Hello",
+            "to": ["ada@acme.example"],
+        },
+    )
+    assert email_create_response["id"].startswith("acti_")
+    assert email_create_response["attachments"] == [
+        {"url": download, "filename": "image.jpg", "size": len(JPEG), "content_type": "image/jpeg"}
+    ]
+    read_back = api.get(f"activity/email/{email_create_response['id']}")
+    assert read_back == email_create_response
+    assert (read_back["contact_id"], read_back["status"], read_back["to"]) == (
+        close["contact_id"],
+        "draft",
+        ["ada@acme.example"],
+    )
+
+    fetched = requests.get(download, timeout=10)
+    assert fetched.status_code == 200 and fetched.content == JPEG
+    assert fetched.headers["Content-Type"] == "image/jpeg"
+    assert fetched.headers["Content-Length"] == str(len(JPEG))
+    assert fetched.headers["Content-Disposition"] == 'attachment; filename="image.jpg"'
+
+
+@pytest.mark.parametrize("signature_version", ["s3", "s3v4"])
+def test_boto3_presigned_posts(
+    crmgate: CrmgateProcess, close: dict[str, str], db: peewee.Database, signature_version: str
+) -> None:
+    api = client(crmgate, close["key"])
+    form = upload_form(api, "notes.txt", "text/plain")
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=crmgate.http_url + "/storage",
+        aws_access_key_id=ACCESS_KEY_ID,
+        aws_secret_access_key=service_secret("storage-access-key"),
+        region_name="us-east-1",
+        config=Config(signature_version=signature_version, s3={"addressing_style": "path"}),
+    )
+    post = s3.generate_presigned_post(
+        "crmgate-files",
+        form["upload"]["fields"]["key"],
+        Fields={"Content-Type": "text/plain"},
+        Conditions=[{"Content-Type": "text/plain"}, ["content-length-range", 1, 1000]],
+        ExpiresIn=60,
+    )
+    assert post["url"] == form["upload"]["url"]
+    answer = requests.post(
+        post["url"],
+        data=post["fields"],
+        files={"file": ("notes.txt", b"hello", "text/plain")},
+        timeout=10,
+    )
+    assert answer.status_code == 204, answer.text
+    assert requests.get(form["download"]["url"], timeout=10).content == b"hello"
+
+
+def s3_error(answer: requests.Response) -> tuple[int, str]:
+    match = re.search(r"<Code>(\w+)</Code>", answer.text)
+    assert answer.headers["Content-Type"].startswith("application/xml"), answer.text
+    return answer.status_code, match.group(1) if match else ""
+
+
+def own_form(
+    key: str,
+    secret: str,
+    *,
+    now: datetime | None = None,
+    max_bytes: int = 1000,
+    content_type: str = "text/plain",
+) -> dict[str, str]:
+    from server.s3post.policy import Credentials
+
+    return build_form(
+        Credentials(ACCESS_KEY_ID, secret),
+        "crmgate-files",
+        key,
+        {"Content-Type": content_type},
+        max_bytes,
+        now or datetime.now(UTC),
+    )
+
+
+@pytest.fixture
+def pending(crmgate: CrmgateProcess, close: dict[str, str], db: peewee.Database) -> dict:
+    api = client(crmgate, close["key"])
+    form = upload_form(api, "a.txt", "text/plain")
+    return {
+        "url": form["upload"]["url"],
+        "key": form["upload"]["fields"]["key"],
+        "fields": form["upload"]["fields"],
+        "download": form["download"]["url"],
+        "secret": service_secret("storage-access-key"),
+    }
+
+
+def post(url: str, fields: dict[str, str], body: bytes | None = b"hello") -> requests.Response:
+    files = {"file": ("a.txt", body, "text/plain")} if body is not None else None
+    if files is None:  # still multipart, with no file part
+        files = {"x-ignore-none": (None, "")}
+    return requests.post(url, data=fields, files=files, timeout=10)
+
+
+def test_expired_policy(pending: dict) -> None:
+    old = own_form(pending["key"], pending["secret"], now=datetime.now(UTC) - timedelta(seconds=61))
+    assert s3_error(post(pending["url"], old)) == (403, "AccessDenied")
+
+
+def test_tampered_policy_and_wrong_signature(pending: dict) -> None:
+    fields = dict(pending["fields"])
+    policy = json.loads(base64.b64decode(fields["policy"]))
+    policy["conditions"] = [c for c in policy["conditions"] if not isinstance(c, list)]
+    fields["policy"] = base64.b64encode(json.dumps(policy).encode()).decode()
+    assert s3_error(post(pending["url"], fields)) == (403, "SignatureDoesNotMatch")
+    wrong = {**pending["fields"], "x-amz-signature": "0" * 64}
+    assert s3_error(post(pending["url"], wrong)) == (403, "SignatureDoesNotMatch")
+
+
+def test_size_over_the_range_keeps_nothing(crmgate: CrmgateProcess, pending: dict) -> None:
+    small = own_form(pending["key"], pending["secret"], max_bytes=4)
+    assert s3_error(post(pending["url"], small, b"hello")) == (400, "EntityTooLarge")
+    bucket_dir = crmgate.data_dir / "objects" / "crmgate-files"
+    assert not list(bucket_dir.rglob("a.txt")) and not list(bucket_dir.rglob(".upload-*"))
+    assert requests.get(pending["download"], timeout=10).status_code == 404
+
+
+def test_content_type_outside_the_condition(pending: dict) -> None:
+    fields = {**pending["fields"], "Content-Type": "text/html"}
+    assert s3_error(post(pending["url"], fields)) == (403, "AccessDenied")
+
+
+@pytest.mark.parametrize("missing", ["key", "policy", "x-amz-signature", "file"])
+def test_missing_fields(pending: dict, missing: str) -> None:
+    fields = {k: v for k, v in pending["fields"].items() if k != missing}
+    answer = post(pending["url"], fields, None if missing == "file" else b"hello")
+    expected = "IncorrectNumberOfFilesInPostRequest" if missing == "file" else "InvalidArgument"
+    assert s3_error(answer) == (400, expected)
+
+
+def test_unsigned_extra_field(pending: dict) -> None:
+    fields = {**pending["fields"], "acl": "public-read"}
+    assert s3_error(post(pending["url"], fields)) == (403, "AccessDenied")
+
+
+def test_second_upload_to_the_same_key(pending: dict) -> None:
+    assert post(pending["url"], pending["fields"]).status_code == 201
+    assert s3_error(post(pending["url"], pending["fields"], b"other")) == (403, "AccessDenied")
+    assert requests.get(pending["download"], timeout=10).content == b"hello"
+
+
+def test_download_urls_last_24_hours(
+    crmgate: CrmgateProcess, close: dict[str, str], pending: dict, db: peewee.Database
+) -> None:
+    assert post(pending["url"], pending["fields"]).status_code == 201
+    upload = FileUpload.get(FileUpload.key == pending["key"])
+    upload.uploaded_at -= timedelta(hours=24, seconds=1)  # the clock moved on a day
+    upload.save()
+    assert requests.get(pending["download"], timeout=10).status_code == 410
+    api = client(crmgate, close["key"])
+    with pytest.raises(ValidationError) as caught:
+        api.post(
+            "activity/email",
+            {"contact_id": close["contact_id"], "attachments": [{"url": pending["download"]}]},
+        )
+    assert list(caught.value.field_errors) == ["attachments.0.url"]
+    forged = re.sub(r"(file_\w+)\.", r"\1.x", pending["download"])
+    assert requests.get(forged, timeout=10).status_code == 404
+
+
+def test_attachments_must_be_the_tenants_own(
+    crmgate: CrmgateProcess, close: dict[str, str], pending: dict
+) -> None:
+    assert post(pending["url"], pending["fields"]).status_code == 201
+    other = client(crmgate, close["other_key"])
+    with pytest.raises(ValidationError) as caught:
+        other.post(
+            "activity/email",
+            {
+                "contact_id": close["other_contact_id"],
+                "attachments": [{"url": pending["download"]}],
+            },
+        )
+    assert caught.value.field_errors == {
+        "attachments.0.url": "Not a download URL of a completed, unexpired upload of yours."
+    }
+    with pytest.raises(ValidationError) as caught:
+        other.post("activity/email", {"contact_id": close["contact_id"]})
+    assert caught.value.field_errors == {"contact_id": "Contact not found."}
+
+
+def test_upload_request_validation(crmgate: CrmgateProcess, close: dict[str, str]) -> None:
+    api = client(crmgate, close["key"])
+    with pytest.raises(ValidationError) as caught:
+        api.post("files/upload", {"filename": "a.jpg"})
+    assert (caught.value.errors, caught.value.field_errors) == (
+        [],
+        {"content_type": "This field is required."},
+    )
+    with pytest.raises(ValidationError) as caught:
+        api.post("files/upload", {"filename": "a.jpg", "content_type": "image/jpeg", "acl": "x"})
+    assert caught.value.field_errors == {"acl": "is not a known field"}
+    with pytest.raises(ValidationError) as caught:
+        api.post("files/upload", {"filename": 3, "content_type": "nonsense"})
+    assert caught.value.field_errors == {"filename": "must be a string"}
+    answer = requests.post(
+        crmgate.http_url + "/api/v1/files/upload/",
+        data="{nope",
+        auth=(close["key"], ""),
+        timeout=10,
+    )
+    assert answer.status_code == 400 and answer.json()["field-errors"] == {}
+    assert answer.json()["errors"][0].startswith("The body is not valid JSON")
+
+
+def test_authentication(crmgate: CrmgateProcess, close: dict[str, str]) -> None:
+    for auth in (None, ("api_wrong", ""), (close["key"] + "x", "")):
+        answer = requests.post(
+            crmgate.http_url + "/api/v1/files/upload/",
+            auth=auth,
+            json={"filename": "a", "content_type": "a/b"},
+            timeout=10,
+        )
+        assert (answer.status_code, answer.json()) == (
+            401,
+            {"error": "Invalid or missing credentials."},
+        )
+    with pytest.raises(APIError) as caught:
+        client(crmgate, close["other_key"]).get("activity/email/acti_doesnotexist")
+    assert caught.value.response.status_code == 404
+    assert caught.value.response.json() == {"error": "No email activity with that id."}
