@@ -160,6 +160,7 @@ async def _serve(
     else:
         caller = runtime.in_process_caller()
     runner, http_url = await _start_gateway(caller, args, settings, runtime.storage_routes())
+    runtime.links.served_at = http_url
     if demo_key:
         announce_demo(http_url, demo_key)
     await _until_stopped()

@@ -1,4 +1,5 @@
-"""Absolute links: CRMGATE_PUBLIC_URL when set, else the scheme and host of the request."""
+"""Absolute links: CRMGATE_PUBLIC_URL when set, else the scheme and host the HTTP request
+came to, else (internal gRPC callers) the address this process serves HTTP on."""
 
 from __future__ import annotations
 
@@ -7,10 +8,15 @@ from collections.abc import Mapping
 from server.pipeline import BASE_URL_KEY
 
 
-def base_url(public_url: str | None, metadata: Mapping[str, str]) -> str:
-    if public_url:
-        return public_url
-    return (metadata.get(BASE_URL_KEY) or "http://localhost").rstrip("/")
+class PublicLinks:
+    def __init__(self, public_url: str | None) -> None:
+        self._public_url = public_url
+        self.served_at = "http://localhost"  # set once the gateway listens
+
+    def base(self, metadata: Mapping[str, str]) -> str:
+        if self._public_url:
+            return self._public_url
+        return (metadata.get(BASE_URL_KEY) or self.served_at).rstrip("/")
 
 
 def call_metadata(context: object) -> dict[str, str]:

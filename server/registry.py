@@ -12,9 +12,10 @@ from crm.v1 import crm_pb2_grpc
 from files.v1 import files_pb2_grpc
 
 from server.config import Settings
+from server.links import PublicLinks
 from server.services.contact_assets import ContactAssetsService
 from server.services.files import FilesService
-from server.storage_http import sign_upload_form
+from server.storage_http import object_store, sign_upload_form
 
 
 @dataclass(frozen=True)
@@ -25,14 +26,15 @@ class Binding:
     servicer: Any
 
 
-def default_bindings(settings: Settings) -> list[Binding]:
+def default_bindings(settings: Settings, links: PublicLinks) -> list[Binding]:
     return [
         Binding(
-            contact_assets_pb2_grpc.add_ContactAssetsServicer_to_server, ContactAssetsService()
+            contact_assets_pb2_grpc.add_ContactAssetsServicer_to_server,
+            ContactAssetsService(object_store(settings), links),
         ),
         Binding(
             files_pb2_grpc.add_FilesServicer_to_server,
-            FilesService(settings.public_url, sign_upload_form),
+            FilesService(links, sign_upload_form),
         ),
         # Declared in the contract, implemented by later work: every method answers
         # UNIMPLEMENTED through the generated base class.

@@ -13,10 +13,10 @@ from server.auth import KeyVerifier
 from server.config import Settings
 from server.grpc_server import build_grpc_server
 from server.inprocess import InProcessCaller
+from server.links import PublicLinks
 from server.pipeline import CallPipeline
 from server.registry import Binding, default_bindings, method_handlers
-from server.s3post.disk import BucketDirectory
-from server.storage_http import StorageRoutes
+from server.storage_http import StorageRoutes, object_store
 from server.store.db import connect
 
 
@@ -27,6 +27,7 @@ class Runtime:
     settings: Settings
     db: peewee.Database
     pipeline: CallPipeline
+    links: PublicLinks
     bindings: list[Binding] = field(default_factory=list)
 
     @classmethod
@@ -36,14 +37,17 @@ class Runtime:
         authenticator = Authenticator(
             {kind: api_key_verifier(verifier, kind) for kind in ("c2c", "close")}
         )
-        return cls(settings, db, CallPipeline(authenticator), default_bindings(settings))
+        links = PublicLinks(settings.public_url)
+        return cls(
+            settings, db, CallPipeline(authenticator), links, default_bindings(settings, links)
+        )
 
     async def grpc_server(self) -> grpc.aio.Server:
         return await build_grpc_server(self.pipeline, self.bindings)
 
     def storage_routes(self) -> list[web.RouteDef]:
         """Embedded object storage (uploads and download URLs), served beside the gateway."""
-        return StorageRoutes(BucketDirectory(self.settings.data_dir / "objects")).routes()
+        return StorageRoutes(object_store(self.settings)).routes()
 
     def in_process_caller(self) -> InProcessCaller:
         return InProcessCaller(self.pipeline, method_handlers(self.bindings))

@@ -4,22 +4,35 @@ the S3 browser-POST endpoint for Close uploads and the 24-hour download URLs.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 
 from aiohttp import web
 
+from server.assets.store import MEDIA_BUCKET
+from server.config import Settings
 from server.s3post.disk import BucketDirectory
 from server.s3post.endpoint import PostEndpoint
 from server.s3post.policy import Credentials, build_form
 from server.secrets_store import service_secret
 from server.store.db import run_sync
-from server.store.models import utcnow
+from server.store.models import Media, utcnow
 from server.uploads import DOWNLOAD_PATH, is_pending, mark_uploaded, resolve
 
 STORAGE_PATH = "/storage/"
+PUBLIC_MEDIA_PATH = "/media/"
 ACCESS_KEY_ID = "crmgate"
+
+
+def object_store(settings: Settings) -> BucketDirectory:
+    """Where objects live: CRMGATE_STORAGE_URL (a file:// URL or a path), else the data dir."""
+    url = settings.storage_url
+    if url:
+        return BucketDirectory(Path(url.removeprefix("file://")))
+    return BucketDirectory(settings.data_dir / "objects")
 
 
 @cache
@@ -49,6 +62,7 @@ class StorageRoutes:
         return [
             web.post(STORAGE_PATH + "{bucket}", self._post.handle),
             web.get(DOWNLOAD_PATH + "{token}/{name}", self.download),
+            web.get(PUBLIC_MEDIA_PATH + "{uuid}/{name}", self.media),
         ]
 
     @staticmethod
@@ -83,6 +97,30 @@ class StorageRoutes:
                 "X-Content-Type-Options": "nosniff",
             },
         )
+
+    async def media(self, request: web.Request) -> web.StreamResponse:
+        """C2C media on the tenants' public disk, served so a browser never sniffs or runs
+        it: the stored type, nosniff, and a sandboxing Content-Security-Policy."""
+        row = await run_sync(public_media, request.match_info["uuid"], request.match_info["name"])
+        if row is None:
+            return _json_error(404, "not_found", "No such file.")
+        return web.FileResponse(
+            self._buckets.path(MEDIA_BUCKET, row.storage_key),
+            headers={
+                "Content-Type": row.mime_type,
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+                "Cache-Control": "public, max-age=31536000, immutable",
+            },
+        )
+
+
+def public_media(media_uuid: str, file_name: str) -> Media | None:
+    try:
+        parsed = uuid.UUID(media_uuid)
+    except ValueError:
+        return None
+    return Media.get_or_none(Media.uuid == parsed, Media.file_name == file_name)
 
 
 def _json_error(status: int, code: str, message: str) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import grpc
 import peewee
@@ -16,17 +17,20 @@ from server.auth import Principal, current_principal
 from server.config import Settings
 from server.errors import ApiError, CallFailed, error_info, field_violations, status_code
 from server.inprocess import InProcessCaller
+from server.links import PublicLinks
 from server.pipeline import CallPipeline
 from server.registry import default_bindings, method_handlers
 from server.runtime import Runtime
+from server.s3post.disk import BucketDirectory
 from server.services.contact_assets import ContactAssetsService
 from tests.support.servicers import grpc_testing_server
 
 HEALTH = contact_assets_pb2.DESCRIPTOR.services_by_name["ContactAssets"].methods_by_name["Health"]
 
 
-def test_health_servicer_under_grpc_testing() -> None:
-    server = grpc_testing_server(HEALTH.containing_service, ContactAssetsService())
+def test_health_servicer_under_grpc_testing(tmp_path: Path) -> None:
+    service = ContactAssetsService(BucketDirectory(tmp_path), PublicLinks(None))
+    server = grpc_testing_server(HEALTH.containing_service, service)
     rpc = server.invoke_unary_unary(HEALTH, (), contact_assets_pb2.HealthRequest(), None)
     response, _, code, _ = rpc.termination()
     assert code == grpc.StatusCode.OK
@@ -90,7 +94,7 @@ def test_unexpected_errors_reveal_nothing() -> None:
 
 
 def test_unknown_and_unimplemented_methods(store: peewee.Database) -> None:
-    handlers = method_handlers(default_bindings(Settings()))
+    handlers = method_handlers(default_bindings(Settings(), PublicLinks(None)))
     assert "/c2c.v1.ContactAssets/Health" in handlers
     caller = InProcessCaller(CallPipeline(Authenticator({})), handlers)
     for method in ("/nope.v1.Nope/Nothing", "/crm.v1.Crm/Authenticate"):

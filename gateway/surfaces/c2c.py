@@ -10,6 +10,7 @@ import binascii
 
 import grpc
 from aiohttp import web
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from gateway.surfaces.base import (
@@ -24,10 +25,12 @@ from gateway.surfaces.base import (
     json_response,
     reject,
 )
-from gateway.transcode import JsonOptions, Route
+from gateway.transcode import JsonOptions, Route, response_payload
 from server.errors import error_info, field_violations, status_code
 
 SUPPORTED_VERSIONS = frozenset({"v1"})
+#: Methods whose success is not a plain 200.
+SUCCESS_STATUS = {"/c2c.v1.ContactAssets/AttachAssets": 201}
 
 
 def decode_content(text: str) -> bytes:
@@ -96,6 +99,12 @@ class C2cSurface(Surface):
                 "The Content-Type header must be application/json.",
             )
         return metadata
+
+    def render(self, request: web.Request, route: Route, message: Message) -> web.StreamResponse:
+        return json_response(
+            response_payload(route, message, self.json_options),
+            SUCCESS_STATUS.get(route.full_method, 200),
+        )
 
     def render_error(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:
         info = error_info(status)

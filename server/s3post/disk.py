@@ -7,10 +7,6 @@ import tempfile
 from pathlib import Path
 
 
-class ObjectTooLarge(Exception):
-    """The body went past the allowed size; nothing was kept."""
-
-
 class BucketDirectory:
     """Buckets as directories under one root; keys are relative paths, checked."""
 
@@ -41,3 +37,16 @@ class BucketDirectory:
         target = self.path(bucket, key)
         os.replace(temp, target)
         return target
+
+    def write(self, bucket: str, key: str, data: bytes) -> Path:
+        """Write a whole object atomically: readers see the old state or the new, never
+        half a file."""
+        temp, descriptor = self.open_temp(bucket, key)
+        try:
+            with os.fdopen(descriptor, "wb") as sink:
+                sink.write(data)
+                sink.flush()
+                os.fsync(sink.fileno())
+            return self.publish(temp, bucket, key)
+        finally:
+            temp.unlink(missing_ok=True)

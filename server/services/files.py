@@ -14,7 +14,7 @@ from files.v1 import files_pb2, files_pb2_grpc
 
 from server.access import require_principal
 from server.errors import ApiError
-from server.links import base_url, call_metadata
+from server.links import PublicLinks, call_metadata
 from server.store.db import run_sync
 from server.store.models import Contact, EmailActivity, EmailAttachment
 from server.uploads import attachable, create_upload, download_url
@@ -37,8 +37,8 @@ def contact_id(contact: Contact) -> str:
 
 
 class FilesService(files_pb2_grpc.FilesServicer):
-    def __init__(self, public_url: str | None, sign_form: FormSigner) -> None:
-        self._public_url = public_url
+    def __init__(self, links: PublicLinks, sign_form: FormSigner) -> None:
+        self._links = links
         self._sign_form = sign_form
 
     async def CreateUpload(
@@ -55,7 +55,7 @@ class FilesService(files_pb2_grpc.FilesServicer):
         elif not MIME_TYPE.fullmatch(request.content_type.strip()):
             problems.add("content_type", "Enter a valid MIME type, such as image/jpeg.")
         problems.raise_if_any("validation_failed", "Invalid upload request.")
-        base = base_url(self._public_url, call_metadata(context))
+        base = self._links.base(call_metadata(context))
 
         def create() -> files_pb2.CreateUploadResponse:
             upload = create_upload(

@@ -6,6 +6,7 @@ import json
 import os
 import queue
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -61,15 +62,28 @@ class Launched:
 
 @contextmanager
 def launched(
-    *args: str, expect: frozenset[str], env: dict[str, str] | None = None
+    *args: str,
+    expect: frozenset[str],
+    env: dict[str, str] | None = None,
+    max_file_bytes: int | None = None,
 ) -> Iterator[Launched]:
-    """Run `crmgate ARGS` until it announces every address in `expect` ('grpc', 'http')."""
+    """Run `crmgate ARGS` until it announces every address in `expect` ('grpc', 'http').
+
+    `max_file_bytes` sets RLIMIT_FSIZE on the process: writing past it fails with EFBIG,
+    a real I/O fault in the middle of whatever is being written.
+    """
+
+    def limit() -> None:
+        if max_file_bytes is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
     process = subprocess.Popen(
         crmgate_command(*args),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, **(env or {})},
+        preexec_fn=limit,
     )
     lines: queue.Queue[str] = queue.Queue()
     output: list[str] = []
@@ -134,6 +148,7 @@ class CrmgateProcess:
         gateway_calls: str = "in-process",
         extra: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        max_file_bytes: int | None = None,
     ) -> Iterator[CrmgateProcess]:
         """`crmgate serve` on free ports (`gateway_calls`: in-process or channel)."""
         args = ("serve", "--http-port", "0", "--grpc-port", "0", "--data-dir", str(data_dir))
@@ -144,6 +159,7 @@ class CrmgateProcess:
             *extra,
             expect=frozenset({"grpc", "http"}),
             env=env,
+            max_file_bytes=max_file_bytes,
         ) as serve:
             wait_until_answering(serve.addresses["http"])
             yield cls(data_dir, serve.addresses["http"], serve.addresses["grpc"], [serve])

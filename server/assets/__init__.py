@@ -1,0 +1,1 @@
+"""C2C contact assets: what a file must be to be accepted, and how it is stored."""

@@ -1,0 +1,76 @@
+"""Raster images: decode every pixel of every frame (so a polyglot or truncated file is
+refused), and convert to WebP for storage."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+#: Pixels (all frames together) we are willing to decode: Pillow's own bomb threshold.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+WEBP_QUALITY = 85
+
+
+class ImageRejected(Exception):
+    """Not a complete image of the declared kind; `reason` is a message key."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _formats(mime_type: str) -> list[str]:
+    return {
+        "image/jpeg": ["JPEG"],
+        "image/png": ["PNG"],
+        "image/webp": ["WEBP"],
+        "image/gif": ["GIF"],
+    }[mime_type]
+
+
+def open_verified(data: bytes, mime_type: str) -> Image.Image:
+    """The decoded image; raises ImageRejected when it is not a whole image of that type
+    or would decode to more than MAX_PIXELS."""
+    try:
+        image = Image.open(io.BytesIO(data), formats=_formats(mime_type))
+        width, height = image.size
+        frames = getattr(image, "n_frames", 1)
+        if width * height * frames > MAX_PIXELS:
+            raise ImageRejected("too_many_pixels")
+        for frame in ImageSequence.Iterator(image):
+            frame.load()
+        image.seek(0)
+        return image
+    except Image.DecompressionBombError:
+        raise ImageRejected("too_many_pixels") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+        raise ImageRejected("undecodable") from None
+
+
+def to_webp(image: Image.Image) -> bytes:
+    """WebP, upright, alpha kept, metadata dropped; animations keep every frame."""
+    frames = [_webp_ready(frame) for frame in ImageSequence.Iterator(image)]
+    out = io.BytesIO()
+    if len(frames) > 1:
+        frames[0].save(
+            out,
+            "WEBP",
+            quality=WEBP_QUALITY,
+            method=4,
+            save_all=True,
+            append_images=frames[1:],
+            duration=image.info.get("duration", 100),
+            loop=0,
+        )
+    else:
+        frames[0].save(out, "WEBP", quality=WEBP_QUALITY, method=4)
+    return out.getvalue()
+
+
+def _webp_ready(frame: Image.Image) -> Image.Image:
+    frame = ImageOps.exif_transpose(frame)
+    has_alpha = frame.mode in ("RGBA", "LA", "PA") or (
+        frame.mode == "P" and "transparency" in frame.info
+    )
+    return frame.convert("RGBA" if has_alpha else "RGB")

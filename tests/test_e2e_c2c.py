@@ -1,0 +1,560 @@
+"""POST /api/c2c/contacts/assets end to end, against a real `crmgate serve`."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import peewee
+import pytest
+import requests
+from c2c.v1 import contact_assets_pb2 as pb
+from c2c.v1 import contact_assets_pb2_grpc
+from grpc_status import rpc_status
+from PIL import Image
+
+from server.errors import error_info, field_violations
+from server.store.db import database, open_database
+from server.store.models import Contact, Media, utcnow
+from tests.support import samples
+from tests.support.processes import CrmgateProcess
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def c2c(crmgate: CrmgateProcess) -> dict[str, str]:
+    crmgate.admin("tenant", "create", "acme")
+    crmgate.admin("tenant", "create", "hola", "--locale", "es")
+    contact = crmgate.admin("contact", "create", "--tenant", "acme", "--email", "User@Example.com")
+    crmgate.admin("contact", "create", "--tenant", "hola", "--email", "ana@hola.example")
+    crmgate.admin("contact", "create", "--tenant", "acme", "--email", "gone@example.com")
+    return {
+        "key": crmgate.admin("apikey", "create", "--tenant", "acme", "--kind", "c2c"),
+        "es_key": crmgate.admin("apikey", "create", "--tenant", "hola", "--kind", "c2c"),
+        "contact": contact,
+    }
+
+
+@pytest.fixture
+def db(crmgate: CrmgateProcess) -> Iterator[peewee.Database]:
+    connection = open_database(f"sqlite:///{crmgate.data_dir}/crmgate.sqlite3")
+    database.initialize(connection)
+    yield connection
+    connection.close()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def attach(
+    crmgate: CrmgateProcess,
+    key: str,
+    body: Any,
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any]]:
+    answer = requests.post(
+        crmgate.http_url + "/api/c2c/contacts/assets",
+        data=raw if raw is not None else json.dumps(body),
+        headers={
+            "Authorization": f"Bearer {key}",
+            "Content-Type": "application/json",
+            "X-Api-Version": "v1",
+            **(headers or {}),
+        },
+        timeout=120,
+    )
+    assert answer.headers["Content-Type"].startswith("application/json"), answer.text
+    return answer.status_code, answer.json()
+
+
+def one(filename: str, mime_type: str, content: bytes, **extra: str) -> dict[str, Any]:
+    return {
+        "email": "user@example.com",
+        "files": [{"filename": filename, "mime_type": mime_type, "content": b64(content), **extra}],
+    }
+
+
+def stored_bytes(crmgate: CrmgateProcess, asset_uuid: str) -> bytes:
+    (path,) = (crmgate.data_dir / "objects" / "media").rglob(f"{asset_uuid}/*")
+    return path.read_bytes()
+
+
+def test_documented_example(
+    crmgate: CrmgateProcess, c2c: dict[str, str], db: peewee.Database
+) -> None:
+    pdf = samples.pdf()
+    status, body = attach(
+        crmgate,
+        c2c["key"],
+        {
+            "email": "user@example.com",
+            "files": [
+                {"filename": "document.pdf", "mime_type": "application/pdf", "content": b64(pdf)}
+            ],
+        },
+    )
+    assert status == 201, body
+    (asset,) = body["data"]["assets"]
+    assert body == {
+        "data": {
+            "contact": {"uuid": c2c["contact"], "email": "User@Example.com"},
+            "assets": [
+                {
+                    "uuid": asset["uuid"],
+                    "name": "document.pdf",
+                    "mime_type": "application/pdf",
+                    "type": "file",
+                    "size": len(pdf),
+                    "created_at": asset["created_at"],
+                }
+            ],
+        }
+    }
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", asset["created_at"])
+    assert stored_bytes(crmgate, asset["uuid"]) == pdf
+    row = Media.get(Media.uuid == asset["uuid"])
+    assert (row.collection, row.disk, row.size, row.mime_type) == (
+        "default",
+        "public",
+        len(pdf),
+        "application/pdf",
+    )
+    assert row.contact.email == "User@Example.com"
+
+
+KEPT_AS_SENT = [
+    ("a.gif", "image/gif", samples.animated_gif()),
+    ("a.pdf", "application/pdf", samples.pdf()),
+    ("a.csv", "text/csv", samples.CSV),
+    ("a.xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", samples.xlsx()),
+    ("a.xls", "application/vnd.ms-excel", samples.xls()),
+    ("a.txt", "text/plain", samples.TEXT),
+    # The aliases, each with a file libmagic reports under the other name.
+    ("semi.csv", "text/csv", b"a;b;c\n1;2;3\n"),
+    ("tab.csv", "text/csv", b"a\tb\n1\t2\n"),
+    ("col.csv", "text/csv", b"email\nada@example.com\n"),
+    ("line.csv", "text/csv", b"a,b,c\n"),
+    ("prose.txt", "text/plain", b"name,email,company\nAda,ada@example.com,Acme\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("filename", "mime_type", "content"), KEPT_AS_SENT, ids=[k[0] for k in KEPT_AS_SENT]
+)
+def test_files_kept_byte_for_byte(
+    crmgate: CrmgateProcess, c2c: dict[str, str], filename: str, mime_type: str, content: bytes
+) -> None:
+    status, body = attach(crmgate, c2c["key"], one(filename, mime_type, content))
+    assert status == 201, body
+    (asset,) = body["data"]["assets"]
+    expected_type = "image" if mime_type.startswith("image/") else "file"
+    assert (asset["name"], asset["mime_type"], asset["type"], asset["size"]) == (
+        filename,
+        mime_type,
+        expected_type,
+        len(content),
+    )
+    assert stored_bytes(crmgate, asset["uuid"]) == content
+
+
+@pytest.mark.parametrize(
+    ("filename", "mime_type", "content", "mode"),
+    [
+        ("photo.jpeg", "image/jpeg", samples.image("JPEG"), "RGB"),
+        ("logo.png", "image/png", samples.image("PNG", mode="RGBA"), "RGBA"),
+        ("x.webp", "image/webp", samples.image("WEBP"), "RGB"),
+        ("noext", "image/png", samples.image("PNG"), "RGB"),
+    ],
+)
+def test_raster_images_become_webp(
+    crmgate: CrmgateProcess,
+    c2c: dict[str, str],
+    filename: str,
+    mime_type: str,
+    content: bytes,
+    mode: str,
+) -> None:
+    status, body = attach(crmgate, c2c["key"], one(filename, mime_type, content))
+    assert status == 201, body
+    (asset,) = body["data"]["assets"]
+    assert asset["name"] == filename.rsplit(".", 1)[0] + ".webp"
+    assert (asset["mime_type"], asset["type"]) == ("image/webp", "image")
+    data = stored_bytes(crmgate, asset["uuid"])
+    assert asset["size"] == len(data)
+    stored = Image.open(io.BytesIO(data))
+    assert (stored.format, stored.size, stored.mode) == ("WEBP", (32, 24), mode)
+
+
+@pytest.mark.parametrize(
+    "svg",
+    [
+        samples.SVG,
+        b"\xef\xbb\xbf" + samples.SVG,
+        b"\n   " + samples.SVG,
+        b"<!-- drawn by hand -->\n" + samples.SVG,
+    ],
+)
+def test_svg_variants_are_accepted(
+    crmgate: CrmgateProcess, c2c: dict[str, str], svg: bytes
+) -> None:
+    status, body = attach(crmgate, c2c["key"], one("a.svg", "image/svg+xml", svg))
+    assert status == 201, body
+    (asset,) = body["data"]["assets"]
+    stored = stored_bytes(crmgate, asset["uuid"])
+    assert b"<rect" in stored and asset["size"] == len(stored) and asset["type"] == "image"
+
+
+def test_svg_scripts_are_removed(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    hostile = samples.SVG.replace(
+        b"<rect",
+        b'<script>alert(1)</script><foreignObject><body onload="x()"/></foreignObject>'
+        b'<a href="javascript:alert(3)"><text>t</text></a><rect onclick="alert(2)"',
+    )
+    status, body = attach(crmgate, c2c["key"], one("a.svg", "image/svg+xml", hostile))
+    assert status == 201, body
+    stored = stored_bytes(crmgate, body["data"]["assets"][0]["uuid"])
+    for needle in (b"script", b"onclick", b"onload", b"javascript", b"foreignObject"):
+        assert needle not in stored
+    assert b"<rect" in stored and b"<text>t</text>" in stored
+
+
+def violations(body: dict[str, Any]) -> dict[str, list[str]]:
+    assert body["error"] == "validation_failed" and body["message"], body
+    return body["errors"]
+
+
+@pytest.mark.parametrize(
+    ("filename", "declared", "content"),
+    [
+        ("a.pdf", "application/pdf", samples.image("PNG")),
+        ("a.txt", "text/plain", b"<html><body><script>alert(1)</script></body></html>"),
+        ("a.png", "image/png", Path("/bin/ls").read_bytes()[:200_000]),
+        ("a.pdf", "application/pdf", Path("/bin/ls").read_bytes()[:200_000]),
+        ("a.png", "image/png", samples.image("PNG", size=(300, 300))[:-200]),
+        ("a.gif", "image/gif", b"GIF89a<script>alert(1)</script>"),
+        ("a.svg", "image/svg+xml", b"<html><body>not svg</body></html>"),
+        ("a.svg", "image/svg+xml", b"<svg xmlns='http://www.w3.org/2000/svg'><unclosed></svg>"),
+        (
+            "a.xlsx",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            b"PK\x03\x04" + b"\0" * 100,
+        ),
+    ],
+)
+def test_content_must_be_what_it_claims(
+    crmgate: CrmgateProcess, c2c: dict[str, str], filename: str, declared: str, content: bytes
+) -> None:
+    body = {
+        "email": "user@example.com",
+        "files": [
+            {"filename": "ok.txt", "mime_type": "text/plain", "content": b64(samples.TEXT)},
+            {"filename": filename, "mime_type": declared, "content": b64(content)},
+        ],
+    }
+    status, answer = attach(crmgate, c2c["key"], body)
+    assert status == 422
+    assert list(violations(answer)) == ["files.1.content"]
+
+
+def test_validation_rules(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    good = {"filename": "a.txt", "mime_type": "text/plain", "content": b64(samples.TEXT)}
+    cases: list[tuple[Any, list[str]]] = [
+        ({"files": [good]}, ["email"]),
+        ({"email": "nope", "files": [good]}, ["email"]),
+        ({"email": "user@example.com"}, ["files"]),
+        ({"email": "user@example.com", "files": []}, ["files"]),
+        ({"email": "user@example.com", "files": [good] * 11}, ["files"]),
+        ({"email": "user@example.com", "files": {"0": good}}, ["files"]),
+        ({"email": "user@example.com", "files": ["x"]}, ["files.0"]),
+        ({"email": "user@example.com", "files": [{**good, "filename": ""}]}, ["files.0.filename"]),
+        (
+            {"email": "user@example.com", "files": [{**good, "filename": "x" * 256}]},
+            ["files.0.filename"],
+        ),
+        (
+            {"email": "user@example.com", "files": [{**good, "filename": "../.."}]},
+            ["files.0.filename"],
+        ),
+        (
+            {"email": "user@example.com", "files": [{**good, "mime_type": ""}]},
+            ["files.0.mime_type"],
+        ),
+        (
+            {"email": "user@example.com", "files": [{**good, "mime_type": "text/html"}]},
+            ["files.0.mime_type"],
+        ),
+        ({"email": "user@example.com", "files": [{**good, "content": ""}]}, ["files.0.content"]),
+        (
+            {"email": "user@example.com", "files": [{**good, "content": "@@@not base64"}]},
+            ["files.0.content"],
+        ),
+        ({"email": "user@example.com", "files": [{**good, "alt": "a" * 256}]}, ["files.0.alt"]),
+        (
+            {"email": "user@example.com", "files": [{**good, "description": "d" * 1001}]},
+            ["files.0.description"],
+        ),
+        ({"email": 5, "files": [good]}, ["email"]),
+        (
+            {"email": "user@example.com", "files": [{**good, "filename": ["a"]}]},
+            ["files.0.filename"],
+        ),
+        ([good], [""]),
+    ]
+    for body, fields in cases:
+        status, answer = attach(crmgate, c2c["key"], body)
+        assert status == 422, (body, answer)
+        assert list(violations(answer)) == fields, (body, answer)
+    status, answer = attach(crmgate, c2c["key"], None, raw=b'{"email": ')
+    assert status == 422 and list(violations(answer)) == []
+    assert answer["message"].startswith("The body is not valid JSON")
+
+
+def test_messages_count_every_error(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    status, answer = attach(
+        crmgate,
+        c2c["key"],
+        {"email": "", "files": [{"filename": "", "mime_type": "text/html", "content": ""}]},
+    )
+    assert status == 422
+    assert answer == {
+        "error": "validation_failed",
+        "message": "The email field is required. (and 3 more errors)",
+        "errors": {
+            "email": ["The email field is required."],
+            "files.0.filename": ["The files.0.filename field is required."],
+            "files.0.mime_type": ["The selected files.0.mime_type is invalid."],
+            "files.0.content": ["The files.0.content field is required."],
+        },
+    }
+
+
+def test_spanish_messages_same_codes(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    body = {
+        "email": "",
+        "files": [{"filename": "a.txt", "mime_type": "text/plain", "content": b64(samples.TEXT)}],
+    }
+    status, answer = attach(crmgate, c2c["es_key"], body)
+    assert (status, answer["error"], answer["message"]) == (
+        422,
+        "validation_failed",
+        "El campo email es obligatorio.",
+    )
+    status, answer = attach(
+        crmgate, c2c["key"], body, headers={"Accept-Language": "es-ES,es;q=0.9,en;q=0.5"}
+    )
+    assert answer["errors"] == {"email": ["El campo email es obligatorio."]}
+    status, answer = attach(
+        crmgate,
+        c2c["es_key"],
+        one("a.txt", "text/plain", samples.TEXT) | {"email": "nadie@hola.example"},
+    )
+    assert (status, answer) == (
+        422,
+        {
+            "error": "contact_not_found",
+            "message": "No existe ningún contacto con ese correo electrónico.",
+        },
+    )
+
+
+def test_filenames_are_reduced_to_base_names(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    for given, kept in (("../../etc/passwd", "passwd"), ("C:\\x\\y.pdf", "y.pdf")):
+        status, body = attach(crmgate, c2c["key"], one(given, "text/plain", samples.TEXT))
+        assert status == 201 and body["data"]["assets"][0]["name"] == kept
+    assert not (crmgate.data_dir / "etc").exists()
+
+
+def test_data_uri_prefix(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    body = one("a.txt", "text/plain", samples.TEXT)
+    body["files"][0]["content"] = "data:text/plain;base64," + body["files"][0]["content"]
+    status, answer = attach(crmgate, c2c["key"], body)
+    assert status == 201 and answer["data"]["assets"][0]["size"] == len(samples.TEXT)
+
+
+def test_contact_lookup(crmgate: CrmgateProcess, c2c: dict[str, str], db: peewee.Database) -> None:
+    status, body = attach(
+        crmgate,
+        c2c["key"],
+        one("a.txt", "text/plain", samples.TEXT) | {"email": "  USER@example.COM "},
+    )
+    assert status == 201 and body["data"]["contact"]["uuid"] == c2c["contact"]
+    Contact.update(deleted_at=utcnow()).where(
+        Contact.email_normalized == "gone@example.com"
+    ).execute()
+    for email in ("gone@example.com", "ana@hola.example", "nobody@example.com"):
+        status, body = attach(
+            crmgate, c2c["key"], one("a.txt", "text/plain", samples.TEXT) | {"email": email}
+        )
+        assert (status, body) == (
+            422,
+            {"error": "contact_not_found", "message": "No contact with that email exists."},
+        )
+
+
+def test_content_type_must_be_json(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    status, body = attach(
+        crmgate,
+        c2c["key"],
+        None,
+        raw=b"email=a",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert (status, body) == (
+        415,
+        {
+            "error": "unsupported_media_type",
+            "message": "The Content-Type header must be application/json.",
+        },
+    )
+
+
+def test_size_limits(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    def text(size: int) -> dict[str, str]:
+        return {"filename": "big.txt", "mime_type": "text/plain", "content": b64(b"a" * size)}
+
+    under = 50 * MiB // 10 - 1
+    status, body = attach(
+        crmgate, c2c["key"], {"email": "user@example.com", "files": [text(under)] * 10}
+    )
+    assert status == 201 and [a["size"] for a in body["data"]["assets"]] == [under] * 10
+    files = [text(under)] * 9 + [text(under + 11)]
+    status, body = attach(crmgate, c2c["key"], {"email": "user@example.com", "files": files})
+    assert status == 422 and list(violations(body)) == ["files"]
+    status, body = attach(
+        crmgate, c2c["key"], {"email": "user@example.com", "files": [text(25 * MiB)]}
+    )
+    assert status == 201
+    status, body = attach(
+        crmgate, c2c["key"], {"email": "user@example.com", "files": [text(25 * MiB + 1)]}
+    )
+    assert status == 422 and list(violations(body)) == ["files.0.content"]
+
+
+def test_public_urls_and_internal_grpc(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    metadata = [("authorization", f"Bearer {c2c['key']}")]
+    with grpc.insecure_channel(crmgate.grpc_target) as channel:
+        stub = contact_assets_pb2_grpc.ContactAssetsStub(channel)
+        hostile = samples.SVG.replace(b"<rect", b'<rect onload="alert(1)"')
+        reply = stub.AttachAssets(
+            pb.AttachAssetsRequest(
+                email="user@example.com",
+                files=[
+                    pb.AssetUpload(
+                        filename="s.svg", mime_type="image/svg+xml", content=hostile, alt="A square"
+                    ),
+                ],
+            ),
+            metadata=metadata,
+            timeout=30,
+        )
+        asset = reply.data.assets[0]
+        got = stub.GetAsset(
+            pb.GetAssetRequest(uuid=asset.uuid, include_content=True), metadata=metadata
+        )
+        assert got.asset.alt == "A square" and b"onload" not in got.content
+        listed = stub.ListContactAssets(
+            pb.ListContactAssetsRequest(contact_uuid=c2c["contact"]), metadata=metadata
+        )
+        assert listed.assets[0].asset.uuid == asset.uuid
+        served = requests.get(got.asset.url, timeout=10)
+        assert served.content == got.content
+        assert served.headers["Content-Type"] == "image/svg+xml"
+        assert served.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in served.headers["Content-Security-Policy"]
+        stub.DeleteAsset(pb.DeleteAssetRequest(uuid=asset.uuid), metadata=metadata)
+        assert requests.get(got.asset.url, timeout=10).status_code == 404
+        assert not list((crmgate.data_dir / "objects" / "media").rglob(f"{asset.uuid}/*"))
+
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.AttachAssets(
+                pb.AttachAssetsRequest(
+                    email="user@example.com",
+                    files=[
+                        pb.AssetUpload(
+                            filename="a.pdf",
+                            mime_type="application/pdf",
+                            content=samples.image("PNG"),
+                        ),
+                    ],
+                ),
+                metadata=metadata,
+                timeout=30,
+            )
+        status = rpc_status.from_call(caught.value)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_info(status).reason == "validation_failed"
+        assert [field for field, _ in field_violations(status)] == ["files.0.content"]
+
+
+def test_health_answers_while_images_convert(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    big = samples.image("PNG", size=(3000, 3000), compress_level=1)
+    body = {
+        "email": "user@example.com",
+        "files": [
+            {"filename": f"{i}.png", "mime_type": "image/png", "content": b64(big)}
+            for i in range(6)
+        ],
+    }
+    done = threading.Event()
+    outcome: list[int] = []
+
+    def upload() -> None:
+        outcome.append(attach(crmgate, c2c["key"], body)[0])
+        done.set()
+
+    worker = threading.Thread(target=upload)
+    worker.start()
+    answered_during = 0
+    while not done.is_set():
+        answer = requests.get(
+            crmgate.http_url + "/api/c2c/health",
+            timeout=10,
+            headers={"X-Api-Version": "v1", "X-Api-Key": c2c["key"]},
+        )
+        assert answer.status_code == 200
+        answered_during += not done.is_set()
+    worker.join()
+    assert outcome == [201]
+    assert answered_during >= 3
+
+
+def test_a_fault_mid_request_leaves_nothing(tmp_path: Path) -> None:
+    """The third of three files hits a real write error (EFBIG): no rows, no files."""
+    with CrmgateProcess.start(tmp_path, max_file_bytes=2 * MiB) as server:
+        server.admin("tenant", "create", "acme")
+        server.admin("contact", "create", "--tenant", "acme", "--email", "user@example.com")
+        key = server.admin("apikey", "create", "--tenant", "acme", "--kind", "c2c")
+        files = [
+            {"filename": f"{i}.txt", "mime_type": "text/plain", "content": b64(b"line\n" * size)}
+            for i, size in enumerate((20_000, 20_000, 600_000))
+        ]
+        status, body = attach(server, key, {"email": "user@example.com", "files": files})
+        assert (status, body) == (
+            500,
+            {
+                "error": "store_failed",
+                "message": "The files could not be stored. Nothing was saved; please try again.",
+            },
+        )
+        connection = open_database(f"sqlite:///{tmp_path}/crmgate.sqlite3")
+        with connection.bind_ctx([Media]):
+            assert Media.select().count() == 0
+        connection.close()
+        media_dir = tmp_path / "objects" / "media"
+        assert [p for p in media_dir.rglob("*") if p.is_file()] == []
+        records = [r for r in server.log_records() if r.get("logger") == "crmgate.c2c"]
+        assert "File too large" in records[0]["exc"]
+        # The server is still fine: a small request goes through.
+        status, _ = attach(server, key, {"email": "user@example.com", "files": files[:1]})
+        assert status == 201
