@@ -320,6 +320,23 @@ def test_validation_rules(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
     assert answer["message"].startswith("The body is not valid JSON")
 
 
+def test_type_errors_are_worded_like_the_rest(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    status, answer = attach(crmgate, c2c["key"], {"email": 5, "files": [{"content": "%%"}]})
+    assert (status, answer) == (
+        422,
+        {
+            "error": "validation_failed",
+            "message": "The email field must be a string.",
+            "errors": {
+                "email": ["The email field must be a string."],
+                "files.0.content": ["The files.0.content field must be valid base64."],
+            },
+        },
+    )
+    status, answer = attach(crmgate, c2c["key"], [], headers={"Accept-Language": "es"})
+    assert answer["errors"] == {"": ["El cuerpo debe ser un objeto."]}
+
+
 def test_messages_count_every_error(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
     status, answer = attach(
         crmgate,

@@ -113,8 +113,41 @@ class C2cSurface(Surface):
             http, code = BY_CODE.get(status_code(status), (500, "server_error"))
         document: dict[str, object] = {"error": code, "message": status.message}
         if code == "validation_failed":
-            document["errors"] = first_violations(field_violations(status))
+            violations = field_violations(status)
+            if info is not None and info.reason == INVALID_REQUEST:
+                # The transcoder's findings, worded the way the service words its own.
+                spanish = _prefers_spanish(request)
+                violations = [(f, _phrase(f, text, spanish)) for f, text in violations]
+                document["message"] = violations[0][1] if violations else status.message
+            document["errors"] = first_violations(violations)
         return json_response(document, http)
+
+
+#: Spanish for the transcoder's descriptions (gateway errors come before the tenant, and
+#: so its locale, is known: only Accept-Language can choose).
+_SPANISH = {
+    "must be a string": "debe ser una cadena de texto",
+    "must be an array": "debe ser un arreglo",
+    "must be an object": "debe ser un objeto",
+    "must be an integer": "debe ser un número entero",
+    "must be a number": "debe ser un número",
+    "must be a boolean": "debe ser verdadero o falso",
+    "must be valid base64": "debe ser base64 válido",
+    "is not a known field": "no es un campo conocido",
+    "is out of range": "está fuera de rango",
+}
+
+
+def _phrase(field: str, description: str, spanish: bool) -> str:
+    if spanish:
+        description = _SPANISH.get(description, description)
+        return f"El campo {field} {description}." if field else f"El cuerpo {description}."
+    return f"The {field} field {description}." if field else f"The request body {description}."
+
+
+def _prefers_spanish(request: web.Request) -> bool:
+    first = request.headers.get("Accept-Language", "").split(",")[0].strip().lower()
+    return first.startswith("es")
 
 
 def presented_key(request: web.Request) -> str | None:

@@ -4,11 +4,14 @@ refused), and convert to WebP for storage."""
 from __future__ import annotations
 
 import io
+import warnings
 
-from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageOps, ImageSequence
 
 #: Pixels (all frames together) we are willing to decode: Pillow's own bomb threshold.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+# open_verified refuses anything past MAX_PIXELS itself; Pillow's warning would only be noise.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 WEBP_QUALITY = 85
 
 
@@ -44,7 +47,11 @@ def open_verified(data: bytes, mime_type: str) -> Image.Image:
         return image
     except Image.DecompressionBombError:
         raise ImageRejected("too_many_pixels") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+    except ImageRejected:
+        raise
+    except Exception:
+        # Corrupt input surfaces from Pillow's decoders as almost any exception type
+        # (IndexError and struct.error among them); all of them mean "not a whole image".
         raise ImageRejected("undecodable") from None
 
 

@@ -19,7 +19,8 @@ def image(
 
 
 def animated_gif() -> bytes:
-    frames = [Image.new("P", (16, 16), index) for index in (1, 2, 3)]
+    colors = ((255, 0, 0), (0, 255, 0), (0, 0, 255))
+    frames = [Image.new("RGB", (16, 16), color).convert("P") for color in colors]
     out = io.BytesIO()
     frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
     return out.getvalue()

@@ -1,0 +1,151 @@
+"""The C2C media rules on real files: sniffing and aliases, decoding, conversion, SVG."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from server.assets import images, sniff, svg
+from server.assets.messages import choose_locale, translate
+from server.assets.rules import FileInput, PreparedFile, Problem, base_name, check_request, prepare
+from tests.support import samples
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+XLS = "application/vnd.ms-excel"
+
+
+@pytest.mark.parametrize(
+    ("content", "declared"),
+    [
+        (samples.image("JPEG"), "image/jpeg"),
+        (samples.image("PNG"), "image/png"),
+        (samples.image("WEBP"), "image/webp"),
+        (samples.animated_gif(), "image/gif"),
+        (samples.pdf(), "application/pdf"),
+        (samples.xls(), XLS),
+        (samples.xlsx(), XLSX),
+        (samples.SVG, "image/svg+xml"),
+        (samples.CSV, "text/csv"),
+        (samples.TEXT, "text/plain"),
+    ],
+)
+def test_real_files_sniff_exactly_as_declared(content: bytes, declared: str) -> None:
+    assert sniff.detect(content) == declared
+
+
+def test_spreadsheets_need_the_whole_buffer() -> None:
+    # What a 2 KiB prefix says, and why the whole buffer is read.
+    assert sniff.detect(samples.xls()[:2048]) == "application/x-ole-storage"
+    assert sniff.detect(samples.xlsx()[:2048]) == "application/zip"
+
+
+@pytest.mark.parametrize(
+    ("declared", "content", "detected"),
+    [
+        ("image/svg+xml", b"\xef\xbb\xbf" + samples.SVG, "text/plain"),
+        ("image/svg+xml", b"  \n" + samples.SVG, "text/plain"),
+        ("image/svg+xml", b"<!-- c -->\n" + samples.SVG, "text/plain"),
+        ("text/csv", b"a;b\n1;2\n", "text/plain"),
+        ("text/csv", b"a\tb\n1\t2\n", "text/plain"),
+        ("text/csv", b"email\nada@example.com\n", "text/plain"),
+        ("text/csv", b"a,b,c\n", "text/plain"),
+        ("text/plain", samples.CSV, "text/csv"),
+    ],
+)
+def test_each_alias_from_a_real_file(declared: str, content: bytes, detected: str) -> None:
+    assert sniff.detect(content) == detected
+    assert detected in sniff.ALIASES[declared]
+    assert isinstance(prepare(0, FileInput("f", declared, content)), PreparedFile)
+
+
+def test_no_alias_admits_any_binary_or_zip() -> None:
+    every_alias = set().union(*sniff.ALIASES.values())
+    assert not every_alias & {"application/octet-stream", "application/zip"}
+    assert sniff.detect(b"") == "application/x-empty"
+    for declared in sniff.ALLOWED_MIME_TYPES:
+        assert not sniff.matches(declared, "application/octet-stream")
+        assert not sniff.matches(declared, "application/zip")
+
+
+def test_an_svg_accepted_through_an_alias_must_be_svg() -> None:
+    problem = prepare(0, FileInput("f.svg", "image/svg+xml", b"just some text\n"))
+    assert problem == Problem("files.0.content", "undecodable", {"declared": "image/svg+xml"})
+
+
+def test_decompression_bombs_are_refused() -> None:
+    bomb = io.BytesIO()
+    Image.new("1", (10_000, 10_000)).save(bomb, "PNG")
+    assert len(bomb.getvalue()) < 100_000
+    with pytest.raises(images.ImageRejected) as caught:
+        images.open_verified(bomb.getvalue(), "image/png")
+    assert caught.value.reason == "too_many_pixels"
+
+
+def test_every_gif_frame_is_decoded() -> None:
+    gif = samples.animated_gif()
+    images.open_verified(gif, "image/gif")
+    for cut in (10, 40, 60):  # truncations that fail in different Pillow code paths
+        with pytest.raises(images.ImageRejected):
+            images.open_verified(gif[:-cut], "image/gif")
+
+
+def test_webp_conversion_keeps_alpha_and_frames() -> None:
+    rgba = Image.open(
+        io.BytesIO(
+            images.to_webp(images.open_verified(samples.image("PNG", mode="RGBA"), "image/png"))
+        )
+    )
+    assert (rgba.format, rgba.mode) == ("WEBP", "RGBA")
+    animated = Image.open(
+        io.BytesIO(images.to_webp(images.open_verified(samples.animated_gif(), "image/gif")))
+    )
+    assert animated.n_frames == 3
+
+
+def test_svg_sanitizer() -> None:
+    with pytest.raises(svg.SvgRejected):
+        svg.sanitize(
+            b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaa">]><svg xmlns="http://www.w3.org/2000/svg">&a;</svg>'
+        )
+    with pytest.raises(svg.SvgRejected):
+        svg.sanitize(b"<html/>")
+    cleaned = svg.sanitize(
+        b'<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink">'
+        b"<style>@import url(http://evil/x.css);</style>"
+        b'<use xlink:href="#shape"/><use xlink:href="http://evil/x.svg#a"/>'
+        b'<image href="data:image/png;base64,AAAA"/><rect fill="url(http://evil/#p)" style="x"/></svg>'
+    )
+    assert b"evil" not in cleaned and b"data:" not in cleaned and b"style>" not in cleaned
+    assert b'xlink:href="#shape"' in cleaned
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("../../etc/passwd", "passwd"),
+        ("C:\\x\\y.pdf", "y.pdf"),
+        (" report.pdf ", "report.pdf"),
+        ("dir/", ""),
+    ],
+)
+def test_base_names(given: str, kept: str) -> None:
+    assert base_name(given) == kept
+
+
+def test_request_rules_report_every_problem() -> None:
+    problems = check_request("", [FileInput("", "text/html", b"", "a" * 256, "d" * 1001)] * 11)
+    assert [(p.field, p.key) for p in problems[:2]] == [
+        ("email", "required"),
+        ("files", "max_items"),
+    ]
+    assert (problems[-1].field, problems[-1].key) == ("files.10.description", "max_chars")
+
+
+def test_locales() -> None:
+    assert choose_locale("en", True, "es-MX,es;q=0.9") == "es"
+    assert choose_locale("en", True, "fr;q=1, es;q=0.5") == "es"
+    assert choose_locale("es", True, "fr") == "es"
+    assert choose_locale("es", False, "en") == "es"
+    assert translate("required", "es", field="email") == "El campo email es obligatorio."
