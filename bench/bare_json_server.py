@@ -19,8 +19,7 @@ async def main() -> None:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    print(f"crmgate: http listening on http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-    print("crmgate: grpc listening on none", flush=True)
+    print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
     await asyncio.Event().wait()
 
 

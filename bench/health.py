@@ -4,11 +4,10 @@ JSON handler measured in the same run. Targets: in-process ≥ 60 % of bare, cha
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from bench.bare import floor_server
 from bench.wrk import requests_per_second
 from tests.support.processes import CrmgateProcess
 
@@ -16,17 +15,9 @@ LOG_ENV = {"CRMGATE_LOG_LEVEL": "WARNING"}  # per-call log lines off: they'd mea
 
 
 def bare_server_rps(seconds: int) -> float:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.bare_json_server"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        url = process.stdout.readline().split()[-1]
+    with floor_server("bench.bare_json_server") as (url, _):
         requests_per_second(url + "/api/c2c/health", {}, seconds=1)  # warm up
         return requests_per_second(url + "/api/c2c/health", {}, seconds=seconds)
-    finally:
-        process.terminate()
-        process.wait()
 
 
 def gateway_rps(deployment: str, seconds: int) -> float:

@@ -7,7 +7,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import health
+from bench import c2c_upload, close_upload, health
 
 if __name__ == "__main__":
     health.main()
+    print()
+    c2c_upload.main()
+    print()
+    close_upload.main()

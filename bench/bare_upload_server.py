@@ -1,0 +1,51 @@
+"""Floors for the upload benchmarks: bare aiohttp handlers that do only the unavoidable
+work — read the JSON body, decode base64 and write the files (C2C), or stream a multipart
+file to disk (Close)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from aiohttp import web
+
+ROOT = Path(tempfile.mkdtemp(prefix="bare-upload-"))
+
+
+async def c2c(request: web.Request) -> web.Response:
+    body = json.loads(await request.read())
+    for index, item in enumerate(body["files"]):
+        (ROOT / f"{index}.bin").write_bytes(base64.b64decode(item["content"]))
+    return web.json_response({"stored": len(body["files"])}, status=201)
+
+
+async def multipart(request: web.Request) -> web.Response:
+    reader = await request.multipart()
+    while (part := await reader.next()) is not None:
+        if part.name == "file":
+            with (ROOT / "upload.bin").open("wb") as sink:
+                while chunk := await part.read_chunk(256 * 1024):
+                    sink.write(chunk)
+        else:
+            await part.read()
+    return web.Response(status=201)
+
+
+async def main() -> None:
+    app = web.Application(client_max_size=200 * 1024 * 1024)
+    app.router.add_post("/c2c", c2c)
+    app.router.add_post("/multipart", multipart)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.exit(0)
