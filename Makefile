@@ -36,6 +36,9 @@ define generate
 		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=$(1) \
 		$(PROTOS)
 	for pkg in $(GENERATED_PACKAGES); do find $(1)/$$pkg -type d -exec touch {}/__init__.py \; ; done
+	# The voyzu /class modules quote the contract's comments: keep them, with source info.
+	$(PY) -m grpc_tools.protoc $(PROTO_INCLUDES) --include_source_info \
+		--descriptor_set_out=$(1)/crm/v1/crm_descriptor.binpb protos/crm/v1/crm.proto
 endef
 
 proto: install

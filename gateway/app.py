@@ -43,6 +43,8 @@ class Gateway:
         # Longest prefix first, so /api/c2c/ wins over /api/.
         self._by_prefix = sorted(surfaces, key=lambda s: len(s.path_prefix), reverse=True)
         self._fallback = FallbackSurface()
+        for surface in surfaces:
+            surface.bind(routes)
 
     def surface_for_path(self, path: str) -> Surface:
         for surface in self._by_prefix:

@@ -616,6 +616,10 @@ def _float_json(value: float) -> Any:
     return value
 
 
-def is_http_body(route: Route) -> bool:
-    """Whether the method answers with raw bytes (google.api.HttpBody) instead of JSON."""
-    return route.method.output_type.full_name == _HTTP_BODY
+def http_body(route: Route, message: Message) -> Message | None:
+    """The google.api.HttpBody a method answers with (whole or as its response_body), if
+    it answers with raw bytes rather than JSON."""
+    if route.response_body:
+        target, leaf = _resolve(message, route.response_body)
+        message = getattr(target, leaf)
+    return message if message.DESCRIPTOR.full_name == _HTTP_BODY else None

@@ -24,12 +24,16 @@ SERVICE_CREDENTIALS = {
 }
 
 #: Methods anyone may call.
-PUBLIC_METHODS = frozenset({"/crm.v1.Crm/Authenticate"})
+PUBLIC_METHODS = frozenset({"/crm.v1.Crm/Authenticate", "/crm.v1.Crm/GetResourceClass"})
 
 #: Verifies a credential of one kind from the call metadata; None means "not valid".
 CredentialVerifier = Callable[[Mapping[str, str]], Awaitable[Principal | None]]
 
-UNAUTHENTICATED_REASONS = {"c2c": "invalid_api_key", "close": "invalid_api_key"}
+UNAUTHENTICATED_REASONS = {
+    "c2c": "invalid_api_key",
+    "close": "invalid_api_key",
+    "session": "invalid_session",
+}
 
 
 def bearer_token(metadata: Mapping[str, str]) -> str | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import peewee
 
 from server.auth import create_api_key, revoke_api_key
-from server.store.models import ApiKey, Contact, Tenant, TenantHost, normalize_email
+from server.store.models import ApiKey, Contact, Tenant, TenantHost, User, normalize_email
+from server.voyzu.passwords import hash_password
 
 
 class AdminError(Exception):
@@ -67,6 +68,34 @@ def create_contact(tenant_name: str, email: str, first_name: str, last_name: str
         )
     except peewee.IntegrityError as error:
         raise AdminError(f"cannot create contact: {error}") from None
+
+
+PLANS = ("free", "paid")
+
+
+def create_user(tenant_name: str, email: str, password: str, plan: str | None) -> User:
+    """A voyzu user of a tenant (a voyzu "customer"). The plan belongs to the customer:
+    giving one sets it for every user of that tenant."""
+    email = normalize_email(email)
+    if "@" not in email:
+        raise AdminError(f"{email!r} is not an email address")
+    if len(password) < 8:
+        raise AdminError("passwords need at least 8 characters")
+    tenant = tenant_named(tenant_name)
+    with Tenant._meta.database.atomic():
+        if User.get_or_none(User.email == email):
+            raise AdminError(f"a user with email {email!r} exists already")
+        if plan is not None:
+            tenant.plan = plan
+            tenant.save()
+        return User.create(tenant=tenant, email=email, password_hash=hash_password(password))
+
+
+def delete_user(email: str) -> None:
+    """Delete a user; their sessions die with them, their contacts become unowned."""
+    deleted = User.delete().where(User.email == normalize_email(email)).execute()
+    if not deleted:
+        raise AdminError(f"no user with email {email!r}")
 
 
 DEMO_TENANT = "demo"

@@ -103,6 +103,21 @@ def _admin_parser(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--tenant", required=True)
     listing.set_defaults(run=_admin(_print_keys))
 
+    user = groups.add_parser("user").add_subparsers(required=True, metavar="ACTION")
+    create = user.add_parser("create", help="create a voyzu user; prints the user's id")
+    create.add_argument("--tenant", required=True)
+    create.add_argument("--email", required=True)
+    create.add_argument("--password", required=True)
+    create.add_argument(
+        "--plan", choices=admin.PLANS, help="the tenant's plan (default: unchanged)"
+    )
+    create.set_defaults(
+        run=_admin(lambda a: print(admin.create_user(a.tenant, a.email, a.password, a.plan).uuid))
+    )
+    delete = user.add_parser("delete", help="delete a voyzu user and their sessions")
+    delete.add_argument("--email", required=True)
+    delete.set_defaults(run=_admin(lambda a: admin.delete_user(a.email)))
+
     contact = groups.add_parser("contact").add_subparsers(required=True, metavar="ACTION")
     create = contact.add_parser("create", help="create a contact")
     create.add_argument("--tenant", required=True)

@@ -59,15 +59,19 @@ class CallPipeline:
         request: Message,
         metadata: Mapping[str, str],
         context: Any,
+        *,
+        run_as: Principal | None = None,
     ) -> Message:
-        """Run one unary call; returns the response or raises CallFailed."""
+        """Run one unary call; returns the response or raises CallFailed. `run_as` skips
+        authentication for work a caller was already authenticated for (background
+        requests), keeping everything else the same."""
         started = time.perf_counter()
         request_id = metadata.get(REQUEST_ID_KEY) or new_request_id()
         principal: Principal | None = None
         status: status_pb2.Status | None = None
         response: Message | None = None
         try:
-            principal = await self._authenticate(method, metadata)
+            principal = run_as or await self._authenticate(method, metadata)
             token = current_principal.set(principal)
             try:
                 response = await behavior(request, context)

@@ -14,8 +14,10 @@ from files.v1 import files_pb2_grpc
 from server.config import Settings
 from server.links import PublicLinks
 from server.services.contact_assets import ContactAssetsService
+from server.services.crm import CrmService
 from server.services.files import FilesService
 from server.storage_http import object_store, sign_upload_form
+from server.voyzu.background import BackgroundRunner
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,9 @@ class Binding:
     servicer: Any
 
 
-def default_bindings(settings: Settings, links: PublicLinks) -> list[Binding]:
+def default_bindings(
+    settings: Settings, links: PublicLinks, runner: BackgroundRunner
+) -> list[Binding]:
     return [
         Binding(
             contact_assets_pb2_grpc.add_ContactAssetsServicer_to_server,
@@ -36,9 +40,7 @@ def default_bindings(settings: Settings, links: PublicLinks) -> list[Binding]:
             files_pb2_grpc.add_FilesServicer_to_server,
             FilesService(links, sign_upload_form),
         ),
-        # Declared in the contract, implemented by later work: every method answers
-        # UNIMPLEMENTED through the generated base class.
-        Binding(crm_pb2_grpc.add_CrmServicer_to_server, crm_pb2_grpc.CrmServicer()),
+        Binding(crm_pb2_grpc.add_CrmServicer_to_server, CrmService(object_store(settings), runner)),
     ]
 
 

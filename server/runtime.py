@@ -18,6 +18,8 @@ from server.pipeline import CallPipeline
 from server.registry import Binding, default_bindings, method_handlers
 from server.storage_http import StorageRoutes, object_store
 from server.store.db import connect
+from server.voyzu.background import BackgroundRunner
+from server.voyzu.sessions import verify_session
 
 
 @dataclass
@@ -28,6 +30,7 @@ class Runtime:
     db: peewee.Database
     pipeline: CallPipeline
     links: PublicLinks
+    runner: BackgroundRunner
     bindings: list[Binding] = field(default_factory=list)
 
     @classmethod
@@ -35,14 +38,22 @@ class Runtime:
         db = connect(settings)
         verifier = KeyVerifier()
         authenticator = Authenticator(
-            {kind: api_key_verifier(verifier, kind) for kind in ("c2c", "close")}
+            {
+                "c2c": api_key_verifier(verifier, "c2c"),
+                "close": api_key_verifier(verifier, "close"),
+                "session": verify_session,
+            }
         )
+        pipeline = CallPipeline(authenticator)
         links = PublicLinks(settings.public_url)
-        return cls(
-            settings, db, CallPipeline(authenticator), links, default_bindings(settings, links)
-        )
+        runner = BackgroundRunner(pipeline)
+        bindings = default_bindings(settings, links, runner)
+        runner.handlers = method_handlers(bindings)
+        return cls(settings, db, pipeline, links, runner, bindings)
 
     async def grpc_server(self) -> grpc.aio.Server:
+        """The gRPC server; background requests a crash left behind resume with it."""
+        await self.runner.recover()
         return await build_grpc_server(self.pipeline, self.bindings)
 
     def storage_routes(self) -> list[web.RouteDef]:
@@ -50,4 +61,4 @@ class Runtime:
         return StorageRoutes(object_store(self.settings)).routes()
 
     def in_process_caller(self) -> InProcessCaller:
-        return InProcessCaller(self.pipeline, method_handlers(self.bindings))
+        return InProcessCaller(self.pipeline, self.runner.handlers)

@@ -9,7 +9,6 @@ import grpc
 import peewee
 import pytest
 from c2c.v1 import contact_assets_pb2
-from crm.v1 import crm_pb2
 from google.protobuf.message import Message
 
 from server.access import Authenticator
@@ -23,6 +22,7 @@ from server.registry import default_bindings, method_handlers
 from server.runtime import Runtime
 from server.s3post.disk import BucketDirectory
 from server.services.contact_assets import ContactAssetsService
+from server.voyzu.background import BackgroundRunner
 from tests.support.servicers import grpc_testing_server
 
 HEALTH = contact_assets_pb2.DESCRIPTOR.services_by_name["ContactAssets"].methods_by_name["Health"]
@@ -53,7 +53,7 @@ def _caller(behavior) -> InProcessCaller:  # type: ignore[no-untyped-def]
 
 def _call(caller: InProcessCaller, method: str = "/t.v1.T/M") -> Message:
     return asyncio.run(
-        caller.call(method, crm_pb2.AuthenticateRequest(), [], crm_pb2.AuthenticateResponse)
+        caller.call(method, contact_assets_pb2.HealthRequest(), [], contact_assets_pb2.HealthStatus)
     )
 
 
@@ -61,9 +61,9 @@ def test_pipeline_passes_the_principal_and_returns_the_response() -> None:
     async def behavior(request: Message, context: object) -> Message:
         principal = current_principal.get()
         assert principal is not None
-        return crm_pb2.AuthenticateResponse(session_id=principal.tenant_name)
+        return contact_assets_pb2.HealthStatus(status=principal.tenant_name)
 
-    assert _call(_caller(behavior)) == crm_pb2.AuthenticateResponse(session_id="acme")
+    assert _call(_caller(behavior)) == contact_assets_pb2.HealthStatus(status="acme")
 
 
 def test_api_errors_become_statuses_with_details() -> None:
@@ -94,10 +94,12 @@ def test_unexpected_errors_reveal_nothing() -> None:
 
 
 def test_unknown_and_unimplemented_methods(store: peewee.Database) -> None:
-    handlers = method_handlers(default_bindings(Settings(), PublicLinks(None)))
+    handlers = method_handlers(
+        default_bindings(Settings(), PublicLinks(None), BackgroundRunner(CallPipeline(_allow)))
+    )
     assert "/c2c.v1.ContactAssets/Health" in handlers
     caller = InProcessCaller(CallPipeline(Authenticator({})), handlers)
-    for method in ("/nope.v1.Nope/Nothing", "/crm.v1.Crm/Authenticate"):
+    for method in ("/nope.v1.Nope/Nothing", "/files.v1.Files/Nothing"):
         with pytest.raises(CallFailed) as caught:
             _call(caller, method)
         assert status_code(caught.value.status) == grpc.StatusCode.UNIMPLEMENTED

@@ -16,9 +16,9 @@ from aiohttp import web
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from gateway.transcode import JsonOptions, Route, response_payload
+from gateway.transcode import JsonOptions, Route, http_body, response_payload
 from server.errors import CallFailed, build_status
-from server.pipeline import new_request_id
+from server.pipeline import BASE_URL_KEY, HOST_KEY, new_request_id
 
 # Reasons the gateway itself uses in the statuses it hands to surfaces.
 ROUTE_NOT_FOUND = "route_not_found"
@@ -69,15 +69,30 @@ class Surface:
     def base_metadata(self, request: web.Request) -> list[tuple[str, str]]:
         metadata = [
             ("x-request-id", request.headers.get("X-Request-Id") or new_request_id()),
-            ("x-crmgate-host", request_host(request)),
-            ("x-crmgate-base-url", f"{request.scheme}://{request.headers.get('Host', '')}"),
+            (HOST_KEY, request_host(request)),
+            (BASE_URL_KEY, f"{request.scheme}://{request.headers.get('Host', '')}"),
         ]
         language = request.headers.get("Accept-Language")
         if language:
             metadata.append(("accept-language", language))
         return metadata
 
+    def bind(self, routes: Sequence[Route]) -> None:
+        """Told every route the gateway serves, for surfaces that need to look one up."""
+
+    def outgoing_call(
+        self, request: web.Request, route: Route, message: Message
+    ) -> tuple[str, Message, type[Message]]:
+        """The call to make for a request: by default the route's own method."""
+        return route.full_method, message, route.response_type
+
     def render(self, request: web.Request, route: Route, message: Message) -> web.StreamResponse:
+        body = http_body(route, message)
+        if body is not None:
+            return web.Response(
+                body=body.data,  # type: ignore[attr-defined]
+                headers={"Content-Type": body.content_type or "application/octet-stream"},  # type: ignore[attr-defined]
+            )
         return json_response(response_payload(route, message, self.json_options))
 
     def render_error(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:

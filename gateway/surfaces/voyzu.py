@@ -1,14 +1,21 @@
-"""voyzu CRM API: session cookies, PascalCase JSON, POST-only, ErrorMessage bodies.
+"""voyzu CRM API: session cookies, PascalCase JSON, POST-only, ErrorMessage bodies,
+`?async=true` calls polled through /api/request/get/{id}.
 
 Status mapping: 400 bad input, 401 no or bad session, 402 paid plan needed, 404 unknown
 endpoint or verb, 540 a domain error, 541 a routing failure (backend unreachable or a
-malformed reply), 500 only for the unanticipated.
+malformed reply), 500 only for the unanticipated — and then without details.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
+
 import grpc
 from aiohttp import web
+from crm.v1 import crm_pb2
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from gateway.surfaces.base import (
@@ -16,25 +23,48 @@ from gateway.surfaces.base import (
     ROUTE_NOT_FOUND,
     Surface,
     json_response,
+    request_host,
 )
-from gateway.transcode import JsonOptions, Route
-from server.errors import error_info, status_code
+from gateway.transcode import JsonOptions, Route, message_to_json, response_payload
+from server.errors import error_info, field_violations, status_code
+from server.voyzu.background import NOT_ASYNC
+from server.voyzu.sessions import SESSION_METADATA_KEY
 
 SESSION_COOKIE = "voyzu_session_id"
-SESSION_METADATA_KEY = "x-voyzu-session"
+START_REQUEST = "/crm.v1.Crm/StartRequest"
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 BY_CODE = {
     grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
     grpc.StatusCode.UNAUTHENTICATED: 401,
     grpc.StatusCode.PERMISSION_DENIED: 402,
     grpc.StatusCode.NOT_FOUND: 400,
     grpc.StatusCode.FAILED_PRECONDITION: 540,
     grpc.StatusCode.ALREADY_EXISTS: 540,
     grpc.StatusCode.ABORTED: 540,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 540,
     grpc.StatusCode.UNAVAILABLE: 541,
     grpc.StatusCode.DEADLINE_EXCEEDED: 541,
+    grpc.StatusCode.UNIMPLEMENTED: 541,
 }
 ROUTING_REASONS = {ROUTE_NOT_FOUND: 404, METHOD_NOT_ALLOWED: 404, "malformed_reply": 541}
+UNANTICIPATED = "Something went wrong; please try again."
+
+
+def http_status(status: status_pb2.Status) -> int:
+    info = error_info(status)
+    return ROUTING_REASONS.get(info.reason if info else "") or BY_CODE.get(status_code(status), 500)
+
+
+def error_message(status: status_pb2.Status) -> str:
+    """What went wrong, never internals: a 500 says only that something did."""
+    if http_status(status) == 500:
+        return UNANTICIPATED
+    details = "; ".join(
+        f"{field}: {text}" if field else text for field, text in field_violations(status)
+    )
+    return f"{status.message} {details}".strip() if details else status.message
 
 
 class VoyzuSurface(Surface):
@@ -45,6 +75,11 @@ class VoyzuSurface(Surface):
 
     def __init__(self, *, dev: bool = False) -> None:
         self._dev = dev
+        self._routes: dict[str, Route] = {}
+
+    def bind(self, routes: Sequence[Route]) -> None:
+        for route in routes:
+            self._routes.setdefault(route.full_method, route)
 
     def call_metadata(self, request: web.Request, route: Route) -> list[tuple[str, str]]:
         metadata = self.base_metadata(request)
@@ -55,10 +90,57 @@ class VoyzuSurface(Surface):
             metadata.append((SESSION_METADATA_KEY, session))
         return metadata
 
-    def render_error(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:
-        info = error_info(status)
-        http = ROUTING_REASONS.get(info.reason if info else "") or BY_CODE.get(
-            status_code(status), 500
+    def outgoing_call(
+        self, request: web.Request, route: Route, message: Message
+    ) -> tuple[str, Message, type[Message]]:
+        if request.query.get("async", "").lower() != "true" or route.full_method in NOT_ASYNC:
+            return super().outgoing_call(request, route, message)
+        packed = any_pb2.Any()
+        packed.Pack(message)
+        start = crm_pb2.StartRequestRequest(method=route.full_method, request=packed)
+        return START_REQUEST, start, crm_pb2.StartRequestResponse
+
+    def render(self, request: web.Request, route: Route, message: Message) -> web.StreamResponse:
+        if isinstance(message, crm_pb2.StartRequestResponse):
+            return json_response(message_to_json(message, self.json_options))
+        if isinstance(message, crm_pb2.GetRequestStatusResponse):
+            return json_response(self._request_status(message))
+        response = super().render(request, route, message)
+        if isinstance(message, crm_pb2.AuthenticateResponse):
+            self._set_session_cookie(request, response, message.auth)
+        return response
+
+    def _request_status(self, reply: crm_pb2.GetRequestStatusResponse) -> dict[str, object]:
+        """The RequestStatus, its Result rendered exactly as the synchronous call would."""
+        status = reply.status
+        document = message_to_json(status, self.json_options)
+        document.pop("Result", None)
+        for key in ("ErrorMessage", "StatusCode"):
+            document.pop(key, None)
+        route = self._routes.get(reply.method)
+        if status.process_status == "PROCESSED" and route is not None:
+            result = route.response_type()
+            status.result.Unpack(result)
+            document["Result"] = response_payload(route, result, self.json_options)
+        if status.process_status == "FAILED":
+            document["ErrorMessage"] = error_message(reply.error)
+            document["StatusCode"] = http_status(reply.error)
+        return document
+
+    def _set_session_cookie(
+        self, request: web.Request, response: web.StreamResponse, auth: crm_pb2.Auth
+    ) -> None:
+        plain_local = request.scheme == "http" and request_host(request) in LOCAL_HOSTS
+        expires = datetime.fromisoformat(auth.expires_date.replace("Z", "+00:00"))
+        response.set_cookie(
+            SESSION_COOKIE,
+            auth.session_id,
+            path="/",
+            httponly=True,
+            samesite="Lax",
+            secure=not plain_local,
+            expires=expires.strftime("%a, %d %b %Y %H:%M:%S GMT"),
         )
-        message = status.message if http != 500 else "Something went wrong."
-        return json_response({"ErrorMessage": message}, http)
+
+    def render_error(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:
+        return json_response({"ErrorMessage": error_message(status)}, http_status(status))

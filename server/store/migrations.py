@@ -15,15 +15,22 @@ from playhouse.migrate import migrate as apply_operations
 
 from server.store.models import (
     ApiKey,
+    BackgroundRequest,
     BaseModel,
     Contact,
+    CustomField,
+    CustomFieldValue,
     EmailActivity,
     EmailAttachment,
     FileUpload,
     Media,
     ServiceSecret,
+    Session,
+    Spreadsheet,
     Tenant,
     TenantHost,
+    User,
+    UserShare,
     utcnow,
 )
 
@@ -67,12 +74,21 @@ def add_columns(model: type[BaseModel], *names: str) -> Callable[[peewee.Databas
 
 
 MIGRATIONS: list[Migration] = [
-    (1, "core tables", create_tables(Tenant, TenantHost, ApiKey, Contact)),
+    (
+        1,
+        "core tables",
+        create_tables(Tenant, TenantHost, ApiKey, User, Session, UserShare, Contact),
+    ),
     (2, "contact media", create_tables(Media)),
     (
         3,
         "close files and email activities",
         create_tables(FileUpload, EmailActivity, EmailAttachment, ServiceSecret),
+    ),
+    (
+        4,
+        "voyzu custom fields, spreadsheets and background requests",
+        create_tables(CustomField, CustomFieldValue, Spreadsheet, BackgroundRequest),
     ),
 ]
 

@@ -32,6 +32,8 @@ class Tenant(BaseModel):
     # When true, a caller's Accept-Language may pick the message language.
     honor_accept_language = peewee.BooleanField(default=True)
     created_at = peewee.DateTimeField(default=utcnow)
+    # The voyzu subscription: "free" or "paid" (imports and exports need paid).
+    plan = peewee.CharField(max_length=16, default="free")
 
 
 class TenantHost(BaseModel):
@@ -57,6 +59,38 @@ class ApiKey(BaseModel):
     revoked_at = peewee.DateTimeField(null=True)
 
 
+class User(BaseModel):
+    """A voyzu user of a customer (tenant). Passwords are kept only as scrypt hashes."""
+
+    uuid = peewee.UUIDField(default=uuid.uuid4, unique=True)
+    tenant = peewee.ForeignKeyField(Tenant, backref="users", on_delete="CASCADE")
+    email = peewee.CharField(max_length=320, unique=True)  # lowercase; sign-in is by email
+    password_hash = peewee.CharField(max_length=255)
+    notify_import_complete = peewee.BooleanField(default=False)
+    notify_export_complete = peewee.BooleanField(default=False)
+    weekly_digest = peewee.BooleanField(default=False)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class Session(BaseModel):
+    """A signed-in voyzu session, stored as the SHA-256 of its random id."""
+
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    user = peewee.ForeignKeyField(User, backref="sessions", on_delete="CASCADE")
+    created_at = peewee.DateTimeField(default=utcnow)
+    expires_at = peewee.DateTimeField(index=True)
+
+
+class UserShare(BaseModel):
+    """`viewer` sees the contacts `owner` owns."""
+
+    owner = peewee.ForeignKeyField(User, backref="shares", on_delete="CASCADE")
+    viewer = peewee.ForeignKeyField(User, backref="shared_with_me", on_delete="CASCADE")
+
+    class Meta:
+        indexes = ((("owner", "viewer"), True), (("viewer",), False))
+
+
 class Contact(BaseModel):
     """A person in a tenant's CRM. Deleting only sets deleted_at (soft delete)."""
 
@@ -70,6 +104,10 @@ class Contact(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
     deleted_at = peewee.DateTimeField(null=True)
+    phone = peewee.CharField(max_length=64, default="")
+    company = peewee.CharField(max_length=200, default="")
+    # The voyzu user who owns it; None (made by an operator) means every user sees it.
+    owner = peewee.ForeignKeyField(User, null=True, backref="contacts", on_delete="SET NULL")
 
     class Meta:
         indexes = ((("tenant", "email_normalized"), False),)
@@ -152,3 +190,67 @@ class ServiceSecret(BaseModel):
     name = peewee.CharField(max_length=64, unique=True)
     value = peewee.CharField(max_length=128)
     created_at = peewee.DateTimeField(default=utcnow)
+
+
+class CustomField(BaseModel):
+    """A custom field a customer defined for its contacts."""
+
+    tenant = peewee.ForeignKeyField(Tenant, backref="custom_fields", on_delete="CASCADE")
+    name = peewee.CharField(max_length=100)
+    type = peewee.CharField(max_length=16)  # text, number, date, boolean, select
+    options = peewee.TextField(default="[]")  # JSON list, for select
+
+    class Meta:
+        indexes = ((("tenant", "name"), True),)
+
+
+class CustomFieldValue(BaseModel):
+    """One contact's value of one custom field (searched with the contact)."""
+
+    contact = peewee.ForeignKeyField(Contact, backref="custom_values", on_delete="CASCADE")
+    name = peewee.CharField(max_length=100)
+    value = peewee.TextField()
+
+    class Meta:
+        indexes = ((("contact", "name"), True),)
+
+
+class Spreadsheet(BaseModel):
+    """A CSV or XLSX file a user imported or exported; its bytes are in object storage."""
+
+    uuid = peewee.UUIDField(default=uuid.uuid4, unique=True)
+    tenant = peewee.ForeignKeyField(Tenant, backref="spreadsheets", on_delete="CASCADE")
+    owner = peewee.ForeignKeyField(User, backref="spreadsheets", on_delete="CASCADE")
+    name = peewee.CharField(max_length=255)
+    format = peewee.CharField(max_length=8)  # csv, xlsx
+    kind = peewee.CharField(max_length=8)  # import, export
+    size = peewee.IntegerField()
+    row_count = peewee.IntegerField(default=0)
+    storage_key = peewee.CharField(max_length=512, unique=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("owner", "created_at"), False),)
+
+
+class BackgroundRequest(BaseModel):
+    """A voyzu `?async=true` call: the stored request, its progress and its outcome.
+
+    In the database so any server process can answer a poll and work survives a restart:
+    a worker claims a row with a lease; rows whose lease ran out are retried or failed.
+    """
+
+    request_id = peewee.CharField(max_length=40, unique=True)
+    tenant = peewee.ForeignKeyField(Tenant, backref="requests", on_delete="CASCADE")
+    user = peewee.ForeignKeyField(User, backref="requests", on_delete="CASCADE")
+    method = peewee.CharField(max_length=200)
+    request = peewee.BlobField()  # the serialized google.protobuf.Any
+    status = peewee.CharField(max_length=16, default="PENDING", index=True)
+    percent_complete = peewee.IntegerField(default=0)
+    commentary = peewee.CharField(max_length=500, default="Queued")
+    result = peewee.BlobField(null=True)  # serialized Any of the response
+    error = peewee.BlobField(null=True)  # serialized google.rpc.Status
+    attempts = peewee.IntegerField(default=0)
+    lease_until = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)

@@ -3,8 +3,13 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
+from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
+from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -17,8 +22,8 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
-class AuthenticateRequest(_message.Message):
-    """AuthenticateRequest is the voyzu `AuthInput` class."""
+class AuthInput(_message.Message):
+    """AuthInput is what a user signs in with."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -40,26 +45,1464 @@ class AuthenticateRequest(_message.Message):
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
-Global___AuthenticateRequest: _TypeAlias = AuthenticateRequest  # noqa: Y015
+Global___AuthInput: _TypeAlias = AuthInput  # noqa: Y015
 
 @_typing.final
-class AuthenticateResponse(_message.Message):
-    """AuthenticateResponse is the voyzu `Auth` class."""
+class Auth(_message.Message):
+    """Auth is a signed-in session."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_DATE_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
-    """The new session's identifier, also set as the `voyzu_session_id` cookie."""
+    """The session id, also set as the `voyzu_session_id` cookie."""
+    user_id: _builtins.str
+    """The signed-in user's id."""
+    expires_date: _builtins.str
+    """When the session expires (ISO-8601, UTC)."""
     def __init__(
         self,
         *,
         session_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        expires_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_date", b"expires_date", "session_id", b"session_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Auth: _TypeAlias = Auth  # noqa: Y015
+
+@_typing.final
+class WebContact(_message.Message):
+    """WebContact is a contact as the web client sees it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class CustomFieldsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ID_FIELD_NUMBER: _builtins.int
+    FIRST_NAME_FIELD_NUMBER: _builtins.int
+    LAST_NAME_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    PHONE_FIELD_NUMBER: _builtins.int
+    COMPANY_FIELD_NUMBER: _builtins.int
+    CUSTOM_FIELDS_FIELD_NUMBER: _builtins.int
+    CREATED_DATE_FIELD_NUMBER: _builtins.int
+    UPDATED_DATE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The contact's id (a UUID); ignored on create and update."""
+    first_name: _builtins.str
+    """First name."""
+    last_name: _builtins.str
+    """Last name."""
+    email: _builtins.str
+    """Email address; required."""
+    phone: _builtins.str
+    """Phone number."""
+    company: _builtins.str
+    """Company name."""
+    created_date: _builtins.str
+    """When the contact was created (ISO-8601, UTC); read-only."""
+    updated_date: _builtins.str
+    """When the contact last changed (ISO-8601, UTC); read-only."""
+    @_builtins.property
+    def custom_fields(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Custom field values by field name, validated against the customer's fields."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        first_name: _builtins.str = ...,
+        last_name: _builtins.str = ...,
+        email: _builtins.str = ...,
+        phone: _builtins.str = ...,
+        company: _builtins.str = ...,
+        custom_fields: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        created_date: _builtins.str = ...,
+        updated_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["company", b"company", "created_date", b"created_date", "custom_fields", b"custom_fields", "email", b"email", "first_name", b"first_name", "id", b"id", "last_name", b"last_name", "phone", b"phone", "updated_date", b"updated_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebContact: _TypeAlias = WebContact  # noqa: Y015
+
+@_typing.final
+class ContactsSearchInput(_message.Message):
+    """ContactsSearchInput describes a page of a contact search."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEARCH_TEXT_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    SORT_BY_FIELD_NUMBER: _builtins.int
+    SORT_DESCENDING_FIELD_NUMBER: _builtins.int
+    search_text: _builtins.str
+    """Free text matched against names, email, company and custom field values."""
+    page: _builtins.int
+    """The page to return, from 1."""
+    page_size: _builtins.int
+    """Rows per page, 1 to 500 (default 50)."""
+    sort_by: _builtins.str
+    """FirstName, LastName, Email, Company, CreatedDate or UpdatedDate."""
+    sort_descending: _builtins.bool
+    """Sort from high to low."""
+    def __init__(
+        self,
+        *,
+        search_text: _builtins.str = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        sort_by: _builtins.str = ...,
+        sort_descending: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "page_size", b"page_size", "search_text", b"search_text", "sort_by", b"sort_by", "sort_descending", b"sort_descending"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContactsSearchInput: _TypeAlias = ContactsSearchInput  # noqa: Y015
+
+@_typing.final
+class ContactsDatatable(_message.Message):
+    """ContactsDatatable is one page of search results."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROWS_FIELD_NUMBER: _builtins.int
+    TOTAL_COUNT_FIELD_NUMBER: _builtins.int
+    PAGE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    total_count: _builtins.int
+    """How many contacts match in all."""
+    page: _builtins.int
+    """The page returned."""
+    page_size: _builtins.int
+    """The page size used."""
+    @_builtins.property
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___WebContact]:
+        """The contacts on this page."""
+
+    def __init__(
+        self,
+        *,
+        rows: _abc.Iterable[Global___WebContact] | None = ...,
+        total_count: _builtins.int = ...,
+        page: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page", b"page", "page_size", b"page_size", "rows", b"rows", "total_count", b"total_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContactsDatatable: _TypeAlias = ContactsDatatable  # noqa: Y015
+
+@_typing.final
+class CustomFieldDefinition(_message.Message):
+    """CustomFieldDefinition defines one custom field of a customer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    OPTIONS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The field's name, unique within the customer."""
+    type: _builtins.str
+    """text, number, date (YYYY-MM-DD), boolean or select."""
+    @_builtins.property
+    def options(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The allowed values of a select field."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        type: _builtins.str = ...,
+        options: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "options", b"options", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomFieldDefinition: _TypeAlias = CustomFieldDefinition  # noqa: Y015
+
+@_typing.final
+class CustomFieldInput(_message.Message):
+    """CustomFieldInput defines or changes custom fields (others stay as they are)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___CustomFieldDefinition]:
+        """The fields to define or change."""
+
+    def __init__(
+        self,
+        *,
+        fields: _abc.Iterable[Global___CustomFieldDefinition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomFieldInput: _TypeAlias = CustomFieldInput  # noqa: Y015
+
+@_typing.final
+class CustomFieldList(_message.Message):
+    """CustomFieldList is every custom field of the customer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___CustomFieldDefinition]:
+        """The fields, by name."""
+
+    def __init__(
+        self,
+        *,
+        fields: _abc.Iterable[Global___CustomFieldDefinition] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomFieldList: _TypeAlias = CustomFieldList  # noqa: Y015
+
+@_typing.final
+class Spreadsheet(_message.Message):
+    """Spreadsheet is a CSV or XLSX file the user imported or exported."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    ROW_COUNT_FIELD_NUMBER: _builtins.int
+    CREATED_DATE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The spreadsheet's id."""
+    name: _builtins.str
+    """Its file name."""
+    format: _builtins.str
+    """csv or xlsx."""
+    kind: _builtins.str
+    """import or export."""
+    size: _builtins.int
+    """Size in bytes."""
+    row_count: _builtins.int
+    """Data rows (the header excluded)."""
+    created_date: _builtins.str
+    """When it was stored (ISO-8601, UTC)."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        format: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        size: _builtins.int = ...,
+        row_count: _builtins.int = ...,
+        created_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_date", b"created_date", "format", b"format", "id", b"id", "kind", b"kind", "name", b"name", "row_count", b"row_count", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Spreadsheet: _TypeAlias = Spreadsheet  # noqa: Y015
+
+@_typing.final
+class SpreadsheetList(_message.Message):
+    """SpreadsheetList is the session user's spreadsheets, newest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPREADSHEETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def spreadsheets(self) -> _containers.RepeatedCompositeFieldContainer[Global___Spreadsheet]:
+        """The spreadsheets."""
+
+    def __init__(
+        self,
+        *,
+        spreadsheets: _abc.Iterable[Global___Spreadsheet] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spreadsheets", b"spreadsheets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpreadsheetList: _TypeAlias = SpreadsheetList  # noqa: Y015
+
+@_typing.final
+class ImportInput(_message.Message):
+    """ImportInput is a spreadsheet to import contacts from."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MappingEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    FILE_NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    MAPPING_FIELD_NUMBER: _builtins.int
+    file_name: _builtins.str
+    """The file's name; its extension (.csv or .xlsx) picks the format."""
+    content: _builtins.bytes
+    """The file's bytes, base64."""
+    @_builtins.property
+    def mapping(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Column header → FirstName, LastName, Email, Phone, Company or custom:<name>.
+        Headers not mapped here are matched by name.
+        """
+
+    def __init__(
+        self,
+        *,
+        file_name: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+        mapping: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "file_name", b"file_name", "mapping", b"mapping"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportInput: _TypeAlias = ImportInput  # noqa: Y015
+
+@_typing.final
+class RowError(_message.Message):
+    """RowError is one spreadsheet row that could not be imported."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ROW_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    row: _builtins.int
+    """The row number as a spreadsheet shows it (the header is row 1)."""
+    message: _builtins.str
+    """What is wrong with it."""
+    def __init__(
+        self,
+        *,
+        row: _builtins.int = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "row", b"row"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RowError: _TypeAlias = RowError  # noqa: Y015
+
+@_typing.final
+class ImportResult(_message.Message):
+    """ImportResult reports an import."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMPORTED_COUNT_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
+    IGNORED_COLUMNS_FIELD_NUMBER: _builtins.int
+    SPREADSHEET_FIELD_NUMBER: _builtins.int
+    imported_count: _builtins.int
+    """Contacts created."""
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___RowError]:
+        """Rows refused, with why."""
+
+    @_builtins.property
+    def ignored_columns(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Column headers that mapped to nothing."""
+
+    @_builtins.property
+    def spreadsheet(self) -> Global___Spreadsheet:
+        """The stored spreadsheet."""
+
+    def __init__(
+        self,
+        *,
+        imported_count: _builtins.int = ...,
+        errors: _abc.Iterable[Global___RowError] | None = ...,
+        ignored_columns: _abc.Iterable[_builtins.str] | None = ...,
+        spreadsheet: Global___Spreadsheet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spreadsheet", b"spreadsheet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["errors", b"errors", "ignored_columns", b"ignored_columns", "imported_count", b"imported_count", "spreadsheet", b"spreadsheet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportResult: _TypeAlias = ImportResult  # noqa: Y015
+
+@_typing.final
+class ExportInput(_message.Message):
+    """ExportInput chooses the contacts to export and the format."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEARCH_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    format: _builtins.str
+    """csv (default) or xlsx."""
+    @_builtins.property
+    def search(self) -> Global___ContactsSearchInput:
+        """The search whose every match is exported (paging is ignored)."""
+
+    def __init__(
+        self,
+        *,
+        search: Global___ContactsSearchInput | None = ...,
+        format: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["search", b"search"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "search", b"search"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportInput: _TypeAlias = ExportInput  # noqa: Y015
+
+@_typing.final
+class ExportResult(_message.Message):
+    """ExportResult names the spreadsheet an export wrote."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SPREADSHEET_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def spreadsheet(self) -> Global___Spreadsheet:
+        """The stored spreadsheet."""
+
+    def __init__(
+        self,
+        *,
+        spreadsheet: Global___Spreadsheet | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["spreadsheet", b"spreadsheet"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["spreadsheet", b"spreadsheet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportResult: _TypeAlias = ExportResult  # noqa: Y015
+
+@_typing.final
+class WebUser(_message.Message):
+    """WebUser is a user of the customer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The user's id."""
+    email: _builtins.str
+    """The user's email address."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        email: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WebUser: _TypeAlias = WebUser  # noqa: Y015
+
+@_typing.final
+class UserList(_message.Message):
+    """UserList is the customer's users."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___WebUser]:
+        """The users."""
+
+    def __init__(
+        self,
+        *,
+        users: _abc.Iterable[Global___WebUser] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["users", b"users"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserList: _TypeAlias = UserList  # noqa: Y015
+
+@_typing.final
+class UserNotificationInput(_message.Message):
+    """UserNotificationInput is a user's notification settings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_ON_IMPORT_COMPLETE_FIELD_NUMBER: _builtins.int
+    EMAIL_ON_EXPORT_COMPLETE_FIELD_NUMBER: _builtins.int
+    WEEKLY_DIGEST_FIELD_NUMBER: _builtins.int
+    email_on_import_complete: _builtins.bool
+    """Email the user when an import finishes."""
+    email_on_export_complete: _builtins.bool
+    """Email the user when an export finishes."""
+    weekly_digest: _builtins.bool
+    """Send the user a weekly digest."""
+    def __init__(
+        self,
+        *,
+        email_on_import_complete: _builtins.bool = ...,
+        email_on_export_complete: _builtins.bool = ...,
+        weekly_digest: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email_on_export_complete", b"email_on_export_complete", "email_on_import_complete", b"email_on_import_complete", "weekly_digest", b"weekly_digest"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserNotificationInput: _TypeAlias = UserNotificationInput  # noqa: Y015
+
+@_typing.final
+class UserSharingInput(_message.Message):
+    """UserSharingInput lists who sees the session user's contacts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARED_WITH_USER_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def shared_with_user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of users of the same customer; replaces the previous list."""
+
+    def __init__(
+        self,
+        *,
+        shared_with_user_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["shared_with_user_ids", b"shared_with_user_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserSharingInput: _TypeAlias = UserSharingInput  # noqa: Y015
+
+@_typing.final
+class RequestStatus(_message.Message):
+    """RequestStatus reports a background request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    COMMENTARY_FIELD_NUMBER: _builtins.int
+    PERCENT_COMPLETE_FIELD_NUMBER: _builtins.int
+    PROCESS_STATUS_FIELD_NUMBER: _builtins.int
+    CREATED_DATE_FIELD_NUMBER: _builtins.int
+    UPDATED_DATE_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
+    STATUS_CODE_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The request's id."""
+    commentary: _builtins.str
+    """What it is doing, for people."""
+    percent_complete: _builtins.int
+    """Progress, 0 to 100."""
+    process_status: _builtins.str
+    """PENDING, PROCESSING, PROCESSED or FAILED."""
+    created_date: _builtins.str
+    """When it was made (ISO-8601, UTC)."""
+    updated_date: _builtins.str
+    """When it last changed (ISO-8601, UTC)."""
+    error_message: _builtins.str
+    """Once FAILED: why (never a stack trace or other internals)."""
+    status_code: _builtins.int
+    """Once FAILED: the HTTP status the synchronous call would have answered."""
+    @_builtins.property
+    def result(self) -> _any_pb2.Any:
+        """Once PROCESSED: exactly what the synchronous call returns."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        commentary: _builtins.str = ...,
+        percent_complete: _builtins.int = ...,
+        process_status: _builtins.str = ...,
+        created_date: _builtins.str = ...,
+        updated_date: _builtins.str = ...,
+        result: _any_pb2.Any | None = ...,
+        error_message: _builtins.str = ...,
+        status_code: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commentary", b"commentary", "created_date", b"created_date", "error_message", b"error_message", "percent_complete", b"percent_complete", "process_status", b"process_status", "request_id", b"request_id", "result", b"result", "status_code", b"status_code", "updated_date", b"updated_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestStatus: _TypeAlias = RequestStatus  # noqa: Y015
+
+@_typing.final
+class AuthenticateRequest(_message.Message):
+    """AuthenticateRequest wraps an AuthInput."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INPUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def input(self) -> Global___AuthInput:
+        """The credentials."""
+
+    def __init__(
+        self,
+        *,
+        input: Global___AuthInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuthenticateRequest: _TypeAlias = AuthenticateRequest  # noqa: Y015
+
+@_typing.final
+class AuthenticateResponse(_message.Message):
+    """AuthenticateResponse wraps an Auth."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTH_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def auth(self) -> Global___Auth:
+        """The new session."""
+
+    def __init__(
+        self,
+        *,
+        auth: Global___Auth | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auth", b"auth"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuthenticateResponse: _TypeAlias = AuthenticateResponse  # noqa: Y015
+
+@_typing.final
+class GetResourceClassRequest(_message.Message):
+    """GetResourceClassRequest names a resource (auth, contacts, custom-fields…)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESOURCE_FIELD_NUMBER: _builtins.int
+    resource: _builtins.str
+    """The resource's path segment."""
+    def __init__(
+        self,
+        *,
+        resource: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetResourceClassRequest: _TypeAlias = GetResourceClassRequest  # noqa: Y015
+
+@_typing.final
+class GetResourceClassResponse(_message.Message):
+    """GetResourceClassResponse holds the module."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def module(self) -> _httpbody_pb2.HttpBody:
+        """The ES module, as text/javascript."""
+
+    def __init__(
+        self,
+        *,
+        module: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["module", b"module"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["module", b"module"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetResourceClassResponse: _TypeAlias = GetResourceClassResponse  # noqa: Y015
+
+@_typing.final
+class SearchContactsRequest(_message.Message):
+    """SearchContactsRequest wraps a ContactsSearchInput."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INPUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def input(self) -> Global___ContactsSearchInput:
+        """The search."""
+
+    def __init__(
+        self,
+        *,
+        input: Global___ContactsSearchInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchContactsRequest: _TypeAlias = SearchContactsRequest  # noqa: Y015
+
+@_typing.final
+class SearchContactsResponse(_message.Message):
+    """SearchContactsResponse wraps a ContactsDatatable."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATATABLE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def datatable(self) -> Global___ContactsDatatable:
+        """The page of results."""
+
+    def __init__(
+        self,
+        *,
+        datatable: Global___ContactsDatatable | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["datatable", b"datatable"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["datatable", b"datatable"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchContactsResponse: _TypeAlias = SearchContactsResponse  # noqa: Y015
+
+@_typing.final
+class CreateContactRequest(_message.Message):
+    """CreateContactRequest wraps the WebContact to create."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def contact(self) -> Global___WebContact:
+        """The contact."""
+
+    def __init__(
+        self,
+        *,
+        contact: Global___WebContact | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateContactRequest: _TypeAlias = CreateContactRequest  # noqa: Y015
+
+@_typing.final
+class CreateContactResponse(_message.Message):
+    """CreateContactResponse wraps the created WebContact."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def contact(self) -> Global___WebContact:
+        """The contact, with its Id."""
+
+    def __init__(
+        self,
+        *,
+        contact: Global___WebContact | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateContactResponse: _TypeAlias = CreateContactResponse  # noqa: Y015
+
+@_typing.final
+class GetContactRequest(_message.Message):
+    """GetContactRequest names a contact."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The contact's id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetContactRequest: _TypeAlias = GetContactRequest  # noqa: Y015
+
+@_typing.final
+class GetContactResponse(_message.Message):
+    """GetContactResponse wraps a WebContact."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def contact(self) -> Global___WebContact:
+        """The contact."""
+
+    def __init__(
+        self,
+        *,
+        contact: Global___WebContact | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetContactResponse: _TypeAlias = GetContactResponse  # noqa: Y015
+
+@_typing.final
+class UpdateContactRequest(_message.Message):
+    """UpdateContactRequest carries the contact's id and new values."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    CONTACT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The contact's id."""
+    @_builtins.property
+    def contact(self) -> Global___WebContact:
+        """The new values (every field is replaced)."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        contact: Global___WebContact | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contact", b"contact", "id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateContactRequest: _TypeAlias = UpdateContactRequest  # noqa: Y015
+
+@_typing.final
+class UpdateContactResponse(_message.Message):
+    """UpdateContactResponse is empty: the voyzu API returns nothing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateContactResponse: _TypeAlias = UpdateContactResponse  # noqa: Y015
+
+@_typing.final
+class DeleteContactRequest(_message.Message):
+    """DeleteContactRequest names a contact."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The contact's id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteContactRequest: _TypeAlias = DeleteContactRequest  # noqa: Y015
+
+@_typing.final
+class DeleteContactResponse(_message.Message):
+    """DeleteContactResponse is empty."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteContactResponse: _TypeAlias = DeleteContactResponse  # noqa: Y015
+
+@_typing.final
+class UpdateCustomFieldsRequest(_message.Message):
+    """UpdateCustomFieldsRequest wraps a CustomFieldInput."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INPUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def input(self) -> Global___CustomFieldInput:
+        """The fields to define or change."""
+
+    def __init__(
+        self,
+        *,
+        input: Global___CustomFieldInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCustomFieldsRequest: _TypeAlias = UpdateCustomFieldsRequest  # noqa: Y015
+
+@_typing.final
+class UpdateCustomFieldsResponse(_message.Message):
+    """UpdateCustomFieldsResponse wraps the resulting CustomFieldList."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def fields(self) -> Global___CustomFieldList:
+        """Every custom field of the customer."""
+
+    def __init__(
+        self,
+        *,
+        fields: Global___CustomFieldList | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fields", b"fields"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateCustomFieldsResponse: _TypeAlias = UpdateCustomFieldsResponse  # noqa: Y015
+
+@_typing.final
+class ListSpreadsheetsRequest(_message.Message):
+    """ListSpreadsheetsRequest carries nothing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSpreadsheetsRequest: _TypeAlias = ListSpreadsheetsRequest  # noqa: Y015
+
+@_typing.final
+class ListSpreadsheetsResponse(_message.Message):
+    """ListSpreadsheetsResponse wraps a SpreadsheetList."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def list(self) -> Global___SpreadsheetList:
+        """The spreadsheets."""
+
+    def __init__(
+        self,
+        *,
+        list: Global___SpreadsheetList | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["list", b"list"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["list", b"list"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSpreadsheetsResponse: _TypeAlias = ListSpreadsheetsResponse  # noqa: Y015
+
+@_typing.final
+class GetSpreadsheetRequest(_message.Message):
+    """GetSpreadsheetRequest names a spreadsheet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The spreadsheet's id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSpreadsheetRequest: _TypeAlias = GetSpreadsheetRequest  # noqa: Y015
+
+@_typing.final
+class GetSpreadsheetResponse(_message.Message):
+    """GetSpreadsheetResponse holds the file."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def file(self) -> _httpbody_pb2.HttpBody:
+        """The spreadsheet's bytes, with its content type."""
+
+    def __init__(
+        self,
+        *,
+        file: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["file", b"file"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetSpreadsheetResponse: _TypeAlias = GetSpreadsheetResponse  # noqa: Y015
+
+@_typing.final
+class CreateImportRequest(_message.Message):
+    """CreateImportRequest wraps an ImportInput."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INPUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def input(self) -> Global___ImportInput:
+        """The spreadsheet to import."""
+
+    def __init__(
+        self,
+        *,
+        input: Global___ImportInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateImportRequest: _TypeAlias = CreateImportRequest  # noqa: Y015
+
+@_typing.final
+class CreateImportResponse(_message.Message):
+    """CreateImportResponse wraps an ImportResult."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___ImportResult:
+        """What the import did."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___ImportResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateImportResponse: _TypeAlias = CreateImportResponse  # noqa: Y015
+
+@_typing.final
+class CreateExportRequest(_message.Message):
+    """CreateExportRequest wraps an ExportInput."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INPUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def input(self) -> Global___ExportInput:
+        """What to export."""
+
+    def __init__(
+        self,
+        *,
+        input: Global___ExportInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateExportRequest: _TypeAlias = CreateExportRequest  # noqa: Y015
+
+@_typing.final
+class CreateExportResponse(_message.Message):
+    """CreateExportResponse wraps an ExportResult."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> Global___ExportResult:
+        """The spreadsheet written."""
+
+    def __init__(
+        self,
+        *,
+        result: Global___ExportResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateExportResponse: _TypeAlias = CreateExportResponse  # noqa: Y015
+
+@_typing.final
+class ListUsersRequest(_message.Message):
+    """ListUsersRequest carries nothing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUsersRequest: _TypeAlias = ListUsersRequest  # noqa: Y015
+
+@_typing.final
+class ListUsersResponse(_message.Message):
+    """ListUsersResponse wraps a UserList."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def list(self) -> Global___UserList:
+        """The users."""
+
+    def __init__(
+        self,
+        *,
+        list: Global___UserList | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["list", b"list"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["list", b"list"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListUsersResponse: _TypeAlias = ListUsersResponse  # noqa: Y015
+
+@_typing.final
+class UpdateUserNotificationRequest(_message.Message):
+    """UpdateUserNotificationRequest carries a user id and the settings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The user's id (the session user's own)."""
+    @_builtins.property
+    def input(self) -> Global___UserNotificationInput:
+        """The new settings."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        input: Global___UserNotificationInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "input", b"input"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateUserNotificationRequest: _TypeAlias = UpdateUserNotificationRequest  # noqa: Y015
+
+@_typing.final
+class UpdateUserNotificationResponse(_message.Message):
+    """UpdateUserNotificationResponse wraps the stored settings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def settings(self) -> Global___UserNotificationInput:
+        """The settings now in force."""
+
+    def __init__(
+        self,
+        *,
+        settings: Global___UserNotificationInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings", b"settings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateUserNotificationResponse: _TypeAlias = UpdateUserNotificationResponse  # noqa: Y015
+
+@_typing.final
+class UpdateUserSharingRequest(_message.Message):
+    """UpdateUserSharingRequest wraps a UserSharingInput."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INPUT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def input(self) -> Global___UserSharingInput:
+        """Who sees the session user's contacts."""
+
+    def __init__(
+        self,
+        *,
+        input: Global___UserSharingInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateUserSharingRequest: _TypeAlias = UpdateUserSharingRequest  # noqa: Y015
+
+@_typing.final
+class UpdateUserSharingResponse(_message.Message):
+    """UpdateUserSharingResponse wraps the stored sharing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SHARING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sharing(self) -> Global___UserSharingInput:
+        """The sharing now in force."""
+
+    def __init__(
+        self,
+        *,
+        sharing: Global___UserSharingInput | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["sharing", b"sharing"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sharing", b"sharing"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateUserSharingResponse: _TypeAlias = UpdateUserSharingResponse  # noqa: Y015
+
+@_typing.final
+class StartRequestRequest(_message.Message):
+    """StartRequestRequest is a call to run in the background."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METHOD_FIELD_NUMBER: _builtins.int
+    REQUEST_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """The full gRPC method name, such as /crm.v1.Crm/CreateImport."""
+    @_builtins.property
+    def request(self) -> _any_pb2.Any:
+        """The method's request message."""
+
+    def __init__(
+        self,
+        *,
+        method: _builtins.str = ...,
+        request: _any_pb2.Any | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["method", b"method", "request", b"request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartRequestRequest: _TypeAlias = StartRequestRequest  # noqa: Y015
+
+@_typing.final
+class StartRequestResponse(_message.Message):
+    """StartRequestResponse gives the id to poll."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The request's id."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartRequestResponse: _TypeAlias = StartRequestResponse  # noqa: Y015
+
+@_typing.final
+class GetRequestStatusRequest(_message.Message):
+    """GetRequestStatusRequest names a background request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """The request's id."""
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRequestStatusRequest: _TypeAlias = GetRequestStatusRequest  # noqa: Y015
+
+@_typing.final
+class GetRequestStatusResponse(_message.Message):
+    """GetRequestStatusResponse wraps a RequestStatus."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    method: _builtins.str
+    """The method the request runs (so a gateway can render its result)."""
+    @_builtins.property
+    def status(self) -> Global___RequestStatus:
+        """The request's state."""
+
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """Once FAILED: the status the method ended with."""
+
+    def __init__(
+        self,
+        *,
+        status: Global___RequestStatus | None = ...,
+        method: _builtins.str = ...,
+        error: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "method", b"method", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetRequestStatusResponse: _TypeAlias = GetRequestStatusResponse  # noqa: Y015

@@ -26,8 +26,10 @@ if _version_not_supported:
 
 
 class CrmStub:
-    """Crm is the voyzu CRM API: every call but authentication runs as the user of
-    a voyzu session, within that user's customer.
+    """Crm is the voyzu CRM API: every call but authentication and the class
+    modules runs as the user of a voyzu session, within that user's customer.
+    Request bodies and responses are the voyzu classes (AuthInput, WebContact,
+    ContactsDatatable…): each RPC's `body` and `response_body` name them.
     """
 
     def __init__(self, channel):
@@ -41,15 +43,214 @@ class CrmStub:
                 request_serializer=crm_dot_v1_dot_crm__pb2.AuthenticateRequest.SerializeToString,
                 response_deserializer=crm_dot_v1_dot_crm__pb2.AuthenticateResponse.FromString,
                 _registered_method=True)
+        self.GetResourceClass = channel.unary_unary(
+                '/crm.v1.Crm/GetResourceClass',
+                request_serializer=crm_dot_v1_dot_crm__pb2.GetResourceClassRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.GetResourceClassResponse.FromString,
+                _registered_method=True)
+        self.SearchContacts = channel.unary_unary(
+                '/crm.v1.Crm/SearchContacts',
+                request_serializer=crm_dot_v1_dot_crm__pb2.SearchContactsRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.SearchContactsResponse.FromString,
+                _registered_method=True)
+        self.CreateContact = channel.unary_unary(
+                '/crm.v1.Crm/CreateContact',
+                request_serializer=crm_dot_v1_dot_crm__pb2.CreateContactRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.CreateContactResponse.FromString,
+                _registered_method=True)
+        self.GetContact = channel.unary_unary(
+                '/crm.v1.Crm/GetContact',
+                request_serializer=crm_dot_v1_dot_crm__pb2.GetContactRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.GetContactResponse.FromString,
+                _registered_method=True)
+        self.UpdateContact = channel.unary_unary(
+                '/crm.v1.Crm/UpdateContact',
+                request_serializer=crm_dot_v1_dot_crm__pb2.UpdateContactRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.UpdateContactResponse.FromString,
+                _registered_method=True)
+        self.DeleteContact = channel.unary_unary(
+                '/crm.v1.Crm/DeleteContact',
+                request_serializer=crm_dot_v1_dot_crm__pb2.DeleteContactRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.DeleteContactResponse.FromString,
+                _registered_method=True)
+        self.UpdateCustomFields = channel.unary_unary(
+                '/crm.v1.Crm/UpdateCustomFields',
+                request_serializer=crm_dot_v1_dot_crm__pb2.UpdateCustomFieldsRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.UpdateCustomFieldsResponse.FromString,
+                _registered_method=True)
+        self.ListSpreadsheets = channel.unary_unary(
+                '/crm.v1.Crm/ListSpreadsheets',
+                request_serializer=crm_dot_v1_dot_crm__pb2.ListSpreadsheetsRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.ListSpreadsheetsResponse.FromString,
+                _registered_method=True)
+        self.GetSpreadsheet = channel.unary_unary(
+                '/crm.v1.Crm/GetSpreadsheet',
+                request_serializer=crm_dot_v1_dot_crm__pb2.GetSpreadsheetRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.GetSpreadsheetResponse.FromString,
+                _registered_method=True)
+        self.CreateImport = channel.unary_unary(
+                '/crm.v1.Crm/CreateImport',
+                request_serializer=crm_dot_v1_dot_crm__pb2.CreateImportRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.CreateImportResponse.FromString,
+                _registered_method=True)
+        self.CreateExport = channel.unary_unary(
+                '/crm.v1.Crm/CreateExport',
+                request_serializer=crm_dot_v1_dot_crm__pb2.CreateExportRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.CreateExportResponse.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/crm.v1.Crm/ListUsers',
+                request_serializer=crm_dot_v1_dot_crm__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.UpdateUserNotification = channel.unary_unary(
+                '/crm.v1.Crm/UpdateUserNotification',
+                request_serializer=crm_dot_v1_dot_crm__pb2.UpdateUserNotificationRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.UpdateUserNotificationResponse.FromString,
+                _registered_method=True)
+        self.UpdateUserSharing = channel.unary_unary(
+                '/crm.v1.Crm/UpdateUserSharing',
+                request_serializer=crm_dot_v1_dot_crm__pb2.UpdateUserSharingRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.UpdateUserSharingResponse.FromString,
+                _registered_method=True)
+        self.StartRequest = channel.unary_unary(
+                '/crm.v1.Crm/StartRequest',
+                request_serializer=crm_dot_v1_dot_crm__pb2.StartRequestRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.StartRequestResponse.FromString,
+                _registered_method=True)
+        self.GetRequestStatus = channel.unary_unary(
+                '/crm.v1.Crm/GetRequestStatus',
+                request_serializer=crm_dot_v1_dot_crm__pb2.GetRequestStatusRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.GetRequestStatusResponse.FromString,
+                _registered_method=True)
 
 
 class CrmServicer:
-    """Crm is the voyzu CRM API: every call but authentication runs as the user of
-    a voyzu session, within that user's customer.
+    """Crm is the voyzu CRM API: every call but authentication and the class
+    modules runs as the user of a voyzu session, within that user's customer.
+    Request bodies and responses are the voyzu classes (AuthInput, WebContact,
+    ContactsDatatable…): each RPC's `body` and `response_body` name them.
     """
 
     def Authenticate(self, request, context):
         """Authenticate exchanges a user's email and password for a session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetResourceClass(self, request, context):
+        """GetResourceClass returns a JavaScript module with one class per message a
+        resource's endpoints take or give, generated from this contract.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchContacts(self, request, context):
+        """SearchContacts finds the contacts the user may see.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateContact(self, request, context):
+        """CreateContact adds a contact owned by the session user.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetContact(self, request, context):
+        """GetContact returns one contact the user may see.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateContact(self, request, context):
+        """UpdateContact changes a contact; an unknown id is bad input, not a 404.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteContact(self, request, context):
+        """DeleteContact soft-deletes a contact; it succeeds whether or not it exists.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateCustomFields(self, request, context):
+        """UpdateCustomFields defines or changes the customer's custom fields.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSpreadsheets(self, request, context):
+        """ListSpreadsheets lists the spreadsheets the session user owns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSpreadsheet(self, request, context):
+        """GetSpreadsheet downloads one of the session user's spreadsheets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateImport(self, request, context):
+        """CreateImport imports contacts from a CSV or XLSX spreadsheet. Paid plans only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateExport(self, request, context):
+        """CreateExport exports the contacts matching a search as CSV or XLSX. Paid
+        plans only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """ListUsers lists the users of the session user's customer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateUserNotification(self, request, context):
+        """UpdateUserNotification changes a user's notification settings (one's own).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateUserSharing(self, request, context):
+        """UpdateUserSharing sets which users of the customer see the session user's
+        contacts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartRequest(self, request, context):
+        """StartRequest runs any other method in the background (`?async=true`) and
+        returns the id to poll. Its state lives in the database, so any server
+        process answers the poll; google.longrunning.Operations serves it too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRequestStatus(self, request, context):
+        """GetRequestStatus reports a background request of the session user.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -63,6 +264,86 @@ def add_CrmServicer_to_server(servicer, server):
                     request_deserializer=crm_dot_v1_dot_crm__pb2.AuthenticateRequest.FromString,
                     response_serializer=crm_dot_v1_dot_crm__pb2.AuthenticateResponse.SerializeToString,
             ),
+            'GetResourceClass': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetResourceClass,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.GetResourceClassRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.GetResourceClassResponse.SerializeToString,
+            ),
+            'SearchContacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchContacts,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.SearchContactsRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.SearchContactsResponse.SerializeToString,
+            ),
+            'CreateContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateContact,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.CreateContactRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.CreateContactResponse.SerializeToString,
+            ),
+            'GetContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContact,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.GetContactRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.GetContactResponse.SerializeToString,
+            ),
+            'UpdateContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateContact,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.UpdateContactRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.UpdateContactResponse.SerializeToString,
+            ),
+            'DeleteContact': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteContact,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.DeleteContactRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.DeleteContactResponse.SerializeToString,
+            ),
+            'UpdateCustomFields': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateCustomFields,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.UpdateCustomFieldsRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.UpdateCustomFieldsResponse.SerializeToString,
+            ),
+            'ListSpreadsheets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSpreadsheets,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.ListSpreadsheetsRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.ListSpreadsheetsResponse.SerializeToString,
+            ),
+            'GetSpreadsheet': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSpreadsheet,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.GetSpreadsheetRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.GetSpreadsheetResponse.SerializeToString,
+            ),
+            'CreateImport': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateImport,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.CreateImportRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.CreateImportResponse.SerializeToString,
+            ),
+            'CreateExport': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateExport,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.CreateExportRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.CreateExportResponse.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.ListUsersRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'UpdateUserNotification': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUserNotification,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.UpdateUserNotificationRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.UpdateUserNotificationResponse.SerializeToString,
+            ),
+            'UpdateUserSharing': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUserSharing,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.UpdateUserSharingRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.UpdateUserSharingResponse.SerializeToString,
+            ),
+            'StartRequest': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRequest,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.StartRequestRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.StartRequestResponse.SerializeToString,
+            ),
+            'GetRequestStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRequestStatus,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.GetRequestStatusRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.GetRequestStatusResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'crm.v1.Crm', rpc_method_handlers)
@@ -72,8 +353,10 @@ def add_CrmServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Crm:
-    """Crm is the voyzu CRM API: every call but authentication runs as the user of
-    a voyzu session, within that user's customer.
+    """Crm is the voyzu CRM API: every call but authentication and the class
+    modules runs as the user of a voyzu session, within that user's customer.
+    Request bodies and responses are the voyzu classes (AuthInput, WebContact,
+    ContactsDatatable…): each RPC's `body` and `response_body` name them.
     """
 
     @staticmethod
@@ -93,6 +376,438 @@ class Crm:
             '/crm.v1.Crm/Authenticate',
             crm_dot_v1_dot_crm__pb2.AuthenticateRequest.SerializeToString,
             crm_dot_v1_dot_crm__pb2.AuthenticateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetResourceClass(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/GetResourceClass',
+            crm_dot_v1_dot_crm__pb2.GetResourceClassRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.GetResourceClassResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchContacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/SearchContacts',
+            crm_dot_v1_dot_crm__pb2.SearchContactsRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.SearchContactsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/CreateContact',
+            crm_dot_v1_dot_crm__pb2.CreateContactRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.CreateContactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/GetContact',
+            crm_dot_v1_dot_crm__pb2.GetContactRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.GetContactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/UpdateContact',
+            crm_dot_v1_dot_crm__pb2.UpdateContactRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.UpdateContactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteContact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/DeleteContact',
+            crm_dot_v1_dot_crm__pb2.DeleteContactRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.DeleteContactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateCustomFields(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/UpdateCustomFields',
+            crm_dot_v1_dot_crm__pb2.UpdateCustomFieldsRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.UpdateCustomFieldsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSpreadsheets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/ListSpreadsheets',
+            crm_dot_v1_dot_crm__pb2.ListSpreadsheetsRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.ListSpreadsheetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSpreadsheet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/GetSpreadsheet',
+            crm_dot_v1_dot_crm__pb2.GetSpreadsheetRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.GetSpreadsheetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateImport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/CreateImport',
+            crm_dot_v1_dot_crm__pb2.CreateImportRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.CreateImportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/CreateExport',
+            crm_dot_v1_dot_crm__pb2.CreateExportRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.CreateExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/ListUsers',
+            crm_dot_v1_dot_crm__pb2.ListUsersRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUserNotification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/UpdateUserNotification',
+            crm_dot_v1_dot_crm__pb2.UpdateUserNotificationRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.UpdateUserNotificationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUserSharing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/UpdateUserSharing',
+            crm_dot_v1_dot_crm__pb2.UpdateUserSharingRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.UpdateUserSharingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartRequest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/StartRequest',
+            crm_dot_v1_dot_crm__pb2.StartRequestRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.StartRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRequestStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/GetRequestStatus',
+            crm_dot_v1_dot_crm__pb2.GetRequestStatusRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.GetRequestStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

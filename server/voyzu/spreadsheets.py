@@ -1,0 +1,178 @@
+"""Reading contacts from CSV and XLSX, and writing them back out.
+
+Reading maps column headers to contact fields (explicitly, or by a forgiving match of the
+header's name) and reports per row what is wrong; writing neutralizes cells a spreadsheet
+program would run as formulas (OWASP's CSV injection advice).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import openpyxl
+
+MAX_ROWS = 100_000
+STANDARD_FIELDS = ("FirstName", "LastName", "Email", "Phone", "Company")
+_ALIASES = {
+    "firstname": "FirstName",
+    "first": "FirstName",
+    "givenname": "FirstName",
+    "lastname": "LastName",
+    "last": "LastName",
+    "surname": "LastName",
+    "familyname": "LastName",
+    "email": "Email",
+    "emailaddress": "Email",
+    "mail": "Email",
+    "phone": "Phone",
+    "phonenumber": "Phone",
+    "telephone": "Phone",
+    "mobile": "Phone",
+    "company": "Company",
+    "organization": "Company",
+    "organisation": "Company",
+}
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class SpreadsheetError(Exception):
+    """The file as a whole cannot be read (format, encoding, size)."""
+
+
+@dataclass(frozen=True)
+class Sheet:
+    headers: list[str]
+    rows: list[list[str]]
+
+
+def spreadsheet_format(file_name: str) -> str:
+    extension = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
+    if extension not in ("csv", "xlsx"):
+        raise SpreadsheetError("FileName must end in .csv or .xlsx.")
+    return extension
+
+
+def read(file_name: str, content: bytes) -> Sheet:
+    if not content:
+        raise SpreadsheetError("The spreadsheet is empty.")
+    rows = _read_csv(content) if spreadsheet_format(file_name) == "csv" else _read_xlsx(content)
+    table = [row for row in rows if any(cell.strip() for cell in row)]
+    if not table:
+        raise SpreadsheetError("The spreadsheet has no header row.")
+    if len(table) - 1 > MAX_ROWS:
+        raise SpreadsheetError(f"The spreadsheet has more than {MAX_ROWS} rows.")
+    return Sheet([cell.strip() for cell in table[0]], table[1:])
+
+
+def _read_csv(content: bytes) -> list[list[str]]:
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SpreadsheetError("A CSV file must be UTF-8 encoded.") from None
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    try:
+        return list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+    except csv.Error as error:
+        raise SpreadsheetError(f"The CSV file is malformed: {error}.") from None
+
+
+def _read_xlsx(content: bytes) -> list[list[str]]:
+    try:
+        book = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+    except Exception:  # openpyxl raises many types on a broken file; all mean "unreadable"
+        raise SpreadsheetError("The file is not a readable XLSX workbook.") from None
+    try:
+        return [
+            [_cell(value) for value in row]
+            for row in book.worksheets[0].iter_rows(values_only=True)
+        ]
+    finally:
+        book.close()
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def column_targets(
+    headers: Sequence[str], mapping: Mapping[str, str], custom_names: Iterable[str]
+) -> tuple[list[str | None], list[str]]:
+    """Each column's target (a standard field, or `custom:<name>`) and the headers that
+    map to nothing. `mapping` wins; otherwise headers match field names forgivingly."""
+    customs = {_key(name): name for name in custom_names}
+    explicit = {header.strip().lower(): target for header, target in mapping.items()}
+    targets: list[str | None] = []
+    ignored: list[str] = []
+    for header in headers:
+        target = explicit.get(header.lower()) or _ALIASES.get(_key(header))
+        if target is None and _key(header) in customs:
+            target = "custom:" + customs[_key(header)]
+        targets.append(target)
+        if target is None and header:
+            ignored.append(header)
+    return targets, ignored
+
+
+def _key(header: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", header.lower())
+
+
+def row_values(
+    targets: Sequence[str | None], row: Sequence[str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(standard fields, custom fields) of one row."""
+    fields: dict[str, str] = {}
+    custom: dict[str, str] = {}
+    for target, cell in zip(targets, row, strict=False):
+        if target is None:
+            continue
+        if target.startswith("custom:"):
+            custom[target[len("custom:") :]] = cell.strip()
+        else:
+            fields[target] = cell.strip()
+    return fields, custom
+
+
+def _safe(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def write(format_: str, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[bytes, int]:
+    """The spreadsheet's bytes and its number of data rows."""
+    return _write_csv(headers, rows) if format_ == "csv" else _write_xlsx(headers, rows)
+
+
+def _write_csv(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[bytes, int]:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(headers)
+    count = 0
+    for row in rows:
+        writer.writerow([_safe(cell) for cell in row])
+        count += 1
+    return out.getvalue().encode("utf-8"), count
+
+
+def _write_xlsx(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[bytes, int]:
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("Contacts")
+    sheet.append(list(headers))
+    count = 0
+    for row in rows:
+        sheet.append([_safe(cell) for cell in row])
+        count += 1
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue(), count
