@@ -97,9 +97,8 @@ class Gateway:
                 )
             ) from None
         del body
-        response = await self._caller.call(
-            route.full_method, message, metadata, route.response_type
-        )
+        method, outgoing, response_type = surface.outgoing_call(request, route, message)
+        response = await self._caller.call(method, outgoing, metadata, response_type)
         return surface.render(request, route, response)
 
 

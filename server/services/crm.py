@@ -9,6 +9,7 @@ from crm.v1 import crm_pb2 as pb
 from crm.v1 import crm_pb2_grpc
 from google.api import httpbody_pb2
 from google.protobuf import any_pb2
+from google.rpc import status_pb2
 
 from server.access import require_principal
 from server.auth import Principal
@@ -402,10 +403,9 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             created_date=iso(row.created_at),
             updated_date=iso(row.updated_at),
         )
-        reply = pb.GetRequestStatusResponse(status=status, method=row.method)
         if row.result is not None:
             status.result.CopyFrom(any_pb2.Any.FromString(row.result))
-        if row.error is not None:
-            reply.error.ParseFromString(row.error)
-            status.error_message = reply.error.message
-        return reply
+        error = status_pb2.Status.FromString(row.error) if row.error is not None else None
+        if error is not None:
+            status.error_message = error.message
+        return pb.GetRequestStatusResponse(status=status, method=row.method, error=error)

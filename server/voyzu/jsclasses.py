@@ -64,6 +64,7 @@ def resource_messages(service: ServiceDescriptor) -> dict[str, list[Descriptor]]
             for message in (body, reply):
                 if (
                     message is not None
+                    and message.fields  # an empty reply means "no output class"
                     and message.full_name not in _SKIPPED
                     and message not in messages
                 ):

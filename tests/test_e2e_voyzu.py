@@ -1,0 +1,749 @@
+"""The voyzu CRM API end to end over real HTTP with a cookie jar, on both call paths."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import openpyxl
+import peewee
+import pytest
+import requests
+from crm.v1 import crm_pb2
+from google.protobuf import any_pb2
+
+from server.store.db import database, open_database
+from server.store.models import BackgroundRequest, Session, Tenant, User, utcnow
+from tests.support.processes import CrmgateProcess, launched
+from tests.support.voyzu import VoyzuClient
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="module")
+def voyzu(crmgate: CrmgateProcess) -> dict[str, str]:
+    """Two customers: acme (paid; users ada and bob) and initech (free; user ivy)."""
+    crmgate.admin("tenant", "create", "acme")
+    crmgate.admin("tenant", "create", "initech")
+    ids = {}
+    for tenant, email, plan in (
+        ("acme", "ada@acme.example", "paid"),
+        ("acme", "bob@acme.example", None),
+        ("initech", "ivy@initech.example", "free"),
+    ):
+        extra = ("--plan", plan) if plan else ()
+        ids[email] = crmgate.admin(
+            "user", "create", "--tenant", tenant, "--email", email, "--password", PASSWORD, *extra
+        )
+    return ids
+
+
+@pytest.fixture
+def db(crmgate: CrmgateProcess) -> Iterator[peewee.Database]:
+    connection = open_database(f"sqlite:///{crmgate.data_dir}/crmgate.sqlite3")
+    database.initialize(connection)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def client(crmgate: CrmgateProcess, voyzu: dict[str, str]) -> Iterator[VoyzuClient]:
+    client = VoyzuClient(crmgate.http_url)
+    yield client
+    client.close()
+
+
+def signed_in(crmgate: CrmgateProcess, email: str) -> VoyzuClient:
+    client = VoyzuClient(crmgate.http_url)
+    client.sign_in(email, PASSWORD)
+    return client
+
+
+@pytest.fixture
+def ada(crmgate: CrmgateProcess, voyzu: dict[str, str]) -> Iterator[VoyzuClient]:
+    client = signed_in(crmgate, "ada@acme.example")
+    yield client
+    client.close()
+
+
+def test_sign_in_sets_the_session_cookie(
+    crmgate: CrmgateProcess, voyzu: dict[str, str], client: VoyzuClient
+) -> None:
+    status, body, response = client.request(
+        "POST", "/api/auth", {"Email": "ADA@acme.example ", "Password": PASSWORD}
+    )
+    assert status == 200 and set(body) == {"SessionId", "UserId", "ExpiresDate"}
+    assert body["UserId"] == voyzu["ada@acme.example"]
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith(f"voyzu_session_id={body['SessionId']};")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Path=/" in cookie
+    assert "Secure" not in cookie  # plain HTTP on localhost
+    assert client.cookie("voyzu_session_id") == body["SessionId"]
+    remote = requests.post(
+        crmgate.http_url + "/api/auth",
+        json={"Email": "ada@acme.example", "Password": PASSWORD},
+        headers={"Host": "crm.example.com"},
+        timeout=10,
+    )
+    assert "Secure" in remote.headers["Set-Cookie"]
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        {"Email": "ada@acme.example", "Password": "wrong"},
+        {"Email": "nobody@acme.example", "Password": PASSWORD},
+        {"Email": "ada@acme.example"},
+    ],
+)
+def test_bad_credentials(client: VoyzuClient, credentials: dict[str, str]) -> None:
+    assert client.post("/api/auth", credentials) == (
+        401,
+        {"ErrorMessage": "Invalid email or password."},
+    )
+
+
+ENDPOINTS = [
+    "/api/contacts/search",
+    "/api/contacts/create",
+    "/api/contacts/get/x",
+    "/api/contacts/update/x",
+    "/api/contacts/delete/x",
+    "/api/custom-fields/update",
+    "/api/spreadsheets/list",
+    "/api/imports/create",
+    "/api/exports/create",
+    "/api/users/list",
+    "/api/users/update-notification/x",
+    "/api/users/update-sharing",
+    "/api/request/get/x",
+    "/api/request-status/get/x",
+    "/api/spreadsheets/get/x",
+]
+
+
+@pytest.mark.parametrize("path", ENDPOINTS)
+def test_every_endpoint_needs_a_session(client: VoyzuClient, path: str) -> None:
+    assert client.post(path, {}) == (401, {"ErrorMessage": "Invalid or missing credentials."})
+    assert client.post(path, {}, headers={"Cookie": "voyzu_session_id=forged"})[0] == 401
+    assert client.post(path + "?voyzu-session-id=forged", {})[0] == 401
+
+
+def test_expired_and_deleted_users_sessions_die(
+    crmgate: CrmgateProcess, voyzu: dict[str, str], db: peewee.Database
+) -> None:
+    crmgate.admin(
+        "user", "create", "--tenant", "acme", "--email", "tmp@acme.example", "--password", PASSWORD
+    )
+    first, second = signed_in(crmgate, "tmp@acme.example"), signed_in(crmgate, "tmp@acme.example")
+    assert first.post("/api/users/list")[0] == 200
+    token = first.cookie("voyzu_session_id")
+    from server.auth import hash_secret
+
+    Session.update(expires_at=utcnow() - timedelta(seconds=1)).where(
+        Session.token_hash == hash_secret(token)
+    ).execute()
+    assert first.post("/api/users/list")[0] == 401
+    assert second.post("/api/users/list")[0] == 200
+    crmgate.admin("user", "delete", "--email", "tmp@acme.example")
+    assert second.post("/api/users/list")[0] == 401
+    first.close()
+    second.close()
+
+
+def new_contact(client: VoyzuClient, email: str, **fields: object) -> dict:
+    status, body = client.post("/api/contacts/create", {"Email": email, **fields})
+    assert status == 200, body
+    return body
+
+
+def test_contact_lifecycle(ada: VoyzuClient) -> None:
+    created = new_contact(
+        ada,
+        "carol@example.com",
+        FirstName="Carol",
+        LastName="Danvers",
+        Phone="+1 555",
+        Company="Marvel",
+    )
+    assert re.fullmatch(r"[0-9a-f-]{36}", created["Id"])
+    assert {
+        k: created[k]
+        for k in ("FirstName", "LastName", "Email", "Phone", "Company", "CustomFields")
+    } == {
+        "FirstName": "Carol",
+        "LastName": "Danvers",
+        "Email": "carol@example.com",
+        "Phone": "+1 555",
+        "Company": "Marvel",
+        "CustomFields": {},
+    }
+    assert ada.post(f"/api/contacts/get/{created['Id']}") == (200, created)
+    assert ada.post(
+        f"/api/contacts/update/{created['Id']}",
+        {"Email": "carol@marvel.example", "FirstName": "Captain"},
+    ) == (200, {})
+    _status, body = ada.post(f"/api/contacts/get/{created['Id']}")
+    assert (body["FirstName"], body["Email"], body["Company"]) == (
+        "Captain",
+        "carol@marvel.example",
+        "",
+    )
+    assert body["UpdatedDate"] >= body["CreatedDate"]
+    missing = "00000000-0000-0000-0000-000000000000"
+    assert ada.post(f"/api/contacts/update/{missing}", {"Email": "x@example.com"}) == (
+        400,
+        {"ErrorMessage": f"No contact {missing}."},
+    )
+    assert ada.post("/api/contacts/update/not-a-uuid", {"Email": "x@example.com"})[0] == 400
+    assert ada.post(f"/api/contacts/update/{created['Id']}", {"Email": "nope"}) == (
+        400,
+        {"ErrorMessage": "Email is not a valid email address."},
+    )
+    assert ada.post("/api/contacts/create", {"FirstName": "NoEmail"}) == (
+        400,
+        {"ErrorMessage": "Email is required."},
+    )
+    assert ada.post("/api/contacts/create", {"Email": 5})[0] == 400
+    assert ada.post(f"/api/contacts/delete/{created['Id']}") == (200, {})
+    assert ada.post(f"/api/contacts/delete/{created['Id']}") == (200, {})
+    assert ada.post(f"/api/contacts/delete/{missing}") == (200, {})
+    assert ada.post("/api/contacts/delete/garbage") == (200, {})
+    assert ada.post(f"/api/contacts/get/{created['Id']}")[0] == 400
+
+
+def test_duplicate_email_is_a_domain_error(ada: VoyzuClient) -> None:
+    new_contact(ada, "dup@example.com")
+    assert ada.post("/api/contacts/create", {"Email": "DUP@example.com"}) == (
+        540,
+        {"ErrorMessage": "A contact with this email already exists for this customer."},
+    )
+
+
+def test_search_paging_and_sorting(ada: VoyzuClient) -> None:
+    for index in range(5):
+        new_contact(
+            ada, f"page{index}@paging.example", FirstName=f"Pager{index}", Company="Paging Corp"
+        )
+    status, body = ada.post(
+        "/api/contacts/search",
+        {
+            "SearchText": "paging corp",
+            "Page": 2,
+            "PageSize": 2,
+            "SortBy": "FirstName",
+            "SortDescending": True,
+        },
+    )
+    assert status == 200
+    assert (body["TotalCount"], body["Page"], body["PageSize"]) == (5, 2, 2)
+    assert [row["FirstName"] for row in body["Rows"]] == ["Pager2", "Pager1"]
+    assert ada.post("/api/contacts/search", {"SearchText": "PAGE3@"})[1]["TotalCount"] == 1
+    assert ada.post("/api/contacts/search", {"SortBy": "Password"}) == (
+        400,
+        {
+            "ErrorMessage": "SortBy must be one of FirstName, LastName, Email, Company, Phone, CreatedDate, UpdatedDate."
+        },
+    )
+    assert ada.post("/api/contacts/search", {"PageSize": 501})[0] == 400
+
+
+def test_custom_fields(ada: VoyzuClient) -> None:
+    status, body = ada.post(
+        "/api/custom-fields/update",
+        {
+            "Fields": [
+                {"Name": "Tier", "Type": "select", "Options": ["gold", "silver"]},
+                {"Name": "Score", "Type": "number"},
+                {"Name": "Renewal", "Type": "date"},
+            ]
+        },
+    )
+    assert status == 200
+    assert {f["Name"]: f["Type"] for f in body["Fields"]} == {
+        "Renewal": "date",
+        "Score": "number",
+        "Tier": "select",
+    }
+    contact = new_contact(ada, "tiered@example.com", CustomFields={"tier": "gold", "Score": "12.5"})
+    assert contact["CustomFields"] == {"Tier": "gold", "Score": "12.5"}
+    assert (
+        ada.post("/api/contacts/search", {"SearchText": "gold"})[1]["Rows"][0]["Id"]
+        == contact["Id"]
+    )
+    for bad, message in (
+        ({"Tier": "bronze"}, "CustomFields.Tier must be one of gold, silver."),
+        ({"Score": "lots"}, "CustomFields.Score must be a number."),
+        ({"Renewal": "31/12/2026"}, "CustomFields.Renewal must be a date as YYYY-MM-DD."),
+        ({"Nope": "x"}, "CustomFields.Nope is not a custom field of this customer."),
+    ):
+        assert ada.post(
+            "/api/contacts/create", {"Email": "bad@example.com", "CustomFields": bad}
+        ) == (400, {"ErrorMessage": message})
+    assert (
+        ada.post("/api/custom-fields/update", {"Fields": [{"Name": "Tier", "Type": "select"}]})[0]
+        == 400
+    )
+    assert (
+        ada.post("/api/custom-fields/update", {"Fields": [{"Name": "X", "Type": "colour"}]})[0]
+        == 400
+    )
+
+
+def test_customers_are_isolated(crmgate: CrmgateProcess, ada: VoyzuClient) -> None:
+    secret = new_contact(ada, "secret@acme.example", Company="Acme Secret")
+    ivy = signed_in(crmgate, "ivy@initech.example")
+    assert ivy.post(f"/api/contacts/get/{secret['Id']}") == (
+        400,
+        {"ErrorMessage": f"No contact {secret['Id']}."},
+    )
+    assert ivy.post(f"/api/contacts/update/{secret['Id']}", {"Email": "x@y.example"})[0] == 400
+    assert ivy.post("/api/contacts/search", {"SearchText": "secret"})[1]["TotalCount"] == 0
+    assert ivy.post(f"/api/contacts/delete/{secret['Id']}")[0] == 200
+    assert ada.post(f"/api/contacts/get/{secret['Id']}")[0] == 200  # untouched
+    assert [u["Email"] for u in ivy.post("/api/users/list")[1]["Users"]] == ["ivy@initech.example"]
+    ivy.close()
+
+
+def test_sharing_between_users(
+    crmgate: CrmgateProcess, voyzu: dict[str, str], ada: VoyzuClient
+) -> None:
+    bob = signed_in(crmgate, "bob@acme.example")
+    mine = new_contact(ada, "shared@acme.example", Company="Sharing Inc")
+    assert bob.post("/api/contacts/search", {"SearchText": "sharing inc"})[1]["TotalCount"] == 0
+    assert bob.post(f"/api/contacts/get/{mine['Id']}")[0] == 400
+    bob_id = voyzu["bob@acme.example"]
+    assert ada.post("/api/users/update-sharing", {"SharedWithUserIds": [bob_id]}) == (
+        200,
+        {"SharedWithUserIds": [bob_id]},
+    )
+    assert bob.post("/api/contacts/search", {"SearchText": "sharing inc"})[1]["TotalCount"] == 1
+    assert bob.post(f"/api/contacts/get/{mine['Id']}")[0] == 200
+    assert ada.post("/api/users/update-sharing", {"SharedWithUserIds": []}) == (
+        200,
+        {"SharedWithUserIds": []},
+    )
+    assert bob.post("/api/contacts/search", {"SearchText": "sharing inc"})[1]["TotalCount"] == 0
+    ivy_id = voyzu["ivy@initech.example"]
+    assert ada.post("/api/users/update-sharing", {"SharedWithUserIds": [ivy_id]}) == (
+        400,
+        {"ErrorMessage": f"Not users of your customer: {ivy_id}."},
+    )
+    bob.close()
+
+
+def test_notification_settings(voyzu: dict[str, str], ada: VoyzuClient) -> None:
+    settings = {"EmailOnImportComplete": True, "EmailOnExportComplete": False, "WeeklyDigest": True}
+    assert ada.post(f"/api/users/update-notification/{voyzu['ada@acme.example']}", settings) == (
+        200,
+        settings,
+    )
+    assert ada.post(f"/api/users/update-notification/{voyzu['bob@acme.example']}", settings) == (
+        400,
+        {"ErrorMessage": "You can only change your own notification settings."},
+    )
+
+
+def csv_bytes() -> bytes:
+    return (
+        "First Name;E-mail;Company;Favourite colour\n"
+        "Imp;imp1@import.example;Imports Ltd;red\n"
+        "Bad;not-an-email;Imports Ltd;blue\n"
+        "NoMail;;Imports Ltd;green\n"
+    ).encode("utf-8-sig")
+
+
+def xlsx_bytes() -> bytes:
+    book = openpyxl.Workbook()
+    for row in (["Name", "Mail"], ["Xl", "xl@import.example"], ["Xl2", "xl2@import.example"]):
+        book.active.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_imports_exports_and_spreadsheets(ada: VoyzuClient) -> None:
+    status, body = ada.post(
+        "/api/imports/create",
+        {"FileName": "people.csv", "Content": base64.b64encode(csv_bytes()).decode()},
+    )
+    assert status == 200, body
+    assert (body["ImportedCount"], body["IgnoredColumns"]) == (1, ["Favourite colour"])
+    assert body["Errors"] == [
+        {"Row": 3, "Message": "Email is not a valid email address."},
+        {"Row": 4, "Message": "Email is required."},
+    ]
+    status, body = ada.post(
+        "/api/imports/create",
+        {
+            "FileName": "people.xlsx",
+            "Content": base64.b64encode(xlsx_bytes()).decode(),
+            "Mapping": {"Name": "FirstName", "Mail": "Email"},
+        },
+    )
+    assert (status, body["ImportedCount"], body["Errors"]) == (200, 2, [])
+    assert ada.post("/api/contacts/search", {"SearchText": "import.example"})[1]["TotalCount"] == 3
+    assert ada.post("/api/imports/create", {"FileName": "x.txt", "Content": "aGk="}) == (
+        400,
+        {"ErrorMessage": "FileName must end in .csv or .xlsx."},
+    )
+    assert ada.post("/api/imports/create", {"FileName": "x.xlsx", "Content": "aGk="}) == (
+        400,
+        {"ErrorMessage": "The file is not a readable XLSX workbook."},
+    )
+
+    new_contact(ada, "formula@import.example", FirstName='=HYPERLINK("http://evil")')
+    status, body = ada.post(
+        "/api/exports/create", {"Search": {"SearchText": "import.example"}, "Format": "csv"}
+    )
+    assert status == 200
+    exported = body["Spreadsheet"]
+    assert (exported["Format"], exported["Kind"], exported["RowCount"]) == ("csv", "export", 4)
+    status, content = ada.post(f"/api/spreadsheets/get/{exported['Id']}")
+    lines = content.decode().splitlines()
+    assert lines[0].startswith("FirstName,LastName,Email,Phone,Company,CreatedDate,UpdatedDate")
+    assert any(line.startswith("\"'=HYPERLINK") for line in lines)
+    status, body = ada.post("/api/exports/create", {"Format": "xlsx"})
+    sheet = openpyxl.load_workbook(
+        io.BytesIO(ada.post(f"/api/spreadsheets/get/{body['Spreadsheet']['Id']}")[1])
+    ).active
+    assert sheet["A1"].value == "FirstName" and sheet.max_row == body["Spreadsheet"]["RowCount"] + 1
+    listed = ada.post("/api/spreadsheets/list")[1]["Spreadsheets"]
+    assert [s["Name"] for s in listed[:4]] == [
+        body["Spreadsheet"]["Name"],
+        exported["Name"],
+        "people.xlsx",
+        "people.csv",
+    ]
+    assert ada.post("/api/exports/create", {"Format": "pdf"}) == (
+        400,
+        {"ErrorMessage": "Format must be csv or xlsx."},
+    )
+
+
+def test_free_plans_get_402(crmgate: CrmgateProcess) -> None:
+    ivy = signed_in(crmgate, "ivy@initech.example")
+    paid_only = (402, {"ErrorMessage": "Imports and exports need a paid voyzu subscription."})
+    assert (
+        ivy.post(
+            "/api/imports/create",
+            {"FileName": "a.csv", "Content": base64.b64encode(csv_bytes()).decode()},
+        )
+        == paid_only
+    )
+    assert ivy.post("/api/exports/create", {}) == paid_only
+    assert ivy.post("/api/spreadsheets/list") == (200, {"Spreadsheets": []})
+    ivy.close()
+
+
+def test_async_requests(crmgate: CrmgateProcess, ada: VoyzuClient) -> None:
+    content = base64.b64encode(csv_bytes().replace(b"imp1@", b"async1@")).decode()
+    status, started = ada.post(
+        "/api/imports/create?async=true", {"FileName": "async.csv", "Content": content}
+    )
+    assert status == 200 and set(started) == {"RequestId"}
+    done = ada.wait_for(started["RequestId"])
+    assert (done["ProcessStatus"], done["PercentComplete"], done["Commentary"]) == (
+        "PROCESSED",
+        100,
+        "Done",
+    )
+    assert set(done) == {
+        "RequestId",
+        "Commentary",
+        "PercentComplete",
+        "ProcessStatus",
+        "CreatedDate",
+        "UpdatedDate",
+        "Result",
+    }
+    assert (
+        done["Result"]["ImportedCount"] == 1
+        and done["Result"]["Spreadsheet"]["Name"] == "async.csv"
+    )
+    # Result is exactly what the synchronous call returns.
+    search = {"SearchText": "async1@"}
+    status, started = ada.post("/api/contacts/search?async=true", search)
+    assert (
+        ada.wait_for(started["RequestId"])["Result"] == ada.post("/api/contacts/search", search)[1]
+    )
+    assert (
+        ada.post("/api/request-status/get/" + started["RequestId"])[1]["ProcessStatus"]
+        == "PROCESSED"
+    )
+    # A failure reports what the synchronous call would have answered.
+    status, started = ada.post(
+        "/api/contacts/update/not-an-id?async=true", {"Email": "a@b.example"}
+    )
+    failed = ada.wait_for(started["RequestId"])
+    assert (failed["ProcessStatus"], failed["StatusCode"], failed["ErrorMessage"]) == (
+        "FAILED",
+        400,
+        "'not-an-id' is not a contact id.",
+    )
+    ivy = signed_in(crmgate, "ivy@initech.example")
+    status, started = ivy.post("/api/exports/create?async=true", {})
+    assert ivy.wait_for(started["RequestId"])["StatusCode"] == 402
+    # Only the user who made a request can read it.
+    bob = signed_in(crmgate, "bob@acme.example")
+    assert bob.post(f"/api/request/get/{started['RequestId']}") == (
+        400,
+        {"ErrorMessage": f"No request {started['RequestId']}."},
+    )
+    assert ada.post("/api/request/get/req_unknown") == (
+        400,
+        {"ErrorMessage": "No request req_unknown."},
+    )
+    for other in (ivy, bob):
+        other.close()
+
+
+def test_interrupted_requests_are_retried_or_failed(
+    ada: VoyzuClient, voyzu: dict[str, str], db: peewee.Database
+) -> None:
+    request = any_pb2.Any()
+    request.Pack(crm_pb2.SearchContactsRequest(input=crm_pb2.ContactsSearchInput(search_text="")))
+    user = User.get(User.email == "ada@acme.example")
+    expired = utcnow() - timedelta(minutes=5)
+    for request_id, attempts in (("req_crashed_once", 1), ("req_crashed_thrice", 3)):
+        BackgroundRequest.create(
+            request_id=request_id,
+            tenant=user.tenant_id,
+            user=user,
+            method="/crm.v1.Crm/SearchContacts",
+            request=request.SerializeToString(),
+            status="PROCESSING",
+            attempts=attempts,
+            lease_until=expired,
+        )
+    retried = ada.wait_for("req_crashed_once")
+    assert retried["ProcessStatus"] == "PROCESSED" and "Rows" in retried["Result"]
+    assert BackgroundRequest.get(BackgroundRequest.request_id == "req_crashed_once").attempts == 2
+    failed = ada.wait_for("req_crashed_thrice")
+    assert (failed["ProcessStatus"], failed["StatusCode"]) == ("FAILED", 540)
+    assert failed["ErrorMessage"] == "The request was interrupted 3 times and was given up."
+
+
+def test_unknown_paths_and_verbs_are_404(crmgate: CrmgateProcess, ada: VoyzuClient) -> None:
+    for method, path in (
+        ("GET", "/api/contacts/search"),
+        ("PUT", "/api/contacts/create"),
+        ("POST", "/api/contacts/nope"),
+        ("POST", "/api/nothing"),
+        ("POST", "/api/contacts/class"),
+        ("GET", "/api/nothing/class"),
+        ("DELETE", "/api/auth"),
+    ):
+        status, body, _ = ada.request(method, path)
+        assert status == 404 and set(body) == {"ErrorMessage"}, (method, path, body)
+
+
+RESOURCES = [
+    "auth",
+    "contacts",
+    "custom-fields",
+    "spreadsheets",
+    "imports",
+    "exports",
+    "users",
+    "request",
+    "request-status",
+]
+
+
+@pytest.mark.parametrize("resource", RESOURCES)
+def test_class_modules_import_in_node(
+    crmgate: CrmgateProcess, resource: str, tmp_path: Path
+) -> None:
+    answer = requests.get(f"{crmgate.http_url}/api/{resource}/class", timeout=10)
+    assert answer.status_code == 200
+    assert answer.headers["Content-Type"] == "text/javascript; charset=utf-8"
+    module = tmp_path / "module.mjs"
+    module.write_bytes(answer.content)
+    script = (
+        "const m = await import(process.argv[1]);"
+        "const out = {};"
+        "for (const [name, cls] of Object.entries(m)) {"
+        "  if (name === 'RequestPoller') { out[name] = typeof cls; continue; }"
+        "  out[name] = new cls().toJSON(); }"
+        "console.log(JSON.stringify(out));"
+    )
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", script, str(module)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    classes = json.loads(result.stdout)
+    expected = {
+        "auth": {"AuthInput", "Auth"},
+        "contacts": {"ContactsSearchInput", "ContactsDatatable", "WebContact"},
+        "request": {"RequestStatus", "RequestPoller"},
+    }.get(resource)
+    if expected:
+        assert set(classes) == expected
+    if resource == "contacts":
+        assert classes["WebContact"] == {
+            "Id": "",
+            "FirstName": "",
+            "LastName": "",
+            "Email": "",
+            "Phone": "",
+            "Company": "",
+            "CustomFields": {},
+            "CreatedDate": "",
+            "UpdatedDate": "",
+        }
+        assert classes["ContactsDatatable"] == {
+            "Rows": [],
+            "TotalCount": 0,
+            "Page": 0,
+            "PageSize": 0,
+        }
+
+
+def test_class_instances_round_trip_through_the_api(
+    crmgate: CrmgateProcess, ada: VoyzuClient, tmp_path: Path
+) -> None:
+    module = tmp_path / "contacts.mjs"
+    module.write_bytes(requests.get(f"{crmgate.http_url}/api/contacts/class", timeout=10).content)
+    made = subprocess.run(
+        [
+            "node",
+            "--input-type=module",
+            "-e",
+            "const {WebContact} = await import(process.argv[1]);"
+            "const c = new WebContact({FirstName: 'Node', Email: 'node@js.example', CustomFields: {}});"
+            "console.log(JSON.stringify(c));",
+            str(module),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    status, created = ada.post("/api/contacts/create", json.loads(made))
+    assert status == 200 and created["FirstName"] == "Node"
+    status, page = ada.post("/api/contacts/search", {"SearchText": "node@js"})
+    back = subprocess.run(
+        [
+            "node",
+            "--input-type=module",
+            "-e",
+            "const {ContactsDatatable} = await import(process.argv[1]);"
+            "const t = ContactsDatatable.fromJSON(JSON.parse(process.argv[2]));"
+            "if (t.Rows[0].constructor.name !== 'WebContact') throw new Error('not a WebContact');"
+            "console.log(JSON.stringify(t));",
+            str(module),
+            json.dumps(page),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+    assert json.loads(back) == page
+
+
+def test_request_poller_in_node(crmgate: CrmgateProcess, tmp_path: Path) -> None:
+    module = tmp_path / "request.mjs"
+    module.write_bytes(requests.get(f"{crmgate.http_url}/api/request/class", timeout=10).content)
+    script = Path(__file__).parent / "js" / "request_poller_test.mjs"
+    result = subprocess.run(
+        ["node", str(script), str(module)], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {
+        "processed": {
+            "events": ["tick:PENDING", "tick:PROCESSING:50", "tick:PROCESSED", "processed:42"],
+            "delays": [100, 150],
+            "urls": ["/api/request/get/req_1"] * 3,
+        },
+        "failed": ["tick:FAILED", "fail:Boom:400"],
+        "http_error": ["tick:FAILED", "fail:Invalid or missing credentials.:401"],
+    }
+
+
+def test_dev_server_accepts_the_session_in_the_query(tmp_path: Path) -> None:
+    with CrmgateProcess.start(tmp_path, extra=("--dev",)) as server:
+        server.admin("tenant", "create", "dev")
+        server.admin(
+            "user",
+            "create",
+            "--tenant",
+            "dev",
+            "--email",
+            "dev@dev.example",
+            "--password",
+            PASSWORD,
+        )
+        session = requests.post(
+            server.http_url + "/api/auth",
+            json={"Email": "dev@dev.example", "Password": PASSWORD},
+            timeout=10,
+        ).json()["SessionId"]
+        answer = requests.post(
+            f"{server.http_url}/api/users/list?voyzu-session-id={session}", timeout=10
+        )
+        assert answer.status_code == 200
+        assert answer.json() == {
+            "Users": [{"Id": answer.json()["Users"][0]["Id"], "Email": "dev@dev.example"}]
+        }
+
+
+def test_unreachable_backend_is_541(tmp_path: Path) -> None:
+    with launched(
+        "gateway", "--grpc-target", "127.0.0.1:9", "--http-port", "0", expect=frozenset({"http"})
+    ) as gateway:
+        url = gateway.addresses["http"]
+        answer = requests.post(
+            url + "/api/contacts/search", json={}, cookies={"voyzu_session_id": "x"}, timeout=30
+        )
+        assert answer.status_code == 541
+        assert set(answer.json()) == {"ErrorMessage"}
+        answer = requests.post(
+            url + "/api/auth", json={"Email": "a@b.c", "Password": "x"}, timeout=30
+        )
+        assert answer.status_code == 541
+
+
+def test_internal_errors_reveal_nothing(tmp_path: Path) -> None:
+    with CrmgateProcess.start(tmp_path) as server:
+        server.admin("tenant", "create", "acme", "--locale", "en")
+        server.admin(
+            "user",
+            "create",
+            "--tenant",
+            "acme",
+            "--email",
+            "a@acme.example",
+            "--password",
+            PASSWORD,
+        )
+        client = signed_in(server, "a@acme.example")
+        connection = open_database(f"sqlite:///{tmp_path}/crmgate.sqlite3")
+        connection.execute_sql('ALTER TABLE "custom_field" RENAME TO "custom_field_gone"')
+        connection.close()
+        status, body = client.post(
+            "/api/custom-fields/update", {"Fields": [{"Name": "A", "Type": "text"}]}
+        )
+        assert (status, body) == (500, {"ErrorMessage": "Something went wrong; please try again."})
+        status, body = client.post("/api/contacts/create", {"Email": "x@acme.example"})
+        assert (status, body) == (500, {"ErrorMessage": "Something went wrong; please try again."})
+        log = "".join(server.output)
+        assert "no such table: custom_field" in log  # the cause is in the server log only
+        client.close()
+
+
+def test_plans_are_per_customer(crmgate: CrmgateProcess, db: peewee.Database) -> None:
+    assert Tenant.get(Tenant.name == "acme").plan == "paid"
+    assert Tenant.get(Tenant.name == "initech").plan == "free"
+    stored = User.get(User.email == "ada@acme.example").password_hash
+    assert stored.startswith("scrypt$") and PASSWORD not in stored
