@@ -21,6 +21,7 @@ SERVICE_CREDENTIALS = {
     "c2c.v1.ContactAssets": "c2c",
     "files.v1.Files": "close",
     "crm.v1.Crm": "session",
+    "google.longrunning.Operations": "session",
 }
 
 #: Methods anyone may call.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grpc
+from google.longrunning import operations_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -26,7 +27,9 @@ async def build_grpc_server(pipeline: CallPipeline, bindings: list[Binding]) -> 
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [
-        service.full_name for file in FILE_DESCRIPTORS for service in file.services_by_name.values()
+        service.full_name
+        for file in (*FILE_DESCRIPTORS, operations_pb2.DESCRIPTOR)
+        for service in file.services_by_name.values()
     ]
     for name in ("", *names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

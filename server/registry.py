@@ -10,12 +10,16 @@ import grpc
 from c2c.v1 import contact_assets_pb2_grpc
 from crm.v1 import crm_pb2_grpc
 from files.v1 import files_pb2_grpc
+from google.longrunning import operations_pb2
+from google.protobuf import message_factory
+from google.protobuf.descriptor import ServiceDescriptor
 
 from server.config import Settings
 from server.links import PublicLinks
 from server.services.contact_assets import ContactAssetsService
 from server.services.crm import CrmService
 from server.services.files import FilesService
+from server.services.operations import OperationsService
 from server.storage_http import object_store, sign_upload_form
 from server.voyzu.background import BackgroundRunner
 
@@ -41,7 +45,32 @@ def default_bindings(
             FilesService(links, sign_upload_form),
         ),
         Binding(crm_pb2_grpc.add_CrmServicer_to_server, CrmService(object_store(settings), runner)),
+        Binding(
+            registrar(operations_pb2.DESCRIPTOR.services_by_name["Operations"]),
+            OperationsService(),
+        ),
     ]
+
+
+def registrar(service: ServiceDescriptor) -> Callable[[Any, Any], None]:
+    """What generated `add_XServicer_to_server` functions do, from a descriptor: for
+    services whose shipped stubs predate registered method handlers (googleapis')."""
+
+    def register(servicer: Any, server: Any) -> None:
+        handlers = {
+            method.name: grpc.unary_unary_rpc_method_handler(
+                getattr(servicer, method.name),
+                request_deserializer=message_factory.GetMessageClass(method.input_type).FromString,
+                response_serializer=lambda message: message.SerializeToString(),
+            )
+            for method in service.methods
+        }
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(service.full_name, handlers),)
+        )
+        server.add_registered_method_handlers(service.full_name, handlers)
+
+    return register
 
 
 class _HandlerRecorder:

@@ -747,3 +747,37 @@ def test_plans_are_per_customer(crmgate: CrmgateProcess, db: peewee.Database) ->
     assert Tenant.get(Tenant.name == "initech").plan == "free"
     stored = User.get(User.email == "ada@acme.example").password_hash
     assert stored.startswith("scrypt$") and PASSWORD not in stored
+
+
+def test_google_longrunning_operations(crmgate: CrmgateProcess, ada: VoyzuClient) -> None:
+    import grpc
+    from google.longrunning import operations_pb2, operations_pb2_grpc
+
+    for _ in range(2):  # two, so a listing of one has a next page
+        _status, started = ada.post(
+            "/api/contacts/search?async=true", {"SearchText": "nobody-matches-this"}
+        )
+        ada.wait_for(started["RequestId"])
+    metadata = [("x-voyzu-session", ada.cookie("voyzu_session_id"))]
+    with grpc.insecure_channel(crmgate.grpc_target) as channel:
+        stub = operations_pb2_grpc.OperationsStub(channel)
+        name = "requests/" + started["RequestId"]
+        operation = stub.GetOperation(
+            operations_pb2.GetOperationRequest(name=name), metadata=metadata
+        )
+        assert operation.done and operation.name == name
+        response = crm_pb2.SearchContactsResponse()
+        assert operation.response.Unpack(response) and response.datatable.total_count == 0
+        status_meta = crm_pb2.RequestStatus()
+        assert operation.metadata.Unpack(status_meta) and status_meta.process_status == "PROCESSED"
+        listed = stub.ListOperations(
+            operations_pb2.ListOperationsRequest(page_size=1), metadata=metadata
+        )
+        assert len(listed.operations) == 1 and listed.next_page_token == "1"
+        stub.DeleteOperation(operations_pb2.DeleteOperationRequest(name=name), metadata=metadata)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetOperation(operations_pb2.GetOperationRequest(name=name), metadata=metadata)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.GetOperation(operations_pb2.GetOperationRequest(name=name))
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED

@@ -8,8 +8,6 @@ import grpc
 from crm.v1 import crm_pb2 as pb
 from crm.v1 import crm_pb2_grpc
 from google.api import httpbody_pb2
-from google.protobuf import any_pb2
-from google.rpc import status_pb2
 
 from server.access import require_principal
 from server.auth import Principal
@@ -25,6 +23,7 @@ from server.voyzu.background import (
     Progress,
     current_progress,
     enqueue,
+    request_status,
 )
 from server.voyzu.contacts import bad_input, iso
 from server.voyzu.sessions import sign_in
@@ -395,17 +394,5 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         if row.status == "PROCESSING" and row.lease_until and row.lease_until < utcnow():
             await self._runner.recover()  # its worker died: retry it or give up on it
             row = await run_sync(BackgroundRequest.get_by_id, row.id)
-        status = pb.RequestStatus(
-            request_id=row.request_id,
-            commentary=row.commentary,
-            percent_complete=row.percent_complete,
-            process_status=row.status,
-            created_date=iso(row.created_at),
-            updated_date=iso(row.updated_at),
-        )
-        if row.result is not None:
-            status.result.CopyFrom(any_pb2.Any.FromString(row.result))
-        error = status_pb2.Status.FromString(row.error) if row.error is not None else None
-        if error is not None:
-            status.error_message = error.message
+        status, error = request_status(row)
         return pb.GetRequestStatusResponse(status=status, method=row.method, error=error)

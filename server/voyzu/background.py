@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 import grpc
+from crm.v1 import crm_pb2
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
@@ -26,6 +27,7 @@ from server.inprocess import InProcessContext
 from server.pipeline import CallPipeline
 from server.store.db import run_sync
 from server.store.models import BackgroundRequest, User, utcnow
+from server.voyzu.contacts import iso
 from server.voyzu.sessions import principal_for_user
 
 log = logging.getLogger("crmgate.background")
@@ -54,6 +56,26 @@ def enqueue(principal: Principal, method: str, request: any_pb2.Any) -> str:
         request=request.SerializeToString(),
     )
     return request_id
+
+
+def request_status(
+    row: BackgroundRequest,
+) -> tuple[crm_pb2.RequestStatus, status_pb2.Status | None]:
+    """A stored request as a RequestStatus, and the status it failed with, if it did."""
+    status = crm_pb2.RequestStatus(
+        request_id=row.request_id,
+        commentary=row.commentary,
+        percent_complete=row.percent_complete,
+        process_status=row.status,
+        created_date=iso(row.created_at),
+        updated_date=iso(row.updated_at),
+    )
+    if row.result is not None:
+        status.result.CopyFrom(any_pb2.Any.FromString(row.result))
+    error = status_pb2.Status.FromString(row.error) if row.error is not None else None
+    if error is not None:
+        status.error_message = error.message
+    return status, error
 
 
 def _claim(request_id: str) -> BackgroundRequest | None:

@@ -1,0 +1,88 @@
+"""google.longrunning.Operations over the voyzu background requests, for gRPC callers:
+`requests/{RequestId}` is the same request /api/request/get/{RequestId} reports."""
+
+from __future__ import annotations
+
+import grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import empty_pb2
+
+from server.access import require_principal
+from server.errors import ApiError
+from server.store.db import run_sync
+from server.store.models import BackgroundRequest
+from server.voyzu.background import request_status
+
+PREFIX = "requests/"
+MAX_PAGE = 100
+
+
+def _operation(row: BackgroundRequest) -> operations_pb2.Operation:
+    status, error = request_status(row)
+    operation = operations_pb2.Operation(name=PREFIX + row.request_id)
+    operation.metadata.Pack(status)
+    if row.status == "PROCESSED":
+        operation.done = True
+        operation.response.CopyFrom(status.result)
+    elif error is not None:
+        operation.done = True
+        operation.error.CopyFrom(error)
+    return operation
+
+
+def _owned(user_id: int | None, name: str) -> BackgroundRequest:
+    row = BackgroundRequest.get_or_none(
+        BackgroundRequest.request_id == name.removeprefix(PREFIX),
+        BackgroundRequest.user == user_id,
+    )
+    if row is None or not name.startswith(PREFIX):
+        raise ApiError(grpc.StatusCode.NOT_FOUND, "not_found", f"No operation {name}.")
+    return row
+
+
+class OperationsService(operations_pb2_grpc.OperationsServicer):
+    async def GetOperation(
+        self, request: operations_pb2.GetOperationRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.Operation:
+        principal = require_principal()
+        return await run_sync(lambda: _operation(_owned(principal.user_id, request.name)))
+
+    async def ListOperations(
+        self, request: operations_pb2.ListOperationsRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.ListOperationsResponse:
+        principal = require_principal()
+        size = min(request.page_size or MAX_PAGE, MAX_PAGE)
+        offset = int(request.page_token) if request.page_token.isdigit() else 0
+
+        def listing() -> operations_pb2.ListOperationsResponse:
+            rows = list(
+                BackgroundRequest.select()
+                .where(BackgroundRequest.user == principal.user_id)
+                .order_by(BackgroundRequest.id.desc())
+                .offset(offset)
+                .limit(size + 1)
+            )
+            return operations_pb2.ListOperationsResponse(
+                operations=[_operation(row) for row in rows[:size]],
+                next_page_token=str(offset + size) if len(rows) > size else "",
+            )
+
+        return await run_sync(listing)
+
+    async def DeleteOperation(
+        self, request: operations_pb2.DeleteOperationRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        principal = require_principal()
+
+        def delete() -> empty_pb2.Empty:
+            row = _owned(principal.user_id, request.name)
+            if row.status in ("PENDING", "PROCESSING"):
+                raise ApiError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    "running",
+                    "The operation is still running.",
+                )
+            row.delete_instance()
+            return empty_pb2.Empty()
+
+        return await run_sync(delete)
