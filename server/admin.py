@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass
+
 import peewee
 
 from server.auth import create_api_key, revoke_api_key
@@ -101,13 +104,23 @@ def delete_user(email: str) -> None:
 DEMO_TENANT = "demo"
 DEMO_HOSTS = ["localhost", "127.0.0.1"]
 DEMO_EMAIL = "user@example.com"
+DEMO_USER = "demo@example.com"
 
 
-def bootstrap_demo() -> str:
-    """Make sure the demo tenant and contact exist; return a fresh demo C2C key.
+@dataclass(frozen=True)
+class DemoCredentials:
+    c2c_key: str
+    close_key: str
+    voyzu_email: str
+    voyzu_password: str
 
-    Keys are stored only as hashes, so a key printed by an earlier start cannot be shown
-    again: each start revokes the previous demo key and issues a new one.
+
+def bootstrap_demo() -> DemoCredentials:
+    """Make sure the demo tenant, its contact and its voyzu user exist; return fresh
+    credentials for all three surfaces.
+
+    Secrets are stored only as hashes, so those printed by an earlier start cannot be
+    shown again: each start revokes the previous demo keys and resets the demo password.
     """
     with Tenant._meta.database.atomic():
         tenant = Tenant.get_or_none(Tenant.name == DEMO_TENANT) or create_tenant(
@@ -123,4 +136,16 @@ def bootstrap_demo() -> str:
             ApiKey.tenant == tenant, ApiKey.label == "demo", ApiKey.revoked_at.is_null()
         ):
             revoke_api_key(key.key_id)
-        return create_api_key(tenant, "c2c", label="demo")[1]
+        password = secrets.token_urlsafe(12)
+        user = User.get_or_none(User.email == DEMO_USER)
+        if user is None:
+            create_user(DEMO_TENANT, DEMO_USER, password, "paid")
+        else:
+            user.password_hash = hash_password(password)
+            user.save()
+        return DemoCredentials(
+            c2c_key=create_api_key(tenant, "c2c", label="demo")[1],
+            close_key=create_api_key(tenant, "close", label="demo")[1],
+            voyzu_email=DEMO_USER,
+            voyzu_password=password,
+        )

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -85,9 +85,15 @@ def _admin_parser(parser: argparse.ArgumentParser) -> None:
     create = tenant.add_parser("create", help="create a tenant")
     create.add_argument("name")
     create.add_argument("--host", action="append", default=[], help="bind a host (repeatable)")
-    create.add_argument("--locale", choices=SUPPORTED_LOCALES, default="en")
+    create.add_argument(
+        "--locale", choices=SUPPORTED_LOCALES, help="default: $CRMGATE_DEFAULT_LOCALE or en"
+    )
     create.set_defaults(
-        run=_admin(lambda a: print(admin.create_tenant(a.name, a.host, a.locale).name))
+        run=_admin(
+            lambda a, s: print(
+                admin.create_tenant(a.name, a.host, a.locale or s.default_locale).name
+            )
+        )
     )
 
     apikey = groups.add_parser("apikey").add_subparsers(required=True, metavar="ACTION")
@@ -95,10 +101,10 @@ def _admin_parser(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--tenant", required=True)
     create.add_argument("--kind", choices=("c2c", "close"), required=True)
     create.add_argument("--label", default="")
-    create.set_defaults(run=_admin(lambda a: print(admin.issue_key(a.tenant, a.kind, a.label))))
+    create.set_defaults(run=_admin(lambda a, _: print(admin.issue_key(a.tenant, a.kind, a.label))))
     revoke = apikey.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
-    revoke.set_defaults(run=_admin(lambda a: admin.revoke_key(a.key_id)))
+    revoke.set_defaults(run=_admin(lambda a, _: admin.revoke_key(a.key_id)))
     listing = apikey.add_parser("list", help="list a tenant's keys (never the secrets)")
     listing.add_argument("--tenant", required=True)
     listing.set_defaults(run=_admin(_print_keys))
@@ -112,11 +118,13 @@ def _admin_parser(parser: argparse.ArgumentParser) -> None:
         "--plan", choices=admin.PLANS, help="the tenant's plan (default: unchanged)"
     )
     create.set_defaults(
-        run=_admin(lambda a: print(admin.create_user(a.tenant, a.email, a.password, a.plan).uuid))
+        run=_admin(
+            lambda a, _: print(admin.create_user(a.tenant, a.email, a.password, a.plan).uuid)
+        )
     )
     delete = user.add_parser("delete", help="delete a voyzu user and their sessions")
     delete.add_argument("--email", required=True)
-    delete.set_defaults(run=_admin(lambda a: admin.delete_user(a.email)))
+    delete.set_defaults(run=_admin(lambda a, _: admin.delete_user(a.email)))
 
     contact = groups.add_parser("contact").add_subparsers(required=True, metavar="ACTION")
     create = contact.add_parser("create", help="create a contact")
@@ -126,18 +134,23 @@ def _admin_parser(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--last-name", default="")
     create.set_defaults(
         run=_admin(
-            lambda a: print(admin.create_contact(a.tenant, a.email, a.first_name, a.last_name).uuid)
+            lambda a, _: print(
+                admin.create_contact(a.tenant, a.email, a.first_name, a.last_name).uuid
+            )
         )
     )
 
 
-def _admin(action):  # type: ignore[no-untyped-def]
+AdminAction = Callable[[argparse.Namespace, Settings], object]
+
+
+def _admin(action: AdminAction) -> Callable[[argparse.Namespace, Settings], int]:
     """Wrap an admin action: open the store, run it, turn AdminError into exit status 1."""
 
     def run(args: argparse.Namespace, settings: Settings) -> int:
         connect(settings)
         try:
-            action(args)
+            action(args, settings)
         except admin.AdminError as error:
             print(f"crmgate: {error}", file=sys.stderr)
             return 1
@@ -146,7 +159,7 @@ def _admin(action):  # type: ignore[no-untyped-def]
     return run
 
 
-def _print_keys(args: argparse.Namespace) -> None:
+def _print_keys(args: argparse.Namespace, settings: Settings) -> None:
     for key in admin.list_keys(args.tenant):
         state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M:%S}" if key.revoked_at else "active"
         print(f"{key.key_id}\t{key.kind}\t{state}\t{key.label}")
@@ -158,12 +171,15 @@ def _print_keys(args: argparse.Namespace) -> None:
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     logs.configure(settings.log_level)
     runtime = Runtime.start(settings)
-    demo_key = admin.bootstrap_demo() if args.demo else None
-    return asyncio.run(_serve(args, settings, runtime, demo_key))
+    demo = admin.bootstrap_demo() if args.demo else None
+    return asyncio.run(_serve(args, settings, runtime, demo))
 
 
 async def _serve(
-    args: argparse.Namespace, settings: Settings, runtime: Runtime, demo_key: str | None
+    args: argparse.Namespace,
+    settings: Settings,
+    runtime: Runtime,
+    demo: admin.DemoCredentials | None,
 ) -> int:
     grpc_server = await runtime.grpc_server()
     grpc_port = grpc_server.add_insecure_port(f"{args.grpc_host}:{args.grpc_port}")
@@ -176,8 +192,8 @@ async def _serve(
         caller = runtime.in_process_caller()
     runner, http_url = await _start_gateway(caller, args, settings, runtime.storage_routes())
     runtime.links.served_at = http_url
-    if demo_key:
-        announce_demo(http_url, demo_key)
+    if demo:
+        announce_demo(http_url, demo)
     await _until_stopped()
     await runner.cleanup()
     await grpc_server.stop(grace=5)
@@ -250,13 +266,22 @@ def announce(line: str) -> None:
     print(f"crmgate: {line}", flush=True)
 
 
-def announce_demo(http_url: str, key: str) -> None:
+def announce_demo(url: str, demo: admin.DemoCredentials) -> None:
+    """How to call each surface as the demo tenant (secrets are new at every start)."""
     print(
-        "\nDemo tenant 'demo' (hosts localhost, 127.0.0.1), contact user@example.com.\n"
-        f"Demo C2C key (shown once; a new one is issued at every --demo start):\n  {key}\n"
-        "Try:\n"
-        f"  curl -s {http_url}/api/c2c/health -H 'X-Api-Version: v1' "
-        f"-H 'Authorization: Bearer {key}'\n",
+        f"""
+Demo tenant 'demo' (hosts localhost, 127.0.0.1) with contact {admin.DEMO_EMAIL}.
+Its credentials are new at every --demo start (only their hashes are stored):
+  C2C key:    {demo.c2c_key}
+  Close key:  {demo.close_key}
+  voyzu user: {demo.voyzu_email} / {demo.voyzu_password}
+Try:
+  curl -s {url}/api/c2c/health -H 'X-Api-Version: v1' -H 'Authorization: Bearer {demo.c2c_key}'
+  curl -s -u '{demo.close_key}:' {url}/api/v1/files/upload/ -H 'Content-Type: application/json' \\
+       -d '{{"filename": "a.txt", "content_type": "text/plain"}}'
+  curl -s -c jar {url}/api/auth -d '{{"Email": "{demo.voyzu_email}", "Password": "{demo.voyzu_password}"}}'
+  curl -s -b jar {url}/api/contacts/search -d '{{}}'
+""",
         flush=True,
     )
 

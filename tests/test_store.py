@@ -71,14 +71,26 @@ def test_contacts_are_matched_on_normalized_email(store: peewee.Database) -> Non
 
 
 def test_demo_bootstrap_is_idempotent_and_rotates_the_key(store: peewee.Database) -> None:
+    from server.store.models import User
+    from server.voyzu.passwords import verify_password
+
     first = admin.bootstrap_demo()
     second = admin.bootstrap_demo()
-    assert first != second
+    assert len({first.c2c_key, second.c2c_key, first.close_key, second.close_key}) == 4
     tenant = Tenant.get(Tenant.name == "demo")
     assert sorted(h.host for h in tenant.hosts) == ["127.0.0.1", "localhost"]
-    keys = list(ApiKey.select().where(ApiKey.tenant == tenant))
-    assert [k.revoked_at is None for k in keys] == [False, True]
+    keys = list(ApiKey.select().where(ApiKey.tenant == tenant).order_by(ApiKey.id))
+    assert [(k.kind, k.revoked_at is None) for k in keys] == [
+        ("c2c", False),
+        ("close", False),
+        ("c2c", True),
+        ("close", True),
+    ]
     assert Contact.select().where(Contact.tenant == tenant).count() == 1
+    user = User.get(User.email == "demo@example.com")
+    assert verify_password(second.voyzu_password, user.password_hash)
+    assert not verify_password(first.voyzu_password, user.password_hash)
+    assert tenant.plan == "paid"
 
 
 def test_add_columns_brings_an_old_table_up_to_date(database_url: str) -> None:
