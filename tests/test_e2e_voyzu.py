@@ -781,3 +781,15 @@ def test_google_longrunning_operations(crmgate: CrmgateProcess, ada: VoyzuClient
         with pytest.raises(grpc.RpcError) as caught:
             stub.GetOperation(operations_pb2.GetOperationRequest(name=name))
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_readme_documents_every_class() -> None:
+    from server.voyzu.jsclasses import resource_messages, with_dependencies
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    service = crm_pb2.DESCRIPTOR.services_by_name["Crm"]
+    for messages in resource_messages(service).values():
+        for message in with_dependencies(messages):
+            assert f"#### {message.name}\n" in readme, message.name
+            for field in message.fields:
+                assert f"| `{field.json_name}` |" in readme, (message.name, field.json_name)
