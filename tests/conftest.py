@@ -85,3 +85,12 @@ def crmgate(
     data_dir = tmp_path_factory.mktemp("crmgate")
     with CrmgateProcess.start(data_dir, gateway_calls=request.param) as process:
         yield process
+
+
+@pytest.fixture
+def server_db(crmgate: CrmgateProcess) -> Iterator[peewee.Database]:
+    """The running server's own database, for reading secrets and ageing rows."""
+    connection = open_database(f"sqlite:///{crmgate.data_dir}/crmgate.sqlite3")
+    database.initialize(connection)
+    yield connection
+    connection.close()

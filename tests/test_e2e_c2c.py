@@ -7,7 +7,6 @@ import io
 import json
 import re
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from grpc_status import rpc_status
 from PIL import Image
 
 from server.errors import error_info, field_violations
-from server.store.db import database, open_database
+from server.store.db import open_database
 from server.store.models import Contact, Media, utcnow
 from tests.support import samples
 from tests.support.processes import CrmgateProcess
@@ -41,14 +40,6 @@ def c2c(crmgate: CrmgateProcess) -> dict[str, str]:
         "es_key": crmgate.admin("apikey", "create", "--tenant", "hola", "--kind", "c2c"),
         "contact": contact,
     }
-
-
-@pytest.fixture
-def db(crmgate: CrmgateProcess) -> Iterator[peewee.Database]:
-    connection = open_database(f"sqlite:///{crmgate.data_dir}/crmgate.sqlite3")
-    database.initialize(connection)
-    yield connection
-    connection.close()
 
 
 def b64(data: bytes) -> str:
@@ -91,7 +82,7 @@ def stored_bytes(crmgate: CrmgateProcess, asset_uuid: str) -> bytes:
 
 
 def test_documented_example(
-    crmgate: CrmgateProcess, c2c: dict[str, str], db: peewee.Database
+    crmgate: CrmgateProcess, c2c: dict[str, str], server_db: peewee.Database
 ) -> None:
     pdf = samples.pdf()
     status, body = attach(
@@ -399,7 +390,9 @@ def test_data_uri_prefix(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
     assert status == 201 and answer["data"]["assets"][0]["size"] == len(samples.TEXT)
 
 
-def test_contact_lookup(crmgate: CrmgateProcess, c2c: dict[str, str], db: peewee.Database) -> None:
+def test_contact_lookup(
+    crmgate: CrmgateProcess, c2c: dict[str, str], server_db: peewee.Database
+) -> None:
     status, body = attach(
         crmgate,
         c2c["key"],

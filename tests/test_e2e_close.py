@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +19,6 @@ from closeio_api import APIError, Client, ValidationError
 from server.s3post.policy import build_form
 from server.secrets_store import service_secret
 from server.storage_http import ACCESS_KEY_ID
-from server.store.db import database, open_database
 from server.store.models import FileUpload
 from tests.support.processes import CrmgateProcess
 
@@ -45,15 +43,6 @@ def client(crmgate: CrmgateProcess, key: str) -> Client:
     api = Client(key, max_retries=1)
     api.base_url = crmgate.http_url + "/api/v1/"  # the only change a Close program needs
     return api
-
-
-@pytest.fixture
-def db(crmgate: CrmgateProcess) -> Iterator[peewee.Database]:
-    """The server's own database, to read its storage secret and to age uploads."""
-    connection = open_database(f"sqlite:///{crmgate.data_dir}/crmgate.sqlite3")
-    database.initialize(connection)
-    yield connection
-    connection.close()
 
 
 def upload_form(api: Client, filename: str = "image.jpg", content_type: str = "image/jpeg") -> dict:
@@ -143,7 +132,10 @@ def test_the_documented_flow(
 
 @pytest.mark.parametrize("signature_version", ["s3", "s3v4"])
 def test_boto3_presigned_posts(
-    crmgate: CrmgateProcess, close: dict[str, str], db: peewee.Database, signature_version: str
+    crmgate: CrmgateProcess,
+    close: dict[str, str],
+    server_db: peewee.Database,
+    signature_version: str,
 ) -> None:
     api = client(crmgate, close["key"])
     form = upload_form(api, "notes.txt", "text/plain")
@@ -200,7 +192,7 @@ def own_form(
 
 
 @pytest.fixture
-def pending(crmgate: CrmgateProcess, close: dict[str, str], db: peewee.Database) -> dict:
+def pending(crmgate: CrmgateProcess, close: dict[str, str], server_db: peewee.Database) -> dict:
     api = client(crmgate, close["key"])
     form = upload_form(api, "a.txt", "text/plain")
     return {
@@ -267,7 +259,7 @@ def test_second_upload_to_the_same_key(pending: dict) -> None:
 
 
 def test_download_urls_last_24_hours(
-    crmgate: CrmgateProcess, close: dict[str, str], pending: dict, db: peewee.Database
+    crmgate: CrmgateProcess, close: dict[str, str], pending: dict, server_db: peewee.Database
 ) -> None:
     assert post(pending["url"], pending["fields"]).status_code == 201
     upload = FileUpload.get(FileUpload.key == pending["key"])

@@ -18,7 +18,7 @@ import requests
 from crm.v1 import crm_pb2
 from google.protobuf import any_pb2
 
-from server.store.db import database, open_database
+from server.store.db import open_database
 from server.store.models import BackgroundRequest, Session, Tenant, User, utcnow
 from tests.support.processes import CrmgateProcess, launched
 from tests.support.voyzu import VoyzuClient
@@ -42,14 +42,6 @@ def voyzu(crmgate: CrmgateProcess) -> dict[str, str]:
             "user", "create", "--tenant", tenant, "--email", email, "--password", PASSWORD, *extra
         )
     return ids
-
-
-@pytest.fixture
-def db(crmgate: CrmgateProcess) -> Iterator[peewee.Database]:
-    connection = open_database(f"sqlite:///{crmgate.data_dir}/crmgate.sqlite3")
-    database.initialize(connection)
-    yield connection
-    connection.close()
 
 
 @pytest.fixture
@@ -136,7 +128,7 @@ def test_every_endpoint_needs_a_session(client: VoyzuClient, path: str) -> None:
 
 
 def test_expired_and_deleted_users_sessions_die(
-    crmgate: CrmgateProcess, voyzu: dict[str, str], db: peewee.Database
+    crmgate: CrmgateProcess, voyzu: dict[str, str], server_db: peewee.Database
 ) -> None:
     crmgate.admin(
         "user", "create", "--tenant", "acme", "--email", "tmp@acme.example", "--password", PASSWORD
@@ -505,7 +497,7 @@ def test_async_requests(crmgate: CrmgateProcess, ada: VoyzuClient) -> None:
 
 
 def test_interrupted_requests_are_retried_or_failed(
-    ada: VoyzuClient, voyzu: dict[str, str], db: peewee.Database
+    ada: VoyzuClient, voyzu: dict[str, str], server_db: peewee.Database
 ) -> None:
     request = any_pb2.Any()
     request.Pack(crm_pb2.SearchContactsRequest(input=crm_pb2.ContactsSearchInput(search_text="")))
@@ -742,7 +734,7 @@ def test_internal_errors_reveal_nothing(tmp_path: Path) -> None:
         client.close()
 
 
-def test_plans_are_per_customer(crmgate: CrmgateProcess, db: peewee.Database) -> None:
+def test_plans_are_per_customer(crmgate: CrmgateProcess, server_db: peewee.Database) -> None:
     assert Tenant.get(Tenant.name == "acme").plan == "paid"
     assert Tenant.get(Tenant.name == "initech").plan == "free"
     stored = User.get(User.email == "ada@acme.example").password_hash
@@ -793,3 +785,16 @@ def test_readme_documents_every_class() -> None:
             assert f"#### {message.name}\n" in readme, message.name
             for field in message.fields:
                 assert f"| `{field.json_name}` |" in readme, (message.name, field.json_name)
+
+
+def test_import_mapping_targets_are_checked(ada: VoyzuClient) -> None:
+    content = base64.b64encode(b"Mail\nm@x.example\n").decode()
+    status, body = ada.post(
+        "/api/imports/create",
+        {"FileName": "m.csv", "Content": content, "Mapping": {"Mail": "Emial"}},
+    )
+    assert status == 400
+    assert body["ErrorMessage"].startswith(
+        "Mapping targets must be one of Company, Email, FirstName, LastName, Phone"
+    )
+    assert body["ErrorMessage"].endswith("; not Emial.")

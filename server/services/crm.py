@@ -48,6 +48,12 @@ def _paid(user: User) -> None:
         )
 
 
+def _progress() -> Progress:
+    """The background request's progress reporter, or one that ignores reports (a direct
+    call). Read on the event loop: worker threads do not see the context variable."""
+    return current_progress.get() or (lambda percent, commentary: None)
+
+
 def _spreadsheet(row: Spreadsheet) -> pb.Spreadsheet:
     return pb.Spreadsheet(
         id=str(row.uuid),
@@ -207,8 +213,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         self, request: pb.CreateImportRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateImportResponse:
         principal = require_principal()
-        progress = current_progress.get() or (lambda percent, commentary: None)
-        result = await run_sync(self._import, principal, request.input, progress)
+        result = await run_sync(self._import, principal, request.input, _progress())
         return pb.CreateImportResponse(result=result)
 
     def _import(
@@ -221,6 +226,12 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         except spreadsheets.SpreadsheetError as error:
             raise bad_input(str(error)) from None
         names = [field.name for field in custom_fields.definitions(user.tenant_id)]
+        allowed = {*spreadsheets.STANDARD_FIELDS, *(f"custom:{name}" for name in names)}
+        wrong = sorted(target for target in given.mapping.values() if target not in allowed)
+        if wrong:
+            raise bad_input(
+                f"Mapping targets must be one of {', '.join(sorted(allowed))}; not {', '.join(wrong)}."
+            )
         targets, ignored = spreadsheets.column_targets(sheet.headers, given.mapping, names)
         if "Email" not in targets:
             raise bad_input("No column maps to Email; add it to Mapping.")
@@ -255,8 +266,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         self, request: pb.CreateExportRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateExportResponse:
         principal = require_principal()
-        progress = current_progress.get() or (lambda percent, commentary: None)
-        result = await run_sync(self._export, principal, request.input, progress)
+        result = await run_sync(self._export, principal, request.input, _progress())
         return pb.CreateExportResponse(result=result)
 
     def _export(
