@@ -568,3 +568,23 @@ def test_a_fault_mid_request_leaves_nothing(tmp_path: Path) -> None:
         # The server is still fine: a small request goes through.
         status, _ = attach(server, key, {"email": "user@example.com", "files": files[:1]})
         assert status == 201
+
+
+def test_logs_hold_no_keys_or_contents(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    content = b"Quarterly numbers, not for the logs.\n" * 20
+    status, _ = attach(
+        crmgate,
+        c2c["key"],
+        one("numbers.txt", "text/plain", content),
+        headers={"X-Request-Id": "c2c-log-check"},
+    )
+    assert status == 201
+    record = crmgate.log_record("c2c-log-check")
+    assert (record["method"], record["status"], record["tenant"]) == (
+        "/c2c.v1.ContactAssets/AttachAssets",
+        "OK",
+        "acme",
+    )
+    logged = "".join(crmgate.output)
+    for secret in (c2c["key"], b64(content)[:40], "Quarterly numbers"):
+        assert secret not in logged

@@ -798,3 +798,16 @@ def test_import_mapping_targets_are_checked(ada: VoyzuClient) -> None:
         "Mapping targets must be one of Company, Email, FirstName, LastName, Phone"
     )
     assert body["ErrorMessage"].endswith("; not Emial.")
+
+
+def test_logs_hold_no_passwords_or_sessions(crmgate: CrmgateProcess, ada: VoyzuClient) -> None:
+    status, _ = ada.post(
+        "/api/contacts/search",
+        {"SearchText": "private-search"},
+        headers={"X-Request-Id": "voyzu-log-check"},
+    )
+    assert status == 200
+    assert crmgate.log_record("voyzu-log-check")["method"] == "/crm.v1.Crm/SearchContacts"
+    logged = "".join(crmgate.output)
+    for secret in (PASSWORD, ada.cookie("voyzu_session_id"), "private-search"):
+        assert secret not in logged

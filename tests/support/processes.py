@@ -207,3 +207,14 @@ class CrmgateProcess:
 
     def log_records(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.output if line.startswith("{")]
+
+    def log_record(self, request_id: str, deadline: float = 5.0) -> dict[str, object]:
+        """The call log line of a request (sent with X-Request-Id), once it is written."""
+        limit = time.monotonic() + deadline
+        while True:
+            found = [r for r in self.log_records() if r.get("request_id") == request_id]
+            if found:
+                (record,) = found
+                return record
+            assert time.monotonic() < limit, f"no log line for request {request_id}"
+            time.sleep(0.02)
