@@ -14,6 +14,7 @@ import binascii
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from google.api import annotations_pb2, http_pb2
@@ -128,12 +129,12 @@ class Route:
     request_type: type[Message]
     response_type: type[Message]
 
-    @property
+    @cached_property
     def full_method(self) -> str:
         """The gRPC method path, `/package.Service/Method`."""
         return f"/{self.method.containing_service.full_name}/{self.method.name}"
 
-    @property
+    @cached_property
     def service(self) -> str:
         return self.method.containing_service.full_name
 
