@@ -30,8 +30,6 @@ log = logging.getLogger("crmgate.gateway")
 #: Base64 grows bytes by a third; the largest documented JSON body fits in this.
 MAX_BODY_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 1024 * 1024
 
-CALLER_KEY = web.AppKey("caller", object)
-
 
 class Gateway:
     """Dispatches HTTP requests to service methods through a Caller."""
@@ -134,7 +132,6 @@ def build_app(
     routes = discover_routes(files)
     gateway = Gateway(caller, surfaces, routes)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
-    app[CALLER_KEY] = caller
     app.router.add_routes(list(extra_routes))
     for route in routes:
         app.router.add_route(route.http_method, route.path.router_path(), gateway.handler(route))

@@ -17,8 +17,7 @@ from google.rpc import status_pb2
 
 from server.config import MAX_MESSAGE_BYTES
 from server.errors import CallFailed, build_status
-
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
+from server.pipeline import STATUS_DETAILS_KEY
 
 
 class Caller(Protocol):

@@ -21,8 +21,6 @@ class InProcessContext:
 
     def __init__(self, metadata: Mapping[str, str]) -> None:
         self._metadata = metadata
-        self._code: grpc.StatusCode | None = None
-        self._details = ""
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return tuple(self._metadata.items())
@@ -31,10 +29,11 @@ class InProcessContext:
         return "in-process"
 
     def set_code(self, code: grpc.StatusCode) -> None:
-        self._code = code
+        """Generated UNIMPLEMENTED stubs call this, then raise NotImplementedError, which
+        the pipeline turns into the status itself."""
 
     def set_details(self, details: str) -> None:
-        self._details = details
+        """See set_code."""
 
     async def abort(self, code: grpc.StatusCode, details: str = "", *_: object) -> None:
         raise ApiError(code, code.name.lower(), details)
