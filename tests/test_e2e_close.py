@@ -338,3 +338,9 @@ def test_authentication(crmgate: CrmgateProcess, close: dict[str, str]) -> None:
         client(crmgate, close["other_key"]).get("activity/email/acti_doesnotexist")
     assert caught.value.response.status_code == 404
     assert caught.value.response.json() == {"error": "No email activity with that id."}
+
+
+def test_oversized_fields_are_refused(pending: dict) -> None:
+    fields = {**pending["fields"], "x-ignore-padding": "p" * (70 * 1024)}
+    assert s3_error(post(pending["url"], fields)) == (400, "MaxPostPreDataLengthExceeded")
+    assert post(pending["url"], pending["fields"]).status_code == 201  # the upload is still open

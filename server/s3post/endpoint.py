@@ -22,6 +22,7 @@ from server.s3post.disk import BucketDirectory
 from server.s3post.policy import Credentials, PolicyError, verify_form
 
 CHUNK_BYTES = 256 * 1024
+#: All fields before the file together (S3's limit is 20 KiB; policies can be long).
 MAX_FIELD_BYTES = 64 * 1024
 
 #: Whether an object may be written at (bucket, key) now: None, or S3's (code, message).
@@ -73,14 +74,7 @@ class PostEndpoint:
             if name == "file":
                 file_part = part
                 break  # S3 ignores whatever follows the file
-            value = await part.read(decode=True)
-            if len(value) > MAX_FIELD_BYTES:
-                raise PolicyError(
-                    "MaxPostPreDataLengthExceeded",
-                    "Your POST request fields preceeding the upload file was too large.",
-                    400,
-                )
-            form[name] = value.decode("utf-8", "replace")
+            form[name] = await _field(part, MAX_FIELD_BYTES - sum(map(len, form.values())))
         if file_part is None:
             raise PolicyError(
                 "IncorrectNumberOfFilesInPostRequest",
@@ -125,6 +119,20 @@ async def _next_part(reader: object) -> object | None:
         return await reader.next()  # type: ignore[attr-defined]
     except (ValueError, AssertionError, asyncio.IncompleteReadError):
         raise _malformed() from None
+
+
+async def _field(part: BodyPartReader, budget: int) -> str:
+    """A form field's value, read in chunks so an oversized one is refused unread."""
+    value = bytearray()
+    while chunk := await part.read_chunk(8192):
+        value += chunk
+        if len(value) > budget:
+            raise PolicyError(
+                "MaxPostPreDataLengthExceeded",
+                "Your POST request fields preceeding the upload file was too large.",
+                400,
+            )
+    return value.decode("utf-8", "replace")
 
 
 async def _stream(part: BodyPartReader, descriptor: int, max_bytes: int | None) -> tuple[int, str]:
