@@ -31,8 +31,14 @@ def sign_in(email: str, password: str) -> NewSession | None:
     if not verify_password(password, user.password_hash if user else None) or user is None:
         return None
     session_id = secrets.token_urlsafe(32)
-    expires_at = utcnow() + SESSION_LIFETIME
-    Session.create(token_hash=hash_secret(session_id), user=user, expires_at=expires_at)
+    now = utcnow()
+    with Session._meta.database.atomic():
+        # Expired sessions are dead already; sign-ins sweep them so the table stays small.
+        Session.delete().where(Session.expires_at <= now).execute()
+        Session.create(
+            token_hash=hash_secret(session_id), user=user, expires_at=now + SESSION_LIFETIME
+        )
+    expires_at = now + SESSION_LIFETIME
     return NewSession(session_id, user, expires_at)
 
 
