@@ -317,7 +317,7 @@ def test_type_errors_are_worded_like_the_rest(crmgate: CrmgateProcess, c2c: dict
         422,
         {
             "error": "validation_failed",
-            "message": "The email field must be a string.",
+            "message": "The email field must be a string. (and 1 more error)",
             "errors": {
                 "email": ["The email field must be a string."],
                 "files.0.content": ["The files.0.content field must be valid base64."],

@@ -768,6 +768,15 @@ def test_google_longrunning_operations(crmgate: CrmgateProcess, ada: VoyzuClient
             operations_pb2.ListOperationsRequest(page_size=1), metadata=metadata
         )
         assert len(listed.operations) == 1 and listed.next_page_token == "1"
+        waited = stub.WaitOperation(
+            operations_pb2.WaitOperationRequest(name=name), metadata=metadata
+        )
+        assert waited == operation
+        with pytest.raises(grpc.RpcError) as caught:  # done already: nothing to cancel
+            stub.CancelOperation(
+                operations_pb2.CancelOperationRequest(name=name), metadata=metadata
+            )
+        assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         stub.DeleteOperation(operations_pb2.DeleteOperationRequest(name=name), metadata=metadata)
         with pytest.raises(grpc.RpcError) as caught:
             stub.GetOperation(operations_pb2.GetOperationRequest(name=name), metadata=metadata)
@@ -775,6 +784,37 @@ def test_google_longrunning_operations(crmgate: CrmgateProcess, ada: VoyzuClient
         with pytest.raises(grpc.RpcError) as caught:
             stub.GetOperation(operations_pb2.GetOperationRequest(name=name))
         assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_pending_requests_can_be_cancelled(
+    crmgate: CrmgateProcess, ada: VoyzuClient, server_db: peewee.Database
+) -> None:
+    import grpc
+    from google.longrunning import operations_pb2, operations_pb2_grpc
+
+    request = any_pb2.Any()
+    request.Pack(crm_pb2.ListUsersRequest())
+    user = User.get(User.email == "ada@acme.example")
+    BackgroundRequest.create(
+        request_id="req_never_started",
+        tenant=user.tenant_id,
+        user=user,
+        method="/crm.v1.Crm/ListUsers",
+        request=request.SerializeToString(),
+    )
+    metadata = [("x-voyzu-session", ada.cookie("voyzu_session_id"))]
+    with grpc.insecure_channel(crmgate.grpc_target) as channel:
+        stub = operations_pb2_grpc.OperationsStub(channel)
+        stub.CancelOperation(
+            operations_pb2.CancelOperationRequest(name="requests/req_never_started"),
+            metadata=metadata,
+        )
+    status = ada.wait_for("req_never_started")
+    assert (status["ProcessStatus"], status["StatusCode"], status["ErrorMessage"]) == (
+        "FAILED",
+        500,
+        "Something went wrong; please try again.",
+    )
 
 
 def test_readme_documents_every_class() -> None:

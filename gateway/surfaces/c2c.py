@@ -26,6 +26,7 @@ from gateway.surfaces.base import (
     reject,
 )
 from gateway.transcode import JsonOptions, Route, response_payload
+from server.assets.messages import summary
 from server.errors import error_info, field_violations, status_code
 
 SUPPORTED_VERSIONS = frozenset({"v1"})
@@ -118,7 +119,9 @@ class C2cSurface(Surface):
                 # The transcoder's findings, worded the way the service words its own.
                 spanish = _prefers_spanish(request)
                 violations = [(f, _phrase(f, text, spanish)) for f, text in violations]
-                document["message"] = violations[0][1] if violations else status.message
+                if violations:
+                    texts = [text for _, text in violations]
+                    document["message"] = summary(texts, "es" if spanish else "en")
             document["errors"] = first_violations(violations)
         return json_response(document, http)
 

@@ -43,6 +43,7 @@ BY_CODE = {
     grpc.StatusCode.FAILED_PRECONDITION: 540,
     grpc.StatusCode.ALREADY_EXISTS: 540,
     grpc.StatusCode.ABORTED: 540,
+    grpc.StatusCode.CANCELLED: 540,
     grpc.StatusCode.RESOURCE_EXHAUSTED: 540,
     grpc.StatusCode.UNAVAILABLE: 541,
     grpc.StatusCode.DEADLINE_EXCEEDED: 541,

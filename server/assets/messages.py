@@ -82,6 +82,15 @@ def translate(key: str, locale: str, **params: object) -> str:
     return texts.get(locale, texts["en"]).format(**params)
 
 
+def summary(messages: list[str], locale: str) -> str:
+    """Laravel's top-level validation message: the first error, and how many more."""
+    more = len(messages) - 1
+    if more < 1:
+        return messages[0]
+    word = translate("error_word" if more == 1 else "errors_word", locale)
+    return translate("and_more", locale, message=messages[0], count=more, errors=word)
+
+
 def choose_locale(tenant_locale: str, honor_accept_language: bool, accept_language: str) -> str:
     """The tenant's locale, or the caller's first supported Accept-Language choice when the
     tenant allows it."""

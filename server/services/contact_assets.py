@@ -13,7 +13,7 @@ from c2c.v1 import contact_assets_pb2 as pb
 from c2c.v1 import contact_assets_pb2_grpc
 
 from server.access import require_principal
-from server.assets.messages import choose_locale, translate
+from server.assets.messages import choose_locale, summary, translate
 from server.assets.rules import FileInput, PreparedFile, Problem, check_request, prepare
 from server.assets.store import MEDIA_BUCKET, delete_asset, find_contact, store_assets
 from server.auth import Principal
@@ -131,16 +131,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
 def validation_failed(problems: Sequence[Problem], locale: str) -> ApiError:
     """422 validation_failed: Laravel's message (the first error, and how many more)."""
     texts = [(p.field, translate(p.key, locale, field=p.field, **p.params)) for p in problems]
-    message = texts[0][1]
-    if len(texts) > 1:
-        more = len(texts) - 1
-        message = translate(
-            "and_more",
-            locale,
-            message=message,
-            count=more,
-            errors=translate("error_word" if more == 1 else "errors_word", locale),
-        )
+    message = summary([text for _, text in texts], locale)
     return ApiError(
         grpc.StatusCode.INVALID_ARGUMENT, "validation_failed", message, violations=texts
     )

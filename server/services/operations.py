@@ -3,18 +3,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2
 
 from server.access import require_principal
-from server.errors import ApiError
+from server.errors import ApiError, build_status
 from server.store.db import run_sync
-from server.store.models import BackgroundRequest
+from server.store.models import BackgroundRequest, utcnow
 from server.voyzu.background import request_status
 
 PREFIX = "requests/"
 MAX_PAGE = 100
+MAX_WAIT_SECONDS = 60
+#: How often WaitOperation looks at the stored request (any process may be running it).
+WAIT_POLL_SECONDS = 0.1
 
 
 def _operation(row: BackgroundRequest) -> operations_pb2.Operation:
@@ -38,6 +44,28 @@ def _owned(user_id: int | None, name: str) -> BackgroundRequest:
     if row is None or not name.startswith(PREFIX):
         raise ApiError(grpc.StatusCode.NOT_FOUND, "not_found", f"No operation {name}.")
     return row
+
+
+def _cancel(row: BackgroundRequest) -> BackgroundRequest:
+    """A request that has not started is cancelled; one running or done cannot be."""
+    status = build_status(grpc.StatusCode.CANCELLED, "Cancelled by the caller.", "cancelled")
+    cancelled = (
+        BackgroundRequest.update(
+            status="FAILED",
+            commentary="Cancelled",
+            error=status.SerializeToString(),
+            updated_at=utcnow(),
+        )
+        .where(BackgroundRequest.id == row.id, BackgroundRequest.status == "PENDING")
+        .execute()
+    )
+    if not cancelled:
+        raise ApiError(
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "not_pending",
+            "Only a request that has not started can be cancelled.",
+        )
+    return BackgroundRequest.get_by_id(row.id)
 
 
 class OperationsService(operations_pb2_grpc.OperationsServicer):
@@ -86,3 +114,25 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):
             return empty_pb2.Empty()
 
         return await run_sync(delete)
+
+    async def CancelOperation(
+        self, request: operations_pb2.CancelOperationRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        principal = require_principal()
+        await run_sync(lambda: _cancel(_owned(principal.user_id, request.name)))
+        return empty_pb2.Empty()
+
+    async def WaitOperation(
+        self, request: operations_pb2.WaitOperationRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.Operation:
+        """The operation once done, or as it is when the timeout (default 30 s) runs out."""
+        principal = require_principal()
+        timeout = (
+            request.timeout.ToTimedelta().total_seconds() if request.HasField("timeout") else 30
+        )
+        deadline = time.monotonic() + min(timeout, MAX_WAIT_SECONDS)
+        while True:
+            operation = await run_sync(lambda: _operation(_owned(principal.user_id, request.name)))
+            if operation.done or time.monotonic() >= deadline:
+                return operation
+            await asyncio.sleep(WAIT_POLL_SECONDS)
