@@ -812,8 +812,8 @@ def test_pending_requests_can_be_cancelled(
     status = ada.wait_for("req_never_started")
     assert (status["ProcessStatus"], status["StatusCode"], status["ErrorMessage"]) == (
         "FAILED",
-        500,
-        "Something went wrong; please try again.",
+        540,
+        "Cancelled by the caller.",
     )
 
 
