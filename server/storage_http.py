@@ -8,13 +8,12 @@ import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 
 from aiohttp import web
 
 from server.assets.store import MEDIA_BUCKET
 from server.config import Settings
-from server.s3post.disk import BucketDirectory
+from server.objects import ObjectStore, open_store
 from server.s3post.endpoint import PostEndpoint
 from server.s3post.policy import Credentials, build_form
 from server.secrets_store import service_secret
@@ -27,12 +26,9 @@ PUBLIC_MEDIA_PATH = "/media/"
 ACCESS_KEY_ID = "crmgate"
 
 
-def object_store(settings: Settings) -> BucketDirectory:
-    """Where objects live: CRMGATE_STORAGE_URL (a file:// URL or a path), else the data dir."""
-    url = settings.storage_url
-    if url:
-        return BucketDirectory(Path(url.removeprefix("file://")))
-    return BucketDirectory(settings.data_dir / "objects")
+def object_store(settings: Settings) -> ObjectStore:
+    """Where objects live: CRMGATE_STORAGE_URL, else the data dir."""
+    return open_store(settings.storage_url, settings.data_dir)
 
 
 @cache
@@ -54,7 +50,7 @@ def sign_upload_form(
 
 
 class StorageRoutes:
-    def __init__(self, buckets: BucketDirectory) -> None:
+    def __init__(self, buckets: ObjectStore) -> None:
         self._buckets = buckets
         self._post = PostEndpoint(buckets, self._credentials, self._authorize, self._claim)
 
@@ -87,11 +83,12 @@ class StorageRoutes:
         if found.expired:
             return _json_error(410, "expired", "This download link has expired.")
         upload = found.upload
-        path = self._buckets.path(upload.bucket, upload.key)
         ascii_name = upload.filename.encode("ascii", "replace").decode().replace('"', "'")
-        return web.FileResponse(
-            path,
-            headers={
+        return await self._buckets.respond(
+            request,
+            upload.bucket,
+            upload.key,
+            {
                 "Content-Type": upload.content_type,
                 "Content-Disposition": f'attachment; filename="{ascii_name}"',
                 "X-Content-Type-Options": "nosniff",
@@ -104,9 +101,11 @@ class StorageRoutes:
         row = await run_sync(public_media, request.match_info["uuid"], request.match_info["name"])
         if row is None:
             return _json_error(404, "not_found", "No such file.")
-        return web.FileResponse(
-            self._buckets.path(MEDIA_BUCKET, row.storage_key),
-            headers={
+        return await self._buckets.respond(
+            request,
+            MEDIA_BUCKET,
+            row.storage_key,
+            {
                 "Content-Type": row.mime_type,
                 "X-Content-Type-Options": "nosniff",
                 "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",

@@ -17,10 +17,10 @@ from server.config import Settings
 from server.errors import ApiError, CallFailed, error_info, field_violations, status_code
 from server.inprocess import InProcessCaller
 from server.links import PublicLinks
+from server.objects.local import LocalObjects
 from server.pipeline import CallPipeline
 from server.registry import default_bindings, method_handlers
 from server.runtime import Runtime
-from server.s3post.disk import BucketDirectory
 from server.services.contact_assets import ContactAssetsService
 from server.voyzu.background import BackgroundRunner
 from tests.support.servicers import grpc_testing_server
@@ -29,7 +29,7 @@ HEALTH = contact_assets_pb2.DESCRIPTOR.services_by_name["ContactAssets"].methods
 
 
 def test_health_servicer_under_grpc_testing(tmp_path: Path) -> None:
-    service = ContactAssetsService(BucketDirectory(tmp_path), PublicLinks(None))
+    service = ContactAssetsService(LocalObjects(tmp_path), PublicLinks(None))
     server = grpc_testing_server(HEALTH.containing_service, service)
     rpc = server.invoke_unary_unary(HEALTH, (), contact_assets_pb2.HealthRequest(), None)
     response, _, code, _ = rpc.termination()

@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 
 from server.assets.rules import PreparedFile
-from server.s3post.disk import BucketDirectory
+from server.objects import ObjectStore
 from server.store.models import Contact, Media, normalize_email
 from server.uploads import safe_name
 
@@ -36,16 +35,17 @@ def find_contact(tenant_id: int, email: str) -> Contact | None:
 
 
 def store_assets(
-    buckets: BucketDirectory, contact: Contact, files: Sequence[PreparedFile]
+    buckets: ObjectStore, contact: Contact, files: Sequence[PreparedFile]
 ) -> list[Media]:
-    written: list[Path] = []
+    written: list[str] = []
     try:
         rows = []
         for prepared in files:
             media_uuid = uuid.uuid4()
             file_name = safe_name(prepared.name)
             key = media_key(contact.tenant_id, media_uuid, file_name)
-            written.append(buckets.write(MEDIA_BUCKET, key, prepared.data))
+            buckets.write(MEDIA_BUCKET, key, prepared.data)
+            written.append(key)
             rows.append(
                 {
                     "uuid": media_uuid,
@@ -66,11 +66,11 @@ def store_assets(
         with Media._meta.database.atomic():
             return [Media.create(**row) for row in rows]
     except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
+        for key in written:
+            buckets.delete(MEDIA_BUCKET, key)
         raise
 
 
-def delete_asset(buckets: BucketDirectory, media: Media) -> None:
+def delete_asset(buckets: ObjectStore, media: Media) -> None:
     media.delete_instance()
-    buckets.path(MEDIA_BUCKET, media.storage_key).unlink(missing_ok=True)
+    buckets.delete(MEDIA_BUCKET, media.storage_key)

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 
 from aiohttp import BodyPartReader, web
 
+from server.objects import ObjectStore
 from server.pipeline import new_request_id
 from server.s3post import responses
-from server.s3post.disk import BucketDirectory
 from server.s3post.policy import Credentials, PolicyError, verify_form
 
 CHUNK_BYTES = 256 * 1024
@@ -34,7 +34,7 @@ Claim = Callable[[str, str, int, str], Awaitable[bool]]
 class PostEndpoint:
     def __init__(
         self,
-        buckets: BucketDirectory,
+        buckets: ObjectStore,
         credentials: Callable[[], Mapping[str, Credentials]],
         authorize: Authorize,
         claim: Claim,
@@ -85,7 +85,7 @@ class PostEndpoint:
             form, bucket, self._credentials(), self._clock(), file_part.filename or ""
         )
         try:
-            self._buckets.path(bucket, accepted.key)
+            self._buckets.check_key(bucket, accepted.key)
         except ValueError:
             raise PolicyError("InvalidArgument", "Invalid object key.", 400) from None
         refusal = await self._authorize(bucket, accepted.key)

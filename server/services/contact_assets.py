@@ -20,7 +20,7 @@ from server.auth import Principal
 from server.cpu import run_cpu
 from server.errors import ApiError
 from server.links import PublicLinks, call_metadata
-from server.s3post.disk import BucketDirectory
+from server.objects import ObjectStore
 from server.storage_http import PUBLIC_MEDIA_PATH
 from server.store.db import run_sync
 from server.store.models import Contact, Media
@@ -29,7 +29,7 @@ log = logging.getLogger("crmgate.c2c")
 
 
 class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
-    def __init__(self, buckets: BucketDirectory, links: PublicLinks) -> None:
+    def __init__(self, buckets: ObjectStore, links: PublicLinks) -> None:
         self._buckets = buckets
         self._links = links
 
@@ -111,7 +111,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
             row = _media(principal, request.uuid)
             content = b""
             if request.include_content:
-                content = self._buckets.path(MEDIA_BUCKET, row.storage_key).read_bytes()
+                content = self._buckets.read(MEDIA_BUCKET, row.storage_key)
             return pb.GetAssetResponse(asset=_details(row, row.contact, base), content=content)
 
         return await run_sync(get)

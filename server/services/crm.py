@@ -12,7 +12,7 @@ from google.api import httpbody_pb2
 from server.access import require_principal
 from server.auth import Principal
 from server.errors import ApiError
-from server.s3post.disk import BucketDirectory
+from server.objects import ObjectStore
 from server.store.db import run_sync
 from server.store.models import BackgroundRequest, Spreadsheet, Tenant, User, UserShare, utcnow
 from server.uploads import safe_name
@@ -67,7 +67,7 @@ def _spreadsheet(row: Spreadsheet) -> pb.Spreadsheet:
 
 
 class CrmService(crm_pb2_grpc.CrmServicer):
-    def __init__(self, buckets: BucketDirectory, runner: BackgroundRunner) -> None:
+    def __init__(self, buckets: ObjectStore, runner: BackgroundRunner) -> None:
         self._buckets = buckets
         self._runner = runner
 
@@ -202,7 +202,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             )
             if row is None:
                 raise bad_input(f"No spreadsheet {request.id}.")
-            data = self._buckets.path(SPREADSHEET_BUCKET, row.storage_key).read_bytes()
+            data = self._buckets.read(SPREADSHEET_BUCKET, row.storage_key)
             return pb.GetSpreadsheetResponse(
                 file=httpbody_pb2.HttpBody(content_type=CONTENT_TYPES[row.format], data=data)
             )
@@ -312,11 +312,11 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             row_count=rows,
         )
         row.storage_key = f"tenants/{user.tenant_id}/spreadsheets/{row.uuid}/{safe_name(name)}"
-        path = self._buckets.write(SPREADSHEET_BUCKET, row.storage_key, data)
+        self._buckets.write(SPREADSHEET_BUCKET, row.storage_key, data)
         try:
             row.save(force_insert=True)
         except BaseException:
-            path.unlink(missing_ok=True)
+            self._buckets.delete(SPREADSHEET_BUCKET, row.storage_key)
             raise
         return row
 

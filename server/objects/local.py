@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
+from aiohttp import web
 
-class BucketDirectory:
+
+class LocalObjects:
     """Buckets as directories under one root; keys are relative paths, checked."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+
+    def check_key(self, bucket: str, key: str) -> None:
+        self.path(bucket, key)
 
     def path(self, bucket: str, key: str) -> Path:
         parts = key.split("/")
@@ -33,20 +39,27 @@ class BucketDirectory:
         descriptor, name = tempfile.mkstemp(prefix=".upload-", dir=target.parent)
         return Path(name), descriptor
 
-    def publish(self, temp: Path, bucket: str, key: str) -> Path:
-        target = self.path(bucket, key)
-        os.replace(temp, target)
-        return target
+    def publish(self, temp: Path, bucket: str, key: str) -> None:
+        os.replace(temp, self.path(bucket, key))
 
-    def write(self, bucket: str, key: str, data: bytes) -> Path:
-        """Write a whole object atomically: readers see the old state or the new, never
-        half a file."""
+    def write(self, bucket: str, key: str, data: bytes) -> None:
         temp, descriptor = self.open_temp(bucket, key)
         try:
             with os.fdopen(descriptor, "wb") as sink:
                 sink.write(data)
                 sink.flush()
                 os.fsync(sink.fileno())
-            return self.publish(temp, bucket, key)
+            self.publish(temp, bucket, key)
         finally:
             temp.unlink(missing_ok=True)
+
+    def read(self, bucket: str, key: str) -> bytes:
+        return self.path(bucket, key).read_bytes()
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.path(bucket, key).unlink(missing_ok=True)
+
+    async def respond(
+        self, request: web.Request, bucket: str, key: str, headers: Mapping[str, str]
+    ) -> web.StreamResponse:
+        return web.FileResponse(self.path(bucket, key), headers=dict(headers))
