@@ -1,5 +1,6 @@
 """Running our asyncio servicers under grpcio-testing, whose server calls methods
-synchronously: each call runs the coroutine to completion on a fresh event loop."""
+synchronously: each call runs the coroutine on a fresh event loop, through the same call
+pipeline as production (so ApiErrors become statuses with details), as a given caller."""
 
 from __future__ import annotations
 
@@ -10,21 +11,43 @@ from typing import Any
 import grpc_testing
 from google.protobuf.descriptor import ServiceDescriptor
 
+from server.auth import Principal
+from server.errors import CallFailed, status_code
+from server.pipeline import STATUS_DETAILS_KEY, CallPipeline
+
 
 class SyncServicer:
-    def __init__(self, servicer: object) -> None:
+    def __init__(self, service: ServiceDescriptor, servicer: object, caller: Principal | None):
+        self._service = service
         self._servicer = servicer
 
+        async def authenticate(method: str, metadata: object) -> Principal | None:
+            return caller
+
+        self._pipeline = CallPipeline(authenticate)
+
     def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._servicer, name)
+        behavior = getattr(self._servicer, name)
+        method = f"/{self._service.full_name}/{name}"
 
         def call(request: Any, context: Any) -> Any:
-            return asyncio.run(method(request, context))
+            try:
+                return asyncio.run(self._pipeline.run(method, behavior, request, {}, context))
+            except CallFailed as failure:
+                # grpcio-testing's abort() drops trailing metadata: end the call by hand.
+                context.set_trailing_metadata(
+                    ((STATUS_DETAILS_KEY, failure.status.SerializeToString()),)
+                )
+                context.set_code(status_code(failure.status))
+                context.set_details(failure.status.message)
+                return None
 
         return call
 
 
-def grpc_testing_server(service: ServiceDescriptor, servicer: object) -> grpc_testing.Server:
+def grpc_testing_server(
+    service: ServiceDescriptor, servicer: object, caller: Principal | None = None
+) -> grpc_testing.Server:
     return grpc_testing.server_from_dictionary(
-        {service: SyncServicer(servicer)}, grpc_testing.strict_real_time()
+        {service: SyncServicer(service, servicer, caller)}, grpc_testing.strict_real_time()
     )

@@ -1,0 +1,130 @@
+"""Servicers under grpcio-testing, on SQLite and PostgreSQL, each call as a given caller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import peewee
+import pytest
+from c2c.v1 import contact_assets_pb2 as c2c
+from crm.v1 import crm_pb2 as crm
+from files.v1 import files_pb2 as files
+from google.rpc import status_pb2
+
+from server import admin
+from server.auth import Principal
+from server.errors import error_info, field_violations
+from server.links import PublicLinks
+from server.objects.local import LocalObjects
+from server.pipeline import STATUS_DETAILS_KEY, CallPipeline
+from server.services.contact_assets import ContactAssetsService
+from server.services.crm import CrmService
+from server.services.files import FilesService
+from server.store.models import Contact, Media
+from server.voyzu.background import BackgroundRunner
+from tests.support import samples
+from tests.support.servicers import grpc_testing_server
+
+
+def invoke(server, service, name, request):  # type: ignore[no-untyped-def]
+    rpc = server.invoke_unary_unary(service.methods_by_name[name], (), request, None)
+    response, trailing, code, details = rpc.termination()
+    status = None
+    for key, value in trailing or ():
+        if key == STATUS_DETAILS_KEY:
+            status = status_pb2.Status.FromString(value)
+    return response, code, details, status
+
+
+@pytest.fixture
+def acme(store: peewee.Database) -> Principal:
+    tenant = admin.create_tenant("acme", [], "en")
+    admin.create_contact("acme", "ada@example.com", "Ada", "Lovelace")
+    user = admin.create_user("acme", "ada@acme.example", "long enough", "paid")
+    return Principal(tenant.id, "acme", "en", True, "c2c", "key_test", user_id=user.id)
+
+
+C2C = c2c.DESCRIPTOR.services_by_name["ContactAssets"]
+FILES = files.DESCRIPTOR.services_by_name["Files"]
+CRM = crm.DESCRIPTOR.services_by_name["Crm"]
+
+
+def test_attach_assets(acme: Principal, tmp_path: Path) -> None:
+    server = grpc_testing_server(
+        C2C, ContactAssetsService(LocalObjects(tmp_path), PublicLinks(None)), acme
+    )
+    upload = c2c.AssetUpload(filename="a.pdf", mime_type="application/pdf", content=samples.pdf())
+    response, code, _, _ = invoke(
+        server,
+        C2C,
+        "AttachAssets",
+        c2c.AttachAssetsRequest(email=" ADA@example.com", files=[upload]),
+    )
+    assert code == grpc.StatusCode.OK
+    (asset,) = response.data.assets
+    assert Media.get(Media.uuid == asset.uuid).contact.email == "ada@example.com"
+
+    mismatch = c2c.AssetUpload(
+        filename="a.pdf", mime_type="application/pdf", content=samples.image("PNG")
+    )
+    _, code, details, status = invoke(
+        server,
+        C2C,
+        "AttachAssets",
+        c2c.AttachAssetsRequest(email="ada@example.com", files=[mismatch]),
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(status).reason == "validation_failed"
+    assert [field for field, _ in field_violations(status)] == ["files.0.content"]
+
+    _, code, details, status = invoke(
+        server,
+        C2C,
+        "AttachAssets",
+        c2c.AttachAssetsRequest(email="nobody@example.com", files=[upload]),
+    )
+    assert (code, error_info(status).reason, details) == (
+        grpc.StatusCode.NOT_FOUND,
+        "contact_not_found",
+        "No contact with that email exists.",
+    )
+
+
+def test_create_upload_validation(acme: Principal) -> None:
+    def refuse(*args: object) -> tuple[str, dict[str, str]]:
+        raise AssertionError("no form is signed for an invalid request")
+
+    server = grpc_testing_server(FILES, FilesService(PublicLinks(None), refuse), acme)
+    _, code, _, status = invoke(
+        server, FILES, "CreateUpload", files.CreateUploadRequest(content_type="nonsense")
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(status) == [
+        ("filename", "This field is required."),
+        ("content_type", "Enter a valid MIME type, such as image/jpeg."),
+    ]
+
+
+def test_crm_contacts_and_classes(acme: Principal, tmp_path: Path) -> None:
+    service = CrmService(LocalObjects(tmp_path), BackgroundRunner(CallPipeline(None)))  # type: ignore[arg-type]
+    server = grpc_testing_server(CRM, service, acme)
+    request = crm.CreateContactRequest(
+        contact=crm.WebContact(email="bob@example.com", first_name="Bob")
+    )
+    _response, code, _, _ = invoke(server, CRM, "CreateContact", request)
+    assert code == grpc.StatusCode.OK
+    assert Contact.get(Contact.email == "bob@example.com").owner_id == acme.user_id
+    _, code, _details, status = invoke(server, CRM, "CreateContact", request)
+    assert (code, error_info(status).reason) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        "duplicate_contact",
+    )
+    module, code, _, _ = invoke(
+        server, CRM, "GetResourceClass", crm.GetResourceClassRequest(resource="contacts")
+    )
+    assert code == grpc.StatusCode.OK and b"export class WebContact" in module.module.data
+    _, code, _, _ = invoke(
+        server, CRM, "GetResourceClass", crm.GetResourceClassRequest(resource="nope")
+    )
+    assert code == grpc.StatusCode.NOT_FOUND
