@@ -16,11 +16,15 @@ class AdminError(Exception):
     """An operator mistake, reported as one line and exit status 1."""
 
 
-def create_tenant(name: str, hosts: list[str], locale: str) -> Tenant:
+def create_tenant(
+    name: str, hosts: list[str], locale: str, honor_accept_language: bool = True
+) -> Tenant:
     with Tenant._meta.database.atomic():
         if Tenant.get_or_none(Tenant.name == name):
             raise AdminError(f"tenant {name!r} already exists")
-        tenant = Tenant.create(name=name, locale=locale)
+        tenant = Tenant.create(
+            name=name, locale=locale, honor_accept_language=honor_accept_language
+        )
         for host in hosts:
             bind_host(tenant, host)
     return tenant

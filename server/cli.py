@@ -88,13 +88,12 @@ def _admin_parser(parser: argparse.ArgumentParser) -> None:
     create.add_argument(
         "--locale", choices=SUPPORTED_LOCALES, help="default: $CRMGATE_DEFAULT_LOCALE or en"
     )
-    create.set_defaults(
-        run=_admin(
-            lambda a, s: print(
-                admin.create_tenant(a.name, a.host, a.locale or s.default_locale).name
-            )
-        )
+    create.add_argument(
+        "--ignore-accept-language",
+        action="store_true",
+        help="always answer in the tenant's locale, whatever the caller's Accept-Language",
     )
+    create.set_defaults(run=_admin(_create_tenant))
 
     apikey = groups.add_parser("apikey").add_subparsers(required=True, metavar="ACTION")
     create = apikey.add_parser("create", help="issue a key; prints only the key")
@@ -157,6 +156,16 @@ def _admin(action: AdminAction) -> Callable[[argparse.Namespace, Settings], int]
         return 0
 
     return run
+
+
+def _create_tenant(args: argparse.Namespace, settings: Settings) -> None:
+    tenant = admin.create_tenant(
+        args.name,
+        args.host,
+        args.locale or settings.default_locale,
+        honor_accept_language=not args.ignore_accept_language,
+    )
+    print(tenant.name)
 
 
 def _print_keys(args: argparse.Namespace, settings: Settings) -> None:

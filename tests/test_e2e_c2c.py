@@ -376,6 +376,17 @@ def test_spanish_messages_same_codes(crmgate: CrmgateProcess, c2c: dict[str, str
     )
 
 
+def test_tenants_may_ignore_accept_language(crmgate: CrmgateProcess) -> None:
+    crmgate.admin("tenant", "create", "strict", "--ignore-accept-language")
+    key = crmgate.admin("apikey", "create", "--tenant", "strict", "--kind", "c2c")
+    body = {
+        "email": "",
+        "files": [{"filename": "a.txt", "mime_type": "text/plain", "content": b64(samples.TEXT)}],
+    }
+    status, answer = attach(crmgate, key, body, headers={"Accept-Language": "es"})
+    assert (status, answer["message"]) == (422, "The email field is required.")
+
+
 def test_filenames_are_reduced_to_base_names(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
     for given, kept in (("../../etc/passwd", "passwd"), ("C:\\x\\y.pdf", "y.pdf")):
         status, body = attach(crmgate, c2c["key"], one(given, "text/plain", samples.TEXT))
