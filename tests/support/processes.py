@@ -51,6 +51,7 @@ class Launched:
     addresses: dict[str, str]
 
     def stop(self) -> None:
+        """SIGTERM, and a clean exit (status 0) soon after: the graceful shutdown."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -58,6 +59,7 @@ class Launched:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 raise AssertionError("crmgate did not stop on SIGTERM") from None
+        assert self.process.returncode == 0, "".join(self.output[-20:])
 
 
 @contextmanager

@@ -1,0 +1,86 @@
+"""`crmgate admin`: what operators type, and the one-line errors they get back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import crmgate_command
+
+
+def admin(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        crmgate_command("admin", "--data-dir", str(data_dir), *args),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+        check=False,
+    )
+
+
+def test_operator_commands(tmp_path: Path) -> None:
+    assert admin(tmp_path, "tenant", "create", "acme", "--host", "acme.example").stdout == "acme\n"
+    key = admin(tmp_path, "apikey", "create", "--tenant", "acme", "--kind", "c2c").stdout
+    assert key.startswith("c2c_") and key.count("\n") == 1  # only the key
+    listed = admin(tmp_path, "apikey", "list", "--tenant", "acme").stdout
+    key_id = listed.split("\t")[0]
+    assert key.strip() not in listed
+    assert admin(tmp_path, "apikey", "revoke", key_id).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("tenant", "create", "acme"), "crmgate: tenant 'acme' already exists\n"),
+        (
+            ("tenant", "create", "other", "--host", "acme.example"),
+            "crmgate: host 'acme.example' is bound to another tenant\n",
+        ),
+        (
+            ("apikey", "create", "--tenant", "nobody", "--kind", "c2c"),
+            "crmgate: no tenant named 'nobody'\n",
+        ),
+        (("apikey", "revoke", "key_unknown"), "crmgate: no active key 'key_unknown'\n"),
+        (
+            (
+                "user",
+                "create",
+                "--tenant",
+                "acme",
+                "--email",
+                "a@acme.example",
+                "--password",
+                "short",
+            ),
+            "crmgate: passwords need at least 8 characters\n",
+        ),
+        (
+            ("user", "delete", "--email", "ghost@acme.example"),
+            "crmgate: no user with email 'ghost@acme.example'\n",
+        ),
+    ],
+)
+def test_operator_mistakes_are_one_line(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    admin(tmp_path, "tenant", "create", "acme", "--host", "acme.example")
+    result = admin(tmp_path, *args)
+    assert (result.returncode, result.stderr, result.stdout) == (1, message, "")
+
+
+def test_bad_locale_setting_is_refused(tmp_path: Path) -> None:
+    result = subprocess.run(
+        crmgate_command("admin", "--data-dir", str(tmp_path), "tenant", "create", "x"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "CRMGATE_DEFAULT_LOCALE": "fr"},
+    )
+    assert (
+        result.returncode == 2 and "CRMGATE_DEFAULT_LOCALE must be one of en, es" in result.stderr
+    )
