@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -24,8 +23,6 @@ from gateway.surfaces.fallback import FallbackSurface
 from gateway.transcode import Route, TranscodeError, build_request, discover_routes
 from server.config import MAX_MESSAGE_BYTES
 from server.errors import CallFailed, build_status
-
-log = logging.getLogger("crmgate.gateway")
 
 #: Base64 grows bytes by a third; the largest documented JSON body fits in this.
 MAX_BODY_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 1024 * 1024
