@@ -19,7 +19,7 @@ from server.s3post.policy import Credentials, build_form
 from server.secrets_store import service_secret
 from server.store.db import run_sync
 from server.store.models import Media, utcnow
-from server.uploads import DOWNLOAD_PATH, is_pending, mark_uploaded, resolve
+from server.uploads import DOWNLOAD_PATH, is_pending, mark_uploaded, resolve, unmark_uploaded
 
 STORAGE_PATH = "/storage/"
 PUBLIC_MEDIA_PATH = "/media/"
@@ -52,7 +52,9 @@ def sign_upload_form(
 class StorageRoutes:
     def __init__(self, buckets: ObjectStore) -> None:
         self._buckets = buckets
-        self._post = PostEndpoint(buckets, self._credentials, self._authorize, self._claim)
+        self._post = PostEndpoint(
+            buckets, self._credentials, self._authorize, self._claim, self._release
+        )
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -75,6 +77,10 @@ class StorageRoutes:
     @staticmethod
     async def _claim(bucket: str, key: str, size: int, etag: str) -> bool:
         return await run_sync(mark_uploaded, bucket, key, size, etag)
+
+    @staticmethod
+    async def _release(bucket: str, key: str) -> None:
+        await run_sync(unmark_uploaded, bucket, key)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         found = await run_sync(resolve, request.match_info["token"], utcnow())

@@ -88,6 +88,13 @@ def mark_uploaded(bucket: str, key: str, size: int, etag: str) -> bool:
     return updated == 1
 
 
+def unmark_uploaded(bucket: str, key: str) -> None:
+    """Back to pending: storage could not keep the object after all."""
+    FileUpload.update(size=None, etag=None, uploaded_at=None).where(
+        FileUpload.bucket == bucket, FileUpload.key == key
+    ).execute()
+
+
 def is_pending(bucket: str, key: str) -> bool:
     return (
         FileUpload.select()

@@ -149,3 +149,17 @@ def test_locales() -> None:
     assert choose_locale("es", True, "fr") == "es"
     assert choose_locale("es", False, "en") == "es"
     assert translate("required", "es", field="email") == "El campo email es obligatorio."
+
+
+def test_text_must_be_text_all_the_way_through() -> None:
+    """libmagic judges encoding on the first 64 KiB; the rest is checked too."""
+    tail_binary = b"plain words\n" * 6000 + b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 64
+    assert len(tail_binary) > 64 * 1024
+    assert sniff.detect(tail_binary) == "application/octet-stream"
+    assert isinstance(prepare(0, FileInput("a.txt", "text/plain", tail_binary)), Problem)
+    assert sniff.detect("héllo wörld\n".encode("utf-16")) == "text/plain"
+
+
+def test_control_characters_in_file_names() -> None:
+    problems = check_request("a@example.com", [FileInput("a\nb.txt", "text/plain", b"x")])
+    assert [(p.field, p.key) for p in problems] == [("files.0.filename", "filename")]

@@ -344,3 +344,15 @@ def test_oversized_fields_are_refused(pending: dict) -> None:
     fields = {**pending["fields"], "x-ignore-padding": "p" * (70 * 1024)}
     assert s3_error(post(pending["url"], fields)) == (400, "MaxPostPreDataLengthExceeded")
     assert post(pending["url"], pending["fields"]).status_code == 201  # the upload is still open
+
+
+def test_a_failed_publish_leaves_the_upload_pending(crmgate: CrmgateProcess, pending: dict) -> None:
+    target = crmgate.data_dir / "objects" / "crmgate-files" / pending["key"]
+    target.mkdir(parents=True)  # a real fault: the object's place is taken by a directory
+    answer = post(pending["url"], pending["fields"])
+    assert s3_error(answer) == (500, "InternalError")
+    assert requests.get(pending["download"], timeout=10).status_code == 404
+    assert not list(target.parent.glob(".upload-*"))
+    target.rmdir()
+    assert post(pending["url"], pending["fields"]).status_code == 201
+    assert requests.get(pending["download"], timeout=10).content == b"hello"

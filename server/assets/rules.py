@@ -22,6 +22,7 @@ MAX_ALT = 255
 MAX_DESCRIPTION = 1000
 RASTER_TYPES = frozenset({"image/jpeg", "image/png", "image/webp"})
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def check_request(email: str, files: Sequence[FileInput]) -> list[Problem]:
             problems.append(Problem(f"{prefix}.filename", "required"))
         elif len(upload.filename) > MAX_FILENAME:
             problems.append(Problem(f"{prefix}.filename", "max_chars", {"max": MAX_FILENAME}))
-        elif base_name(upload.filename) in ("", ".", ".."):
+        elif base_name(upload.filename) in ("", ".", "..") or _CONTROL.search(upload.filename):
             problems.append(Problem(f"{prefix}.filename", "filename"))
         if not upload.mime_type:
             problems.append(Problem(f"{prefix}.mime_type", "required"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
@@ -21,6 +22,8 @@ from server.pipeline import new_request_id
 from server.s3post import responses
 from server.s3post.policy import Credentials, PolicyError, verify_form
 
+log = logging.getLogger("crmgate.storage")
+
 CHUNK_BYTES = 256 * 1024
 #: All fields before the file together (S3's limit is 20 KiB; policies can be long).
 MAX_FIELD_BYTES = 64 * 1024
@@ -29,6 +32,8 @@ MAX_FIELD_BYTES = 64 * 1024
 Authorize = Callable[[str, str], Awaitable[tuple[str, str] | None]]
 #: Record a stored object (bucket, key, size, etag); False refuses it (it is then removed).
 Claim = Callable[[str, str, int, str], Awaitable[bool]]
+#: Undo a claim whose object could not be put in place after all.
+Release = Callable[[str, str], Awaitable[None]]
 
 
 class PostEndpoint:
@@ -38,12 +43,14 @@ class PostEndpoint:
         credentials: Callable[[], Mapping[str, Credentials]],
         authorize: Authorize,
         claim: Claim,
+        release: Release,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._buckets = buckets
         self._credentials = credentials
         self._authorize = authorize
         self._claim = claim
+        self._release = release
         self._clock = clock
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -53,6 +60,14 @@ class PostEndpoint:
             return await self._post(request, bucket, request_id)
         except PolicyError as error:
             return responses.error(error.code, error.message, error.status, request_id)
+        except Exception:
+            log.exception("storing an upload to %s failed (request %s)", bucket, request_id)
+            return responses.error(
+                "InternalError",
+                "We encountered an internal error. Please try again.",
+                500,
+                request_id,
+            )
 
     async def _post(self, request: web.Request, bucket: str, request_id: str) -> web.Response:
         if not request.content_type.startswith("multipart/form-data"):
@@ -102,7 +117,11 @@ class PostEndpoint:
                 )
             if not await self._claim(bucket, accepted.key, size, etag):
                 raise PolicyError("AccessDenied", "This upload has already been completed.", 403)
-            self._buckets.publish(temp, bucket, accepted.key)
+            try:
+                await asyncio.to_thread(self._buckets.publish, temp, bucket, accepted.key)
+            except BaseException:
+                await self._release(bucket, accepted.key)
+                raise
         finally:
             temp.unlink(missing_ok=True)
         status = form.get("success_action_status", "204")
