@@ -505,6 +505,18 @@ def test_interrupted_requests_are_retried_or_failed(
     request.Pack(crm_pb2.SearchContactsRequest(input=crm_pb2.ContactsSearchInput(search_text="")))
     user = User.get(User.email == "ada@acme.example")
     expired = utcnow() - timedelta(minutes=5)
+    half_done = any_pb2.Any()
+    half_done.Pack(crm_pb2.CreateImportRequest(input=crm_pb2.ImportInput(file_name="a.csv")))
+    BackgroundRequest.create(
+        request_id="req_half_imported",
+        tenant=user.tenant_id,
+        user=user,
+        method="/crm.v1.Crm/CreateImport",
+        request=half_done.SerializeToString(),
+        status="PROCESSING",
+        attempts=1,
+        lease_until=expired,
+    )
     for request_id, attempts in (("req_crashed_once", 1), ("req_crashed_thrice", 3)):
         BackgroundRequest.create(
             request_id=request_id,
@@ -522,6 +534,12 @@ def test_interrupted_requests_are_retried_or_failed(
     failed = ada.wait_for("req_crashed_thrice")
     assert (failed["ProcessStatus"], failed["StatusCode"]) == ("FAILED", 540)
     assert failed["ErrorMessage"] == "The request was interrupted 3 times and was given up."
+
+    not_rerun = ada.wait_for("req_half_imported")
+    assert (not_rerun["ProcessStatus"], not_rerun["StatusCode"]) == ("FAILED", 540)
+    assert not_rerun["ErrorMessage"].startswith(
+        "The request was interrupted and may have been partly applied"
+    )
 
 
 def test_unknown_paths_and_verbs_are_404(crmgate: CrmgateProcess, ada: VoyzuClient) -> None:

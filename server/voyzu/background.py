@@ -37,6 +37,9 @@ NOT_ASYNC = frozenset(
     f"/crm.v1.Crm/{name}"
     for name in ("Authenticate", "GetResourceClass", "StartRequest", "GetRequestStatus")
 )
+#: Methods a crash may have half-applied (some contacts created): running them again would
+#: not give the answer the first run would have, so an interrupted one is failed instead.
+NOT_RERUNNABLE = frozenset({"/crm.v1.Crm/CreateContact", "/crm.v1.Crm/CreateImport"})
 LEASE = timedelta(minutes=2)
 MAX_ATTEMPTS = 3
 #: Reports progress of the current background request: (percent 0 to 100, commentary).
@@ -136,7 +139,15 @@ def recover_expired() -> list[str]:
     )
     retry: list[str] = []
     for row in expired:
-        if row.attempts >= MAX_ATTEMPTS:
+        if row.method in NOT_RERUNNABLE:
+            status = build_status(
+                grpc.StatusCode.ABORTED,
+                "The request was interrupted and may have been partly applied, so it was "
+                "not run again; check the data before retrying.",
+                "interrupted",
+            )
+            _finish(row.request_id, None, status)
+        elif row.attempts >= MAX_ATTEMPTS:
             status = build_status(
                 grpc.StatusCode.ABORTED,
                 f"The request was interrupted {row.attempts} times and was given up.",
