@@ -66,7 +66,8 @@ class CallPipeline:
         authentication for work a caller was already authenticated for (background
         requests), keeping everything else the same."""
         started = time.perf_counter()
-        request_id = metadata.get(REQUEST_ID_KEY) or new_request_id()
+        # A caller's own id is kept (for tracing across systems), within reason.
+        request_id = (metadata.get(REQUEST_ID_KEY) or new_request_id())[:128]
         principal: Principal | None = None
         status: status_pb2.Status | None = None
         response: Message | None = None
