@@ -19,7 +19,14 @@ from server.s3post.policy import Credentials, build_form
 from server.secrets_store import service_secret
 from server.store.db import run_sync
 from server.store.models import Media, utcnow
-from server.uploads import DOWNLOAD_PATH, is_pending, mark_uploaded, resolve, unmark_uploaded
+from server.uploads import (
+    DOWNLOAD_PATH,
+    content_disposition,
+    is_pending,
+    mark_uploaded,
+    resolve,
+    unmark_uploaded,
+)
 
 STORAGE_PATH = "/storage/"
 PUBLIC_MEDIA_PATH = "/media/"
@@ -89,14 +96,13 @@ class StorageRoutes:
         if found.expired:
             return _json_error(410, "expired", "This download link has expired.")
         upload = found.upload
-        ascii_name = upload.filename.encode("ascii", "replace").decode().replace('"', "'")
         return await self._buckets.respond(
             request,
             upload.bucket,
             upload.key,
             {
                 "Content-Type": upload.content_type,
-                "Content-Disposition": f'attachment; filename="{ascii_name}"',
+                "Content-Disposition": content_disposition(upload.filename),
                 "X-Content-Type-Options": "nosniff",
             },
         )

@@ -55,6 +55,12 @@ def token_from_url(url: str) -> str | None:
     return path.split(DOWNLOAD_PATH, 1)[1].split("/", 1)[0]
 
 
+def content_disposition(filename: str) -> str:
+    """`attachment; filename="…"` with the name reduced to what the header can carry."""
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "'")
+    return f'attachment; filename="{ascii_name}"'
+
+
 def safe_name(filename: str) -> str:
     """A storage-safe version of a client's file name (the key, not what is shown)."""
     base = re.split(r"[\\/]", filename)[-1]

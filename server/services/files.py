@@ -17,7 +17,7 @@ from server.errors import ApiError
 from server.links import PublicLinks, call_metadata
 from server.store.db import run_sync
 from server.store.models import Contact, EmailActivity, EmailAttachment
-from server.uploads import attachable, create_upload, download_url
+from server.uploads import attachable, content_disposition, create_upload, download_url
 from server.validation import Violations
 
 REQUIRED = "This field is required."
@@ -65,7 +65,7 @@ class FilesService(files_pb2_grpc.FilesServicer):
                 upload.bucket,
                 upload.key,
                 upload.content_type,
-                _disposition(upload.filename),
+                content_disposition(upload.filename),
                 MAX_UPLOAD_BYTES,
                 base,
             )
@@ -154,11 +154,6 @@ class FilesService(files_pb2_grpc.FilesServicer):
             return files_pb2.GetEmailActivityResponse(activity=_activity(activity))
 
         return await run_sync(get)
-
-
-def _disposition(filename: str) -> str:
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "'")
-    return f'attachment; filename="{ascii_name}"'
 
 
 def _contact(tenant_id: int, close_id: str, problems: Violations) -> Contact | None:
