@@ -356,3 +356,12 @@ def test_a_failed_publish_leaves_the_upload_pending(crmgate: CrmgateProcess, pen
     target.rmdir()
     assert post(pending["url"], pending["fields"]).status_code == 201
     assert requests.get(pending["download"], timeout=10).content == b"hello"
+
+
+def test_a_field_given_twice_is_refused(pending: dict) -> None:
+    fields = [*pending["fields"].items(), ("content-type", "text/html")]
+    answer = requests.post(
+        pending["url"], data=fields, files={"file": ("a.txt", b"hello", "text/plain")}, timeout=10
+    )
+    assert s3_error(answer) == (400, "InvalidArgument")
+    assert post(pending["url"], pending["fields"]).status_code == 201

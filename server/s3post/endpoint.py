@@ -89,6 +89,9 @@ class PostEndpoint:
             if name == "file":
                 file_part = part
                 break  # S3 ignores whatever follows the file
+            if name in form:
+                # Two values for one field: which one the policy vouched for is unclear.
+                raise PolicyError("InvalidArgument", f"Field {name!r} is given twice.", 400)
             form[name] = await _field(part, MAX_FIELD_BYTES - sum(map(len, form.values())))
         if file_part is None:
             raise PolicyError(
