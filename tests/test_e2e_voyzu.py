@@ -871,3 +871,11 @@ def test_logs_hold_no_passwords_or_sessions(crmgate: CrmgateProcess, ada: VoyzuC
     logged = "".join(crmgate.output)
     for secret in (PASSWORD, ada.cookie("voyzu_session_id"), "private-search"):
         assert secret not in logged
+
+
+def test_two_columns_for_one_field_are_refused(ada: VoyzuClient) -> None:
+    content = base64.b64encode(b"Email,E-mail\na@x.example,b@x.example\n").decode()
+    assert ada.post("/api/imports/create", {"FileName": "d.csv", "Content": content}) == (
+        400,
+        {"ErrorMessage": "Columns 'Email' and 'E-mail' both map to Email."},
+    )

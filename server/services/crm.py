@@ -232,7 +232,10 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             raise bad_input(
                 f"Mapping targets must be one of {', '.join(sorted(allowed))}; not {', '.join(wrong)}."
             )
-        targets, ignored = spreadsheets.column_targets(sheet.headers, given.mapping, names)
+        try:
+            targets, ignored = spreadsheets.column_targets(sheet.headers, given.mapping, names)
+        except spreadsheets.SpreadsheetError as error:
+            raise bad_input(str(error)) from None
         if "Email" not in targets:
             raise bad_input("No column maps to Email; add it to Mapping.")
         errors: list[pb.RowError] = []

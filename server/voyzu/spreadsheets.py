@@ -110,7 +110,8 @@ def column_targets(
     headers: Sequence[str], mapping: Mapping[str, str], custom_names: Iterable[str]
 ) -> tuple[list[str | None], list[str]]:
     """Each column's target (a standard field, or `custom:<name>`) and the headers that
-    map to nothing. `mapping` wins; otherwise headers match field names forgivingly."""
+    map to nothing. `mapping` wins; otherwise headers match field names forgivingly.
+    Two columns feeding one field is refused: one would silently overwrite the other."""
     customs = {_key(name): name for name in custom_names}
     explicit = {header.strip().lower(): target for header, target in mapping.items()}
     targets: list[str | None] = []
@@ -119,6 +120,9 @@ def column_targets(
         target = explicit.get(header.lower()) or _ALIASES.get(_key(header))
         if target is None and _key(header) in customs:
             target = "custom:" + customs[_key(header)]
+        if target is not None and target in targets:
+            first = headers[targets.index(target)]
+            raise SpreadsheetError(f"Columns {first!r} and {header!r} both map to {target}.")
         targets.append(target)
         if target is None and header:
             ignored.append(header)
