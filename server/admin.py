@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import peewee
 
-from server.auth import create_api_key, revoke_api_key
-from server.store.models import ApiKey, Contact, Tenant, TenantHost, User, normalize_email
-from server.voyzu.passwords import hash_password
+from server.api_keys import create_api_key, revoke_api_key
+from server.crm.passwords import hash_password
+from server.database.models import ApiKey, Contact, Tenant, TenantHost, User, normalize_email
 
 
 class AdminError(Exception):

@@ -14,12 +14,12 @@ from aiohttp import web
 
 from gateway.app import build_app
 from gateway.calls import Caller, ChannelCaller
-from gateway.surfaces.registry import default_surfaces
+from gateway.contract import FILE_DESCRIPTORS
+from gateway.surfaces import default_surfaces
 from server import admin, logs
 from server.config import SUPPORTED_LOCALES, Settings
-from server.contract import FILE_DESCRIPTORS
+from server.database.connection import connect
 from server.runtime import Runtime
-from server.store.db import connect
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from gateway.localisation import SUPPORTED_LOCALES
+
 #: The largest request the contract documents: C2C allows 50 MiB of files, sent as bytes,
 #: plus the envelope around them.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-SUPPORTED_LOCALES = ("en", "es")
 
 
 @dataclass(frozen=True)

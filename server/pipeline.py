@@ -20,8 +20,8 @@ import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from server.auth import Principal, current_principal
 from server.errors import ApiError, CallFailed, build_status, status_code
+from server.principal import Principal, current_principal
 
 log = logging.getLogger("crmgate.rpc")
 

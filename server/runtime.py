@@ -8,18 +8,18 @@ import grpc
 import peewee
 from aiohttp import web
 
-from server.access import Authenticator, api_key_verifier
-from server.auth import KeyVerifier
+from server.api_keys import KeyVerifier
+from server.authentication import Authenticator, api_key_verifier
+from server.bindings import Binding, default_bindings, method_handlers
 from server.config import Settings
+from server.crm.background import BackgroundRunner
+from server.crm.sessions import verify_session
+from server.database.connection import connect
+from server.files.storage_http import StorageRoutes, object_storage
 from server.grpc_server import build_grpc_server
 from server.inprocess import InProcessCaller
 from server.links import PublicLinks
 from server.pipeline import CallPipeline
-from server.registry import Binding, default_bindings, method_handlers
-from server.storage_http import StorageRoutes, object_store
-from server.store.db import connect
-from server.voyzu.background import BackgroundRunner
-from server.voyzu.sessions import verify_session
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Runtime:
 
     def storage_routes(self) -> list[web.RouteDef]:
         """Embedded object storage (uploads and download URLs), served beside the gateway."""
-        return StorageRoutes(object_store(self.settings)).routes()
+        return StorageRoutes(object_storage(self.settings)).routes()
 
     def in_process_caller(self) -> InProcessCaller:
         return InProcessCaller(self.pipeline, self.runner.handlers)

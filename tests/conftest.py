@@ -10,8 +10,8 @@ from pathlib import Path
 import peewee
 import pytest
 
-from server.store.db import database, open_database
-from server.store.migrations import migrate
+from server.database.connection import database, open_database
+from server.database.migrations import migrate
 from tests.support.processes import CrmgateProcess
 
 POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}

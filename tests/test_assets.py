@@ -7,9 +7,9 @@ import io
 import pytest
 from PIL import Image
 
-from server.assets import images, sniff, svg
-from server.assets.messages import choose_locale, translate
-from server.assets.rules import FileInput, PreparedFile, Problem, base_name, check_request, prepare
+from gateway.localisation import choose_locale, translate
+from server.c2c import images, sniff, svg
+from server.c2c.rules import FileInput, PreparedFile, Violation, base_name, check_request, prepare
 from tests.support import samples
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -70,8 +70,8 @@ def test_no_alias_admits_any_binary_or_zip() -> None:
 
 
 def test_an_svg_accepted_through_an_alias_must_be_svg() -> None:
-    problem = prepare(0, FileInput("f.svg", "image/svg+xml", b"just some text\n"))
-    assert problem == Problem("files.0.content", "undecodable", {"declared": "image/svg+xml"})
+    violation = prepare(0, FileInput("f.svg", "image/svg+xml", b"just some text\n"))
+    assert violation == Violation("files.0.content", "undecodable", {"declared": "image/svg+xml"})
 
 
 def test_decompression_bombs_are_refused() -> None:
@@ -134,13 +134,13 @@ def test_base_names(given: str, kept: str) -> None:
     assert base_name(given) == kept
 
 
-def test_request_rules_report_every_problem() -> None:
-    problems = check_request("", [FileInput("", "text/html", b"", "a" * 256, "d" * 1001)] * 11)
-    assert [(p.field, p.key) for p in problems[:2]] == [
+def test_request_rules_report_every_violation() -> None:
+    violations = check_request("", [FileInput("", "text/html", b"", "a" * 256, "d" * 1001)] * 11)
+    assert [(p.field, p.key) for p in violations[:2]] == [
         ("email", "required"),
         ("files", "max_items"),
     ]
-    assert (problems[-1].field, problems[-1].key) == ("files.10.description", "max_chars")
+    assert (violations[-1].field, violations[-1].key) == ("files.10.description", "max_chars")
 
 
 def test_locales() -> None:
@@ -156,10 +156,10 @@ def test_text_must_be_text_all_the_way_through() -> None:
     tail_binary = b"plain words\n" * 6000 + b"\x7fELF\x02\x01\x01\x00" + b"\x00" * 64
     assert len(tail_binary) > 64 * 1024
     assert sniff.detect(tail_binary) == "application/octet-stream"
-    assert isinstance(prepare(0, FileInput("a.txt", "text/plain", tail_binary)), Problem)
+    assert isinstance(prepare(0, FileInput("a.txt", "text/plain", tail_binary)), Violation)
     assert sniff.detect("héllo wörld\n".encode("utf-16")) == "text/plain"
 
 
 def test_control_characters_in_file_names() -> None:
-    problems = check_request("a@example.com", [FileInput("a\nb.txt", "text/plain", b"x")])
-    assert [(p.field, p.key) for p in problems] == [("files.0.filename", "filename")]
+    violations = check_request("a@example.com", [FileInput("a\nb.txt", "text/plain", b"x")])
+    assert [(p.field, p.key) for p in violations] == [("files.0.filename", "filename")]

@@ -19,9 +19,9 @@ from c2c.v1 import contact_assets_pb2_grpc
 from grpc_status import rpc_status
 from PIL import Image
 
+from server.database.connection import open_database
+from server.database.models import Contact, Media, utcnow
 from server.errors import error_info, field_violations
-from server.store.db import open_database
-from server.store.models import Contact, Media, utcnow
 from tests.support import samples
 from tests.support.processes import CrmgateProcess
 

@@ -16,10 +16,10 @@ import requests
 from botocore.config import Config
 from closeio_api import APIError, Client, ValidationError
 
-from server.s3post.policy import build_form
-from server.secrets_store import service_secret
-from server.storage_http import ACCESS_KEY_ID
-from server.store.models import FileUpload
+from server.database.models import FileUpload
+from server.files.s3post.policy import build_form
+from server.files.storage_http import ACCESS_KEY_ID
+from server.signing_keys import signing_key
 from tests.support.processes import CrmgateProcess
 
 JPEG = b"\xff\xd8\xff\xe0" + b"pretend-jpeg-bytes" * 100
@@ -143,7 +143,7 @@ def test_boto3_presigned_posts(
         "s3",
         endpoint_url=crmgate.http_url + "/storage",
         aws_access_key_id=ACCESS_KEY_ID,
-        aws_secret_access_key=service_secret("storage-access-key"),
+        aws_secret_access_key=signing_key("storage-access-key"),
         region_name="us-east-1",
         config=Config(signature_version=signature_version, s3={"addressing_style": "path"}),
     )
@@ -179,7 +179,7 @@ def own_form(
     max_bytes: int = 1000,
     content_type: str = "text/plain",
 ) -> dict[str, str]:
-    from server.s3post.policy import Credentials
+    from server.files.s3post.policy import Credentials
 
     return build_form(
         Credentials(ACCESS_KEY_ID, secret),
@@ -200,7 +200,7 @@ def pending(crmgate: CrmgateProcess, close: dict[str, str], server_db: peewee.Da
         "key": form["upload"]["fields"]["key"],
         "fields": form["upload"]["fields"],
         "download": form["download"]["url"],
-        "secret": service_secret("storage-access-key"),
+        "secret": signing_key("storage-access-key"),
     }
 
 

@@ -18,8 +18,8 @@ import requests
 from crm.v1 import crm_pb2
 from google.protobuf import any_pb2
 
-from server.store.db import open_database
-from server.store.models import BackgroundRequest, Session, Tenant, User, utcnow
+from server.database.connection import open_database
+from server.database.models import BackgroundRequest, Session, Tenant, User, utcnow
 from tests.support.processes import CrmgateProcess, launched
 from tests.support.voyzu import VoyzuClient
 
@@ -136,7 +136,7 @@ def test_expired_and_deleted_users_sessions_die(
     first, second = signed_in(crmgate, "tmp@acme.example"), signed_in(crmgate, "tmp@acme.example")
     assert first.post("/api/users/list")[0] == 200
     token = first.cookie("voyzu_session_id")
-    from server.auth import hash_secret
+    from server.api_keys import hash_secret
 
     Session.update(expires_at=utcnow() - timedelta(seconds=1)).where(
         Session.token_hash == hash_secret(token)
@@ -836,7 +836,7 @@ def test_pending_requests_can_be_cancelled(
 
 
 def test_readme_documents_every_class() -> None:
-    from server.voyzu.jsclasses import resource_messages, with_dependencies
+    from server.crm.jsclasses import resource_messages, with_dependencies
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     service = crm_pb2.DESCRIPTOR.services_by_name["Crm"]

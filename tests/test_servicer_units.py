@@ -13,16 +13,16 @@ from files.v1 import files_pb2 as files
 from google.rpc import status_pb2
 
 from server import admin
-from server.auth import Principal
+from server.c2c.servicer import ContactAssetsService
+from server.crm.background import BackgroundRunner
+from server.crm.servicer import CrmService
+from server.database.models import Contact, Media
 from server.errors import error_info, field_violations
+from server.files.servicer import FilesService
 from server.links import PublicLinks
 from server.objects.local import LocalObjects
 from server.pipeline import STATUS_DETAILS_KEY, CallPipeline
-from server.services.contact_assets import ContactAssetsService
-from server.services.crm import CrmService
-from server.services.files import FilesService
-from server.store.models import Contact, Media
-from server.voyzu.background import BackgroundRunner
+from server.principal import Principal
 from tests.support import samples
 from tests.support.servicers import grpc_testing_server
 

@@ -11,18 +11,18 @@ import pytest
 from c2c.v1 import contact_assets_pb2
 from google.protobuf.message import Message
 
-from server.access import Authenticator
-from server.auth import Principal, current_principal
+from server.authentication import Authenticator
+from server.bindings import default_bindings, method_handlers
+from server.c2c.servicer import ContactAssetsService
 from server.config import Settings
+from server.crm.background import BackgroundRunner
 from server.errors import ApiError, CallFailed, error_info, field_violations, status_code
 from server.inprocess import InProcessCaller
 from server.links import PublicLinks
 from server.objects.local import LocalObjects
 from server.pipeline import CallPipeline
-from server.registry import default_bindings, method_handlers
+from server.principal import Principal, current_principal
 from server.runtime import Runtime
-from server.services.contact_assets import ContactAssetsService
-from server.voyzu.background import BackgroundRunner
 from tests.support.servicers import grpc_testing_server
 
 HEALTH = contact_assets_pb2.DESCRIPTOR.services_by_name["ContactAssets"].methods_by_name["Health"]

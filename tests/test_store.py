@@ -8,9 +8,9 @@ import peewee
 import pytest
 
 from server import admin
-from server.auth import KeyVerifier, create_api_key, revoke_api_key
-from server.store.migrations import MIGRATIONS, SchemaVersion, current_version, migrate
-from server.store.models import ApiKey, Contact, Tenant
+from server.api_keys import KeyVerifier, create_api_key, revoke_api_key
+from server.database.migrations import MIGRATIONS, SchemaVersion, current_version, migrate
+from server.database.models import ApiKey, Contact, Tenant
 
 
 def test_migrations_are_recorded_once(store: peewee.Database) -> None:
@@ -71,8 +71,8 @@ def test_contacts_are_matched_on_normalized_email(store: peewee.Database) -> Non
 
 
 def test_demo_bootstrap_is_idempotent_and_rotates_the_key(store: peewee.Database) -> None:
-    from server.store.models import User
-    from server.voyzu.passwords import verify_password
+    from server.crm.passwords import verify_password
+    from server.database.models import User
 
     first = admin.bootstrap_demo()
     second = admin.bootstrap_demo()
@@ -95,9 +95,9 @@ def test_demo_bootstrap_is_idempotent_and_rotates_the_key(store: peewee.Database
 
 def test_add_columns_brings_an_old_table_up_to_date(database_url: str) -> None:
     """A table made before fields were added gains them; a current one is left alone."""
-    from server.store.db import database, open_database
-    from server.store.migrations import add_columns
-    from server.store.models import User
+    from server.database.connection import database, open_database
+    from server.database.migrations import add_columns
+    from server.database.models import User
 
     db = open_database(database_url)
     database.initialize(db)

@@ -6,6 +6,7 @@ import pytest
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from gateway.contract import FILE_DESCRIPTORS
 from gateway.transcode import (
     JsonOptions,
     PathTemplate,
@@ -15,7 +16,6 @@ from gateway.transcode import (
     discover_routes,
     message_to_json,
 )
-from server.contract import FILE_DESCRIPTORS
 
 
 def test_routes_come_from_the_contract_annotations() -> None:

@@ -13,6 +13,7 @@ from aiohttp import web
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from gateway.localisation import summary
 from gateway.surfaces.base import (
     BODY_TOO_LARGE,
     INVALID_JSON,
@@ -26,7 +27,6 @@ from gateway.surfaces.base import (
     reject,
 )
 from gateway.transcode import JsonOptions, Route, response_payload
-from server.assets.messages import summary
 from server.errors import error_info, field_violations, status_code
 
 SUPPORTED_VERSIONS = frozenset({"v1"})

@@ -26,9 +26,9 @@ from gateway.surfaces.base import (
     request_host,
 )
 from gateway.transcode import JsonOptions, Route, message_to_json, response_payload
+from server.crm.background import NOT_ASYNC
+from server.crm.sessions import SESSION_METADATA_KEY
 from server.errors import error_info, field_violations, status_code
-from server.voyzu.background import NOT_ASYNC
-from server.voyzu.sessions import SESSION_METADATA_KEY
 
 SESSION_COOKIE = "voyzu_session_id"
 START_REQUEST = "/crm.v1.Crm/StartRequest"

@@ -14,7 +14,7 @@ from typing import Protocol
 from aiohttp import web
 
 
-class ObjectStore(Protocol):
+class ObjectStorage(Protocol):
     def check_key(self, bucket: str, key: str) -> None:
         """Raise ValueError for a key that is empty, absolute or climbs out of its bucket."""
 
@@ -38,7 +38,7 @@ class ObjectStore(Protocol):
         """Serve an object over HTTP with these headers (type, disposition…)."""
 
 
-def open_store(storage_url: str | None, data_dir: Path) -> ObjectStore:
+def open_storage(storage_url: str | None, data_dir: Path) -> ObjectStorage:
     """CRMGATE_STORAGE_URL: `s3://bucket/prefix`, a path or `file://` URL; unset means
     `<data dir>/objects`."""
     from server.objects.local import LocalObjects

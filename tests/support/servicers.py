@@ -11,9 +11,9 @@ from typing import Any
 import grpc_testing
 from google.protobuf.descriptor import ServiceDescriptor
 
-from server.auth import Principal
 from server.errors import CallFailed, status_code
 from server.pipeline import STATUS_DETAILS_KEY, CallPipeline
+from server.principal import Principal
 
 
 class SyncServicer:

@@ -1,1 +1,0 @@
-"""C2C contact assets: what a file must be to be accepted, and how it is stored."""

@@ -1,0 +1,211 @@
+"""Contacts as voyzu users see them: only their customer's, and among those only their
+own, those shared with them, and those no user owns."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+
+import grpc
+import peewee
+from crm.v1 import crm_pb2
+
+from server.crm.custom_fields import check_values
+from server.database.models import (
+    Contact,
+    CustomFieldValue,
+    User,
+    UserShare,
+    normalize_email,
+    utcnow,
+)
+from server.errors import ApiError
+
+SORTABLE = {
+    "FirstName": Contact.first_name,
+    "LastName": Contact.last_name,
+    "Email": Contact.email_normalized,
+    "Company": Contact.company,
+    "Phone": Contact.phone,
+    "CreatedDate": Contact.created_at,
+    "UpdatedDate": Contact.updated_at,
+}
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+LIMITS = {"FirstName": 100, "LastName": 100, "Email": 320, "Phone": 64, "Company": 200}
+
+
+def bad_input(message: str) -> ApiError:
+    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, "bad_request", message)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+def visible_to(user: User) -> peewee.Expression:
+    shared_owners = UserShare.select(UserShare.owner).where(UserShare.viewer == user)
+    return (
+        (Contact.tenant == user.tenant_id)
+        & Contact.deleted_at.is_null()
+        & (Contact.owner.is_null() | (Contact.owner == user) | Contact.owner.in_(shared_owners))
+    )
+
+
+def find(user: User, contact_id: str) -> Contact:
+    """A contact the user may see; an unknown or malformed id is bad input (400)."""
+    try:
+        parsed = uuid.UUID(contact_id)
+    except ValueError:
+        raise bad_input(f"{contact_id!r} is not a contact id.") from None
+    contact = Contact.select().where(visible_to(user), Contact.uuid == parsed).first()
+    if contact is None:
+        raise bad_input(f"No contact {contact_id}.")
+    return contact
+
+
+def to_web(contact: Contact) -> crm_pb2.WebContact:
+    values = {value.name: value.value for value in contact.custom_values}
+    return crm_pb2.WebContact(
+        id=str(contact.uuid),
+        first_name=contact.first_name,
+        last_name=contact.last_name,
+        email=contact.email,
+        phone=contact.phone,
+        company=contact.company,
+        custom_fields=values,
+        created_date=iso(contact.created_at),
+        updated_date=iso(contact.updated_at),
+    )
+
+
+def _checked(user: User, web: crm_pb2.WebContact) -> dict[str, str]:
+    problems = []
+    email = web.email.strip()
+    if not email:
+        problems.append("Email is required.")
+    elif not _EMAIL.fullmatch(email):
+        problems.append("Email is not a valid email address.")
+    for name, limit in LIMITS.items():
+        value = getattr(web, _snake(name))
+        if len(value) > limit:
+            problems.append(f"{name} must be at most {limit} characters.")
+    values, custom_problems = check_values(user.tenant_id, web.custom_fields)
+    problems += custom_problems
+    if problems:
+        raise bad_input(" ".join(problems))
+    return values
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+def _ensure_unique(user: User, email: str, except_id: int | None = None) -> None:
+    query = Contact.select().where(
+        Contact.tenant == user.tenant_id,
+        Contact.email_normalized == normalize_email(email),
+        Contact.deleted_at.is_null(),
+    )
+    if except_id is not None:
+        query = query.where(Contact.id != except_id)
+    if query.exists():
+        # A domain rule, not malformed input: the surface answers 540.
+        raise ApiError(
+            grpc.StatusCode.ALREADY_EXISTS,
+            "duplicate_contact",
+            "A contact with this email already exists for this customer.",
+        )
+
+
+def _write_values(contact: Contact, values: dict[str, str]) -> None:
+    CustomFieldValue.delete().where(CustomFieldValue.contact == contact).execute()
+    for name, value in values.items():
+        if value != "":
+            CustomFieldValue.create(contact=contact, name=name, value=value)
+
+
+def create(user: User, web: crm_pb2.WebContact) -> Contact:
+    values = _checked(user, web)
+    with Contact._meta.database.atomic():
+        _ensure_unique(user, web.email)
+        contact = Contact.create(
+            tenant=user.tenant_id,
+            owner=user,
+            email=web.email.strip(),
+            email_normalized=normalize_email(web.email),
+            first_name=web.first_name,
+            last_name=web.last_name,
+            phone=web.phone,
+            company=web.company,
+        )
+        _write_values(contact, values)
+    return contact
+
+
+def update(user: User, contact_id: str, web: crm_pb2.WebContact) -> None:
+    contact = find(user, contact_id)
+    values = _checked(user, web)
+    with Contact._meta.database.atomic():
+        _ensure_unique(user, web.email, except_id=contact.id)
+        contact.email = web.email.strip()
+        contact.email_normalized = normalize_email(web.email)
+        contact.first_name, contact.last_name = web.first_name, web.last_name
+        contact.phone, contact.company = web.phone, web.company
+        contact.updated_at = utcnow()
+        contact.save()
+        _write_values(contact, values)
+
+
+def delete(user: User, contact_id: str) -> None:
+    """Soft delete; succeeds whatever the id (the voyzu contract)."""
+    try:
+        parsed = uuid.UUID(contact_id)
+    except ValueError:
+        return
+    Contact.update(deleted_at=utcnow(), updated_at=utcnow()).where(
+        visible_to(user), Contact.uuid == parsed
+    ).execute()
+
+
+def matching(user: User, search: crm_pb2.ContactsSearchInput) -> peewee.ModelSelect:
+    query = Contact.select().where(visible_to(user))
+    text = search.search_text.strip().lower()
+    if text:
+        values = CustomFieldValue.select(CustomFieldValue.contact).where(
+            peewee.fn.LOWER(CustomFieldValue.value).contains(text)
+        )
+        query = query.where(
+            peewee.fn.LOWER(Contact.first_name).contains(text)
+            | peewee.fn.LOWER(Contact.last_name).contains(text)
+            | Contact.email_normalized.contains(text)
+            | peewee.fn.LOWER(Contact.company).contains(text)
+            | Contact.id.in_(values)
+        )
+    if search.sort_by and search.sort_by not in SORTABLE:
+        raise bad_input(f"SortBy must be one of {', '.join(SORTABLE)}.")
+    column = SORTABLE.get(search.sort_by or "CreatedDate", Contact.created_at)
+    order = column.desc() if search.sort_descending else column.asc()
+    return query.order_by(order, Contact.id.desc() if search.sort_descending else Contact.id)
+
+
+def page_of(user: User, search: crm_pb2.ContactsSearchInput) -> crm_pb2.ContactsDatatable:
+    page = search.page or 1
+    size = search.page_size or DEFAULT_PAGE_SIZE
+    if page < 1 or not 1 <= size <= MAX_PAGE_SIZE:
+        raise bad_input(f"Page must be at least 1 and PageSize between 1 and {MAX_PAGE_SIZE}.")
+    query = matching(user, search)
+    rows = list(query.paginate(page, size).prefetch(CustomFieldValue))
+    return crm_pb2.ContactsDatatable(
+        rows=[to_web(contact) for contact in rows],
+        total_count=query.count(),
+        page=page,
+        page_size=size,
+    )
+
+
+def every_match(user: User, search: crm_pb2.ContactsSearchInput) -> Iterator[Contact]:
+    yield from matching(user, search).prefetch(CustomFieldValue)

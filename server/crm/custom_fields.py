@@ -1,0 +1,108 @@
+"""A customer's custom fields, and checking contact values against them."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from datetime import date
+
+from crm.v1 import crm_pb2
+
+from server.database.models import CustomField
+
+TYPES = ("text", "number", "date", "boolean", "select")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9 _-]{0,99}")
+
+
+def definitions(tenant_id: int) -> list[CustomField]:
+    return list(
+        CustomField.select().where(CustomField.tenant == tenant_id).order_by(CustomField.name)
+    )
+
+
+def to_message(field: CustomField) -> crm_pb2.CustomFieldDefinition:
+    return crm_pb2.CustomFieldDefinition(
+        name=field.name, type=field.type, options=json.loads(field.options)
+    )
+
+
+def check_definitions(fields: Sequence[crm_pb2.CustomFieldDefinition]) -> list[str]:
+    problems = []
+    seen: set[str] = set()
+    for index, field in enumerate(fields):
+        where = f"Fields[{index}]"
+        if not _NAME.fullmatch(field.name):
+            problems.append(
+                f"{where}.Name must start with a letter and use letters, digits, spaces, - or _ (at most 100)."
+            )
+        elif field.name.lower() in seen:
+            problems.append(f"{where}.Name {field.name!r} is given twice.")
+        seen.add(field.name.lower())
+        if field.type not in TYPES:
+            problems.append(f"{where}.Type must be one of {', '.join(TYPES)}.")
+        elif field.type == "select" and not field.options:
+            problems.append(f"{where}.Options must list the allowed values of a select field.")
+        elif field.type != "select" and field.options:
+            problems.append(f"{where}.Options is only for select fields.")
+    return problems
+
+
+def define(tenant_id: int, fields: Sequence[crm_pb2.CustomFieldDefinition]) -> None:
+    """Create or change each field (matched by name, ignoring case)."""
+    existing = {field.name.lower(): field for field in definitions(tenant_id)}
+    for field in fields:
+        row = existing.get(field.name.lower())
+        options = json.dumps(list(field.options))
+        if row is None:
+            CustomField.create(tenant=tenant_id, name=field.name, type=field.type, options=options)
+        else:
+            row.name, row.type, row.options = field.name, field.type, options
+            row.save()
+
+
+def check_values(tenant_id: int, values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The values keyed by each field's canonical name, and what is wrong with them."""
+    known = {field.name.lower(): field for field in definitions(tenant_id)}
+    problems: list[str] = []
+    canonical: dict[str, str] = {}
+    for name, value in values.items():
+        field = known.get(name.lower())
+        if field is None:
+            problems.append(f"CustomFields.{name} is not a custom field of this customer.")
+            continue
+        if value != "" and not _valid(field, value):
+            problems.append(f"CustomFields.{name} must be {_expected(field)}.")
+            continue
+        canonical[field.name] = value
+    return canonical, problems
+
+
+def _valid(field: CustomField, value: str) -> bool:
+    if field.type == "number":
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return value.strip().lower() not in ("nan", "inf", "-inf", "infinity")
+    if field.type == "date":
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return False
+        return True
+    if field.type == "boolean":
+        return value in ("true", "false")
+    if field.type == "select":
+        return value in json.loads(field.options)
+    return len(value) <= 1000
+
+
+def _expected(field: CustomField) -> str:
+    return {
+        "number": "a number",
+        "date": "a date as YYYY-MM-DD",
+        "boolean": "true or false",
+        "select": "one of " + ", ".join(json.loads(field.options)),
+        "text": "text of at most 1000 characters",
+    }[field.type]

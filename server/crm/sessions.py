@@ -1,0 +1,75 @@
+"""voyzu sessions: random ids handed out once, stored as SHA-256, with an expiry."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from server.api_keys import hash_secret
+from server.crm.passwords import verify_password
+from server.database.connection import run_sync
+from server.database.models import Session, Tenant, User, utcnow
+from server.principal import Principal
+
+SESSION_LIFETIME = timedelta(hours=12)
+#: The call metadata key the voyzu surface puts the session id under.
+SESSION_METADATA_KEY = "x-voyzu-session"
+
+
+@dataclass(frozen=True)
+class NewSession:
+    session_id: str
+    user: User
+    expires_at: datetime
+
+
+def sign_in(email: str, password: str) -> NewSession | None:
+    """A new session for the user with these credentials, else None (whichever was
+    wrong: the caller cannot tell, and the timing does not tell either)."""
+    user = User.get_or_none(User.email == email.strip().lower())
+    if not verify_password(password, user.password_hash if user else None) or user is None:
+        return None
+    session_id = secrets.token_urlsafe(32)
+    now = utcnow()
+    with Session._meta.database.atomic():
+        # Expired sessions are dead already; sign-ins sweep them so the table stays small.
+        Session.delete().where(Session.expires_at <= now).execute()
+        Session.create(
+            token_hash=hash_secret(session_id), user=user, expires_at=now + SESSION_LIFETIME
+        )
+    expires_at = now + SESSION_LIFETIME
+    return NewSession(session_id, user, expires_at)
+
+
+def principal_for(session_id: str) -> Principal | None:
+    row = (
+        Session.select(Session, User, Tenant)
+        .join(User)
+        .join(Tenant)
+        .where(Session.token_hash == hash_secret(session_id), Session.expires_at > utcnow())
+        .first()
+    )
+    return principal_for_user(row.user) if row is not None else None
+
+
+def principal_for_user(user: User) -> Principal:
+    tenant = user.tenant
+    return Principal(
+        tenant_id=tenant.id,
+        tenant_name=tenant.name,
+        locale=tenant.locale,
+        honor_accept_language=tenant.honor_accept_language,
+        credential_kind="session",
+        credential_id=f"user:{user.uuid}",
+        user_id=user.id,
+    )
+
+
+async def verify_session(metadata: Mapping[str, str]) -> Principal | None:
+    """The pipeline's verifier for the "session" credential kind."""
+    session_id = metadata.get(SESSION_METADATA_KEY, "")
+    if not session_id or len(session_id) > 200:
+        return None
+    return await run_sync(principal_for, session_id)

@@ -1,0 +1,2 @@
+"""The database layer: Peewee models, migrations and connections (SQLite by default,
+PostgreSQL for scale-out)."""

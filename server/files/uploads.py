@@ -1,0 +1,142 @@
+"""Close Files uploads: records, download capabilities and their 24-hour window.
+
+A download URL carries `file_id.signature`, an HMAC of the file id under a server secret:
+unguessable, verifiable without a lookup, and only honoured while the upload is
+complete and younger than DOWNLOAD_WINDOW.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import quote, unquote, urlsplit
+
+from server.database.models import FileUpload, Tenant, utcnow
+from server.signing_keys import signing_key
+
+DOWNLOAD_WINDOW = timedelta(hours=24)
+UPLOAD_BUCKET = "crmgate-files"
+DOWNLOAD_PATH = "/files/download/"
+_TOKEN = re.compile(r"(file_[A-Za-z0-9]{16,40})\.([A-Za-z0-9_-]{43})")
+
+
+def _signature(file_id: str) -> str:
+    key = signing_key("download-urls").encode()
+    digest = hmac.new(key, f"download:{file_id}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def download_token(file_id: str) -> str:
+    return f"{file_id}.{_signature(file_id)}"
+
+
+def download_url(base: str, upload: FileUpload) -> str:
+    return f"{base}{DOWNLOAD_PATH}{download_token(upload.file_id)}/{quote(upload.filename)}"
+
+
+def file_id_from_token(token: str) -> str | None:
+    """The file id a token grants, or None when it is malformed or forged."""
+    match = _TOKEN.fullmatch(token)
+    if match is None or not hmac.compare_digest(match.group(2), _signature(match.group(1))):
+        return None
+    return match.group(1)
+
+
+def token_from_url(url: str) -> str | None:
+    """The token of a download URL of ours (any host: only the signature matters)."""
+    path = unquote(urlsplit(url).path)
+    if DOWNLOAD_PATH not in path:
+        return None
+    return path.split(DOWNLOAD_PATH, 1)[1].split("/", 1)[0]
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment; filename="…"` with the name reduced to what the header can carry."""
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "'")
+    return f'attachment; filename="{ascii_name}"'
+
+
+def safe_name(filename: str) -> str:
+    """A storage-safe version of a client's file name (the key, not what is shown)."""
+    base = re.split(r"[\\/]", filename)[-1]
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._")
+    return cleaned[:120] or "file"
+
+
+def create_upload(tenant_id: int, filename: str, content_type: str) -> FileUpload:
+    file_id = "file_" + secrets.token_hex(12)
+    return FileUpload.create(
+        file_id=file_id,
+        tenant=tenant_id,
+        bucket=UPLOAD_BUCKET,
+        key=f"tenants/{tenant_id}/files/{file_id}/{safe_name(filename)}",
+        filename=filename,
+        content_type=content_type,
+    )
+
+
+def mark_uploaded(bucket: str, key: str, size: int, etag: str) -> bool:
+    """Record that storage holds the object; False when no pending upload has that key."""
+    updated = (
+        FileUpload.update(size=size, etag=etag, uploaded_at=utcnow())
+        .where(
+            FileUpload.bucket == bucket,
+            FileUpload.key == key,
+            FileUpload.uploaded_at.is_null(),
+        )
+        .execute()
+    )
+    return updated == 1
+
+
+def unmark_uploaded(bucket: str, key: str) -> None:
+    """Back to pending: storage could not keep the object after all."""
+    FileUpload.update(size=None, etag=None, uploaded_at=None).where(
+        FileUpload.bucket == bucket, FileUpload.key == key
+    ).execute()
+
+
+def is_pending(bucket: str, key: str) -> bool:
+    return (
+        FileUpload.select()
+        .where(
+            FileUpload.bucket == bucket,
+            FileUpload.key == key,
+            FileUpload.uploaded_at.is_null(),
+        )
+        .exists()
+    )
+
+
+@dataclass(frozen=True)
+class Downloadable:
+    upload: FileUpload
+    expired: bool
+
+
+def resolve(token: str, now: datetime | None = None) -> Downloadable | None:
+    """The completed upload a token grants (with whether its window has passed), or None
+    when the token is forged or the upload has not completed."""
+    file_id = file_id_from_token(token)
+    if file_id is None:
+        return None
+    upload = FileUpload.get_or_none(FileUpload.file_id == file_id)
+    if upload is None or upload.uploaded_at is None:
+        return None
+    now = now or utcnow()
+    return Downloadable(upload, now >= upload.uploaded_at + DOWNLOAD_WINDOW)
+
+
+def attachable(tenant: Tenant | int, url: str, now: datetime | None = None) -> FileUpload | None:
+    """The tenant's completed, unexpired upload behind a download URL, else None."""
+    token = token_from_url(url)
+    found = resolve(token, now) if token else None
+    tenant_id = tenant if isinstance(tenant, int) else tenant.id
+    if found is None or found.expired or found.upload.tenant_id != tenant_id:
+        return None
+    return found.upload

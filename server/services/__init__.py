@@ -1,1 +1,0 @@
-"""Servicer implementations, one module per gRPC service."""

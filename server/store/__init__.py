@@ -1,1 +1,0 @@
-"""The Peewee store: one database (SQLite by default, PostgreSQL for scale-out)."""

@@ -1,2 +1,0 @@
-"""The voyzu CRM domain: users and sessions, contacts and custom fields, spreadsheets,
-background requests, and the JavaScript classes generated from the contract."""
