@@ -11,18 +11,12 @@ from aiohttp import web
 from google.protobuf.descriptor import FileDescriptor
 
 from gateway.calls import Caller
+from gateway.contract import MAX_MESSAGE_BYTES, CallFailed
+from gateway.errors import BODY_TOO_LARGE, INVALID_JSON, INVALID_REQUEST, reject
 from gateway.routing import Router
-from gateway.surfaces.base import (
-    BODY_TOO_LARGE,
-    INVALID_JSON,
-    INVALID_REQUEST,
-    Surface,
-    reject,
-)
+from gateway.surfaces.base import Surface
 from gateway.surfaces.fallback import FallbackSurface
 from gateway.transcode import Route, TranscodeError, build_request, discover_routes
-from server.config import MAX_MESSAGE_BYTES
-from server.errors import CallFailed, build_status
 
 #: Base64 grows bytes by a third; the largest documented JSON body fits in this.
 MAX_BODY_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 1024 * 1024
@@ -39,7 +33,7 @@ class Gateway:
         self._by_prefix = sorted(surfaces, key=lambda s: len(s.path_prefix), reverse=True)
         self._fallback = FallbackSurface()
         for surface in surfaces:
-            surface.bind(routes)
+            surface.bind(routes, caller)
 
     def surface_for_path(self, path: str) -> Surface:
         for surface in self._by_prefix:
@@ -56,7 +50,7 @@ class Gateway:
                 values = route.path.field_values(request.match_info)
                 return await self.dispatch(request, route, surface, values)
             except CallFailed as failure:
-                return surface.render_error(request, failure.status)
+                return await surface.render_error(request, failure.status)
 
         return handle
 
@@ -71,7 +65,7 @@ class Gateway:
                 request, route, self._owners.get(route.service, surface), values
             )
         except CallFailed as failure:
-            return surface.render_error(request, failure.status)
+            return await surface.render_error(request, failure.status)
 
     async def dispatch(
         self, request: web.Request, route: Route, surface: Surface, values: dict[str, str]
@@ -83,13 +77,10 @@ class Gateway:
                 route, values, request.query.items(), body, surface.json_options
             )
         except TranscodeError as error:
-            raise CallFailed(
-                build_status(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    "The given data was invalid.",
-                    INVALID_REQUEST,
-                    [(v.field, v.message) for v in error.violations],
-                )
+            raise reject(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                INVALID_REQUEST,
+                violations=[(v.field, v.message, v.kind) for v in error.violations],
             ) from None
         del body
         method, outgoing, response_type = surface.outgoing_call(request, route, message)
@@ -102,19 +93,17 @@ async def read_json(request: web.Request) -> Any:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise reject(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            BODY_TOO_LARGE,
-            f"The request body is larger than {MAX_BODY_BYTES} bytes.",
-        ) from None
+        raise reject(grpc.StatusCode.INVALID_ARGUMENT, BODY_TOO_LARGE, max=MAX_BODY_BYTES) from None
     if not raw.strip():
         return {}
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise reject(
-            grpc.StatusCode.INVALID_ARGUMENT, INVALID_JSON, f"The body is not valid JSON: {error}"
-        ) from None
+    except json.JSONDecodeError as error:
+        line, column = error.lineno, error.colno
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        column = error.start - raw.rfind(b"\n", 0, error.start)
+    raise reject(grpc.StatusCode.INVALID_ARGUMENT, INVALID_JSON, line=line, column=column)
 
 
 def build_app(

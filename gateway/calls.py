@@ -1,9 +1,9 @@
 """The one narrow interface the gateway reaches services through.
 
 `Caller.call(method, request, metadata, response_type)` returns the response message or
-raises server.errors.CallFailed with the full google.rpc.Status. Two implementations:
-`ChannelCaller` here (a grpc.aio channel to a remote server) and
-`server.inprocess.InProcessCaller` (the same servicers, in this process).
+raises gateway.contract.CallFailed with the full google.rpc.Status. Two implementations:
+`ChannelCaller` here (a grpc.aio channel to a remote server) and the server's in-process
+caller (the same servicers, in the same process, for `crmgate serve`).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Protocol
 import grpc
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
+from grpc_status import rpc_status
 
-from server.config import MAX_MESSAGE_BYTES
-from server.errors import CallFailed, build_status
-from server.pipeline import STATUS_DETAILS_KEY
+from gateway.contract import MAX_MESSAGE_BYTES, CallFailed, build_status
+from gateway.errors import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, MALFORMED_REPLY
 
 
 class Caller(Protocol):
@@ -67,7 +67,7 @@ class ChannelCaller:
         except DecodeError:
             raise CallFailed(
                 build_status(
-                    grpc.StatusCode.INTERNAL, "malformed reply from the backend", "malformed_reply"
+                    grpc.StatusCode.INTERNAL, "malformed reply from the backend", MALFORMED_REPLY
                 )
             ) from None
 
@@ -76,19 +76,19 @@ class ChannelCaller:
 
 
 def status_from_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
-    """The rich status the server sent, or one made from the bare code and details
-    (a transport failure, or a server that sends no details)."""
-    for key, value in error.trailing_metadata() or ():
-        if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
-            status = status_pb2.Status()
-            try:
-                status.ParseFromString(value)
-            except Exception:  # a malformed detail must not hide the code we do have
-                break
-            if status.code == error.code().value[0]:
-                return status
+    """The rich status the server sent (grpcio-status), or one made from the bare code and
+    details (a transport failure, or a server that sends no details)."""
+    try:
+        status = rpc_status.from_call(error)
+    except (
+        ValueError,
+        DecodeError,
+    ):  # details that are malformed or contradict the code must not hide the code we have
+        status = None
+    if status is not None:
+        return status
     reason = {
-        grpc.StatusCode.UNAVAILABLE: "backend_unavailable",
-        grpc.StatusCode.DEADLINE_EXCEEDED: "backend_timeout",
+        grpc.StatusCode.UNAVAILABLE: BACKEND_UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED: BACKEND_TIMEOUT,
     }.get(error.code())
     return build_status(error.code(), error.details() or error.code().name.lower(), reason)

@@ -1,12 +1,133 @@
-"""The compiled contract: the generated file descriptors of every public service.
+"""What the gateway and the server agree on beyond the .proto files.
 
-The gRPC server registers and reflects these; the gateway builds its routes from them.
+The compiled descriptors, the call metadata keys the gateway sets, the message size
+limit, and the one encoding of failures: a google.rpc.Status with an ErrorInfo (a stable
+reason) and BadRequest field violations, carried in the trailers by grpcio-status.
+
+A leaf: it imports grpc and protobuf only, never aiohttp or anything of server/, so the
+gateway can stand alone and the server can use the same names.
 """
 
 from __future__ import annotations
 
+import itertools
+import secrets
+from collections.abc import Iterable, Mapping
+
+import grpc
 from c2c.v1 import contact_assets_pb2
 from crm.v1 import crm_pb2
 from files.v1 import files_pb2
+from google.protobuf import any_pb2, message
+from google.rpc import error_details_pb2, status_pb2
 
+#: The contract's files: the server registers and reflects them, the gateway routes them.
 FILE_DESCRIPTORS = (contact_assets_pb2.DESCRIPTOR, files_pb2.DESCRIPTOR, crm_pb2.DESCRIPTOR)
+
+#: The largest request the contract documents: C2C allows 50 MiB of files, sent as bytes,
+#: plus the envelope around them.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+# Call metadata the gateway sets; internal gRPC callers may set them too.
+REQUEST_ID_KEY = "x-request-id"
+#: The HTTP Host (lowercase, no port): API keys and sessions are bound to tenants' hosts.
+HOST_KEY = "x-crmgate-host"
+#: scheme://host of the HTTP request, for absolute links when CRMGATE_PUBLIC_URL is unset.
+BASE_URL_KEY = "x-crmgate-base-url"
+#: The caller's Accept-Language, for messages worded in its language.
+ACCEPT_LANGUAGE_KEY = "accept-language"
+#: The voyzu session id (the voyzu surface reads it from its cookie).
+SESSION_KEY = "x-voyzu-session"
+#: Credentials of API-key surfaces: `Bearer <key>`.
+AUTHORIZATION_KEY = "authorization"
+
+ERROR_DOMAIN = "crmgate"
+
+#: Request ids: a random per-process prefix and a counter — unique, and cheaper than uuid4
+#: on the hot path.
+_ID_PREFIX = secrets.token_hex(6)
+_ID_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}-{next(_ID_COUNTER)}"
+
+
+class CallFailed(Exception):
+    """A call ended with a non-OK status; carries the full google.rpc.Status.
+
+    Raised by every way of calling a service (in process and over a channel) and by the
+    gateway's own refusals, so one handler renders every failure.
+    """
+
+    def __init__(self, status: status_pb2.Status) -> None:
+        super().__init__(status.message)
+        self.status = status
+
+
+def build_status(
+    code: grpc.StatusCode,
+    message: str,
+    reason: str | None = None,
+    violations: Iterable[tuple[str, str] | tuple[str, str, str]] = (),
+    metadata: Mapping[str, str] | None = None,
+) -> status_pb2.Status:
+    """A google.rpc.Status carrying ErrorInfo and, when there are any, field violations
+    (`(field, description)` or `(field, description, rule)`, the rule a stable key)."""
+    status = status_pb2.Status(code=code.value[0], message=message)
+    if reason:
+        info = error_details_pb2.ErrorInfo(
+            reason=reason, domain=ERROR_DOMAIN, metadata=metadata or {}
+        )
+        status.details.append(_pack(info))
+    field_violations = [
+        error_details_pb2.BadRequest.FieldViolation(
+            field=item[0], description=item[1], reason=item[2] if len(item) > 2 else ""
+        )
+        for item in violations
+    ]
+    if field_violations:
+        bad_request = error_details_pb2.BadRequest(field_violations=field_violations)
+        status.details.append(_pack(bad_request))
+    return status
+
+
+def _pack(detail: message.Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(detail)
+    return packed
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_code(status: status_pb2.Status) -> grpc.StatusCode:
+    """The grpc.StatusCode of a google.rpc.Status (UNKNOWN for codes grpc does not know)."""
+    return _CODES.get(status.code, grpc.StatusCode.UNKNOWN)
+
+
+def error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo | None:
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None
+
+
+def error_reason(status: status_pb2.Status) -> str:
+    """The ErrorInfo reason, or "" when the status has none."""
+    info = error_info(status)
+    return info.reason if info is not None else ""
+
+
+def field_violations(
+    status: status_pb2.Status,
+) -> list[error_details_pb2.BadRequest.FieldViolation]:
+    violations: list[error_details_pb2.BadRequest.FieldViolation] = []
+    for detail in status.details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad_request = error_details_pb2.BadRequest()
+            detail.Unpack(bad_request)
+            violations.extend(bad_request.field_violations)
+    return violations

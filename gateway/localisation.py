@@ -1,5 +1,11 @@
-"""Every user-visible C2C message, in English and Spanish. Codes never change with the
-language; only these texts do."""
+"""Every message a client reads, keyed by reason, in English and Spanish.
+
+One catalogue for the server's messages and the gateway's own refusals (malformed JSON,
+wrong types, bad base64, headers), and one rule for choosing the language: the tenant's
+locale, or the caller's Accept-Language (by q-value) when the tenant allows it. Error codes
+never change with the language; only these texts do. A leaf: standard library only, so
+the gateway and the server both import it.
+"""
 
 from __future__ import annotations
 
@@ -67,6 +73,48 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
     },
     "error_word": {"en": "error", "es": "error"},
     "errors_word": {"en": "errors", "es": "errores"},
+    # The gateway's own refusals, made before a call reaches a service.
+    "missing_api_version": {
+        "en": "The X-Api-Version header is required.",
+        "es": "La cabecera X-Api-Version es obligatoria.",
+    },
+    "unsupported_api_version": {
+        "en": "API version {version!r} is not supported; use v1.",
+        "es": "La versión de la API {version!r} no está soportada; usa v1.",
+    },
+    "unsupported_media_type": {
+        "en": "The Content-Type header must be application/json.",
+        "es": "La cabecera Content-Type debe ser application/json.",
+    },
+    "body_too_large": {
+        "en": "The request body is larger than {max} bytes.",
+        "es": "El cuerpo de la solicitud supera los {max} bytes.",
+    },
+    "invalid_json": {
+        "en": "The body is not valid JSON (line {line}, column {column}).",
+        "es": "El cuerpo no es JSON válido (línea {line}, columna {column}).",
+    },
+    "invalid_request": {
+        "en": "The given data was invalid.",
+        "es": "Los datos proporcionados no son válidos.",
+    },
+    "route_not_found": {
+        "en": "No route for {path}",
+        "es": "No existe la ruta {path}",
+    },
+    "method_not_allowed": {
+        "en": "{method} is not allowed on {path}",
+        "es": "{method} no está permitido en {path}",
+    },
+    # A field the transcoder could not read: `rule` is one of RULES.
+    "field_rule": {
+        "en": "The {field} field {rule}.",
+        "es": "El campo {field} {rule}.",
+    },
+    "body_rule": {
+        "en": "The request body {rule}.",
+        "es": "El cuerpo {rule}.",
+    },
     "contact_not_found": {
         "en": "No contact with that email exists.",
         "es": "No existe ningún contacto con ese correo electrónico.",
@@ -78,9 +126,33 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
 }
 
 
+#: What a field must be, as the transcoder words it in English, in the other languages.
+RULES: Mapping[str, Mapping[str, str]] = {
+    "must be a string": {"es": "debe ser una cadena de texto"},
+    "must be an array": {"es": "debe ser un arreglo"},
+    "must be an object": {"es": "debe ser un objeto"},
+    "must be an integer": {"es": "debe ser un número entero"},
+    "must be a number": {"es": "debe ser un número"},
+    "must be a boolean": {"es": "debe ser verdadero o falso"},
+    "must be a base64 string": {"es": "debe ser una cadena base64"},
+    "must be valid base64": {"es": "debe ser base64 válido"},
+    "is not a known field": {"es": "no es un campo conocido"},
+    "is out of range": {"es": "está fuera de rango"},
+    "has an invalid key": {"es": "tiene una clave no válida"},
+}
+
+
 def translate(key: str, locale: str, **params: object) -> str:
     texts = MESSAGES[key]
     return texts.get(locale, texts["en"]).format(**params)
+
+
+def field_message(field: str, rule: str, locale: str) -> str:
+    """A transcoder finding (`rule` in English, as in RULES) as a sentence in `locale`."""
+    worded = RULES.get(rule, {}).get(locale, rule)
+    if field:
+        return translate("field_rule", locale, field=field, rule=worded)
+    return translate("body_rule", locale, rule=worded)
 
 
 def summary(messages: list[str], locale: str) -> str:
@@ -93,8 +165,8 @@ def summary(messages: list[str], locale: str) -> str:
 
 
 def choose_locale(tenant_locale: str, honor_accept_language: bool, accept_language: str) -> str:
-    """The tenant's locale, or the caller's first supported Accept-Language choice when the
-    tenant allows it."""
+    """The tenant's locale, or the caller's most preferred supported Accept-Language
+    choice (highest q-value, then first listed) when the tenant allows it."""
     if honor_accept_language and accept_language:
         ranked = []
         for position, item in enumerate(accept_language.split(",")):
@@ -105,6 +177,8 @@ def choose_locale(tenant_locale: str, honor_accept_language: bool, accept_langua
                     quality = float(params.strip()[2:])
                 except ValueError:
                     quality = 0.0
+            if quality <= 0:
+                continue  # q=0: "not this one"
             ranked.append((-quality, position, tag.strip().lower().split("-")[0]))
         for _, _, language in sorted(ranked):
             if language in SUPPORTED_LOCALES:

@@ -7,7 +7,7 @@ from urllib.parse import unquote
 
 import grpc
 
-from gateway.surfaces.base import METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND, reject
+from gateway.errors import METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND, reject
 from gateway.transcode import Route
 
 
@@ -32,8 +32,7 @@ class Router:
             raise reject(
                 grpc.StatusCode.UNIMPLEMENTED,
                 METHOD_NOT_ALLOWED,
-                f"{http_method} is not allowed on {unquote(raw_path)}",
+                method=http_method,
+                path=unquote(raw_path),
             )
-        raise reject(
-            grpc.StatusCode.NOT_FOUND, ROUTE_NOT_FOUND, f"No route for {unquote(raw_path)}"
-        )
+        raise reject(grpc.StatusCode.NOT_FOUND, ROUTE_NOT_FOUND, path=unquote(raw_path))

@@ -11,10 +11,10 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import grpc
 
+from gateway.contract import HOST_KEY
 from server.api_keys import KeyVerifier
 from server.database.connection import run_sync
 from server.errors import ApiError
-from server.pipeline import HOST_KEY
 from server.principal import Principal
 
 #: The credential each service's methods need.

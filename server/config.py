@@ -13,10 +13,6 @@ from pathlib import Path
 
 from gateway.localisation import SUPPORTED_LOCALES
 
-#: The largest request the contract documents: C2C allows 50 MiB of files, sent as bytes,
-#: plus the envelope around them.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
 
 @dataclass(frozen=True)
 class Settings:

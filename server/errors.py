@@ -1,8 +1,9 @@
-"""The one error type servicers raise, and its google.rpc.Status form.
+"""The one error type servicers raise.
 
-Servicers never build status codes by hand: they raise ApiError, and the call pipeline
-turns it into a gRPC status with ErrorInfo (reason = the surface's error code) and
-BadRequest field violations, so every gateway surface can map it without guessing.
+Servicers never build statuses by hand: they raise ApiError with the canonical gRPC code
+that describes the failure (AIP-193: NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, …)
+and a stable reason; the call pipeline turns it into a google.rpc.Status
+(gateway.contract.build_status), which each gateway surface maps to its own HTTP status.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import status_pb2
 
-ERROR_DOMAIN = "crmgate"
+from gateway.contract import build_status
 
 
 class ApiError(Exception):
@@ -39,71 +39,11 @@ class ApiError(Exception):
         return build_status(self.code, self.message, self.reason, self.violations, self.metadata)
 
 
-class CallFailed(Exception):
-    """A call ended with a non-OK status; carries the full google.rpc.Status.
-
-    Raised by every way of calling a service (the in-process pipeline and the gRPC
-    channel alike), so the gateway handles one exception type.
-    """
-
-    def __init__(self, status: status_pb2.Status) -> None:
-        super().__init__(status.message)
-        self.status = status
+def invalid_argument(message: str, reason: str = "bad_request") -> ApiError:
+    """The request itself is wrong (a malformed id, a missing or ill-typed value)."""
+    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, reason, message)
 
 
-def build_status(
-    code: grpc.StatusCode,
-    message: str,
-    reason: str | None = None,
-    violations: Iterable[tuple[str, str]] = (),
-    metadata: Mapping[str, str] | None = None,
-    domain: str = ERROR_DOMAIN,
-) -> status_pb2.Status:
-    """A google.rpc.Status carrying ErrorInfo and, when there are any, field violations."""
-    status = status_pb2.Status(code=code.value[0], message=message)
-    if reason:
-        info = error_details_pb2.ErrorInfo(reason=reason, domain=domain, metadata=metadata or {})
-        status.details.append(_pack(info))
-    violations = list(violations)
-    if violations:
-        bad_request = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(field=field, description=text)
-                for field, text in violations
-            ]
-        )
-        status.details.append(_pack(bad_request))
-    return status
-
-
-def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -> any_pb2.Any:
-    packed = any_pb2.Any()
-    packed.Pack(message)
-    return packed
-
-
-def status_code(status: status_pb2.Status) -> grpc.StatusCode:
-    """The grpc.StatusCode of a google.rpc.Status (UNKNOWN for codes grpc does not know)."""
-    for code in grpc.StatusCode:
-        if code.value[0] == status.code:
-            return code
-    return grpc.StatusCode.UNKNOWN
-
-
-def error_info(status: status_pb2.Status) -> error_details_pb2.ErrorInfo | None:
-    for detail in status.details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
-            return info
-    return None
-
-
-def field_violations(status: status_pb2.Status) -> list[tuple[str, str]]:
-    violations: list[tuple[str, str]] = []
-    for detail in status.details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad_request = error_details_pb2.BadRequest()
-            detail.Unpack(bad_request)
-            violations.extend((v.field, v.description) for v in bad_request.field_violations)
-    return violations
+def not_found(reason: str, message: str) -> ApiError:
+    """What the request names does not exist (or is not the caller's to see)."""
+    return ApiError(grpc.StatusCode.NOT_FOUND, reason, message)

@@ -7,9 +7,8 @@ from google.longrunning import operations_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway.contract import FILE_DESCRIPTORS
+from gateway.contract import FILE_DESCRIPTORS, MAX_MESSAGE_BYTES
 from server.bindings import Binding
-from server.config import MAX_MESSAGE_BYTES
 from server.pipeline import CallPipeline, PipelineInterceptor
 
 

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 import grpc
 from google.protobuf.message import Message
 
-from server.errors import ApiError, CallFailed, build_status
+from gateway.contract import CallFailed, build_status
+from server.errors import ApiError
 from server.pipeline import CallPipeline
 
 

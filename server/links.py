@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from server.pipeline import BASE_URL_KEY
+from gateway.contract import BASE_URL_KEY
 
 
 class PublicLinks:

@@ -9,9 +9,7 @@ logging and error details to the letter.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -19,28 +17,13 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 from google.rpc import status_pb2
+from grpc_status import rpc_status
 
-from server.errors import ApiError, CallFailed, build_status, status_code
+from gateway.contract import REQUEST_ID_KEY, CallFailed, build_status, new_request_id, status_code
+from server.errors import ApiError
 from server.principal import Principal, current_principal
 
 log = logging.getLogger("crmgate.rpc")
-
-#: Metadata keys the gateway sets; internal gRPC callers may set them too.
-REQUEST_ID_KEY = "x-request-id"
-HOST_KEY = "x-crmgate-host"
-#: scheme://host of the HTTP request, for absolute links when CRMGATE_PUBLIC_URL is unset.
-BASE_URL_KEY = "x-crmgate-base-url"
-STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
-#: Request ids: a random per-process prefix and a counter — unique, and cheaper than uuid4
-#: on the hot path.
-_ID_PREFIX = secrets.token_hex(6)
-_ID_COUNTER = itertools.count(1)
-
-
-def new_request_id() -> str:
-    return f"{_ID_PREFIX}-{next(_ID_COUNTER)}"
-
 
 Behavior = Callable[[Message, Any], Awaitable[Message]]
 #: Given the method and the call's metadata, the caller's principal (None for a public
@@ -143,11 +126,7 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
             try:
                 return await pipeline.run(method, behavior, request, metadata, context)
             except CallFailed as failure:
-                await context.abort(
-                    status_code(failure.status),
-                    failure.status.message,
-                    trailing_metadata=((STATUS_DETAILS_KEY, failure.status.SerializeToString()),),
-                )
+                await context.abort_with_status(rpc_status.to_status(failure.status))
                 raise  # abort() always raises; this keeps type checkers honest
 
         return unary_unary

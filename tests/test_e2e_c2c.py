@@ -19,9 +19,9 @@ from c2c.v1 import contact_assets_pb2_grpc
 from grpc_status import rpc_status
 from PIL import Image
 
+from gateway.contract import error_info, field_violations
 from server.database.connection import open_database
 from server.database.models import Contact, Media, utcnow
-from server.errors import error_info, field_violations
 from tests.support import samples
 from tests.support.processes import CrmgateProcess
 
@@ -515,7 +515,7 @@ def test_public_urls_and_internal_grpc(crmgate: CrmgateProcess, c2c: dict[str, s
         status = rpc_status.from_call(caught.value)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert error_info(status).reason == "validation_failed"
-        assert [field for field, _ in field_violations(status)] == ["files.0.content"]
+        assert [v.field for v in field_violations(status)] == ["files.0.content"]
 
 
 def test_health_answers_while_images_convert(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:

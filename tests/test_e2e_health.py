@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
-from server.errors import error_info
+from gateway.contract import error_info
 from tests.support.processes import CrmgateProcess
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import peewee
@@ -10,18 +11,18 @@ import pytest
 from c2c.v1 import contact_assets_pb2 as c2c
 from crm.v1 import crm_pb2 as crm
 from files.v1 import files_pb2 as files
-from google.rpc import status_pb2
+from grpc_status import rpc_status
 
+from gateway.contract import error_info, field_violations
 from server import admin
 from server.c2c.servicer import ContactAssetsService
 from server.crm.background import BackgroundRunner
 from server.crm.servicer import CrmService
 from server.database.models import Contact, Media
-from server.errors import error_info, field_violations
 from server.files.servicer import FilesService
 from server.links import PublicLinks
 from server.objects.local import LocalObjects
-from server.pipeline import STATUS_DETAILS_KEY, CallPipeline
+from server.pipeline import CallPipeline
 from server.principal import Principal
 from tests.support import samples
 from tests.support.servicers import grpc_testing_server
@@ -30,11 +31,10 @@ from tests.support.servicers import grpc_testing_server
 def invoke(server, service, name, request):  # type: ignore[no-untyped-def]
     rpc = server.invoke_unary_unary(service.methods_by_name[name], (), request, None)
     response, trailing, code, details = rpc.termination()
-    status = None
-    for key, value in trailing or ():
-        if key == STATUS_DETAILS_KEY:
-            status = status_pb2.Status.FromString(value)
-    return response, code, details, status
+    call = SimpleNamespace(
+        trailing_metadata=lambda: trailing, code=lambda: code, details=lambda: details
+    )
+    return response, code, details, rpc_status.from_call(call)
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_attach_assets(acme: Principal, tmp_path: Path) -> None:
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(status).reason == "validation_failed"
-    assert [field for field, _ in field_violations(status)] == ["files.0.content"]
+    assert [v.field for v in field_violations(status)] == ["files.0.content"]
 
     _, code, details, status = invoke(
         server,
@@ -100,7 +100,7 @@ def test_create_upload_validation(acme: Principal) -> None:
         server, FILES, "CreateUpload", files.CreateUploadRequest(content_type="nonsense")
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT
-    assert field_violations(status) == [
+    assert [(v.field, v.description) for v in field_violations(status)] == [
         ("filename", "This field is required."),
         ("content_type", "Enter a valid MIME type, such as image/jpeg."),
     ]

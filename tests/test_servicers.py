@@ -11,12 +11,13 @@ import pytest
 from c2c.v1 import contact_assets_pb2
 from google.protobuf.message import Message
 
+from gateway.contract import CallFailed, error_info, field_violations, status_code
 from server.authentication import Authenticator
 from server.bindings import default_bindings, method_handlers
 from server.c2c.servicer import ContactAssetsService
 from server.config import Settings
 from server.crm.background import BackgroundRunner
-from server.errors import ApiError, CallFailed, error_info, field_violations, status_code
+from server.errors import ApiError
 from server.inprocess import InProcessCaller
 from server.links import PublicLinks
 from server.objects.local import LocalObjects
@@ -80,7 +81,9 @@ def test_api_errors_become_statuses_with_details() -> None:
     status = caught.value.status
     assert status_code(status) == grpc.StatusCode.INVALID_ARGUMENT and status.message == "bad"
     assert error_info(status).reason == "validation_failed"
-    assert field_violations(status) == [("files.0.content", "must be valid base64")]
+    assert [(v.field, v.description) for v in field_violations(status)] == [
+        ("files.0.content", "must be valid base64")
+    ]
 
 
 def test_unexpected_errors_reveal_nothing() -> None:

@@ -11,28 +11,19 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import grpc
 from aiohttp import web
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from gateway.calls import Caller
+from gateway.contract import (
+    ACCEPT_LANGUAGE_KEY,
+    BASE_URL_KEY,
+    HOST_KEY,
+    REQUEST_ID_KEY,
+    new_request_id,
+)
 from gateway.transcode import JsonOptions, Route, http_body, response_payload
-from server.errors import CallFailed, build_status
-from server.pipeline import BASE_URL_KEY, HOST_KEY, new_request_id
-
-# Reasons the gateway itself uses in the statuses it hands to surfaces.
-ROUTE_NOT_FOUND = "route_not_found"
-METHOD_NOT_ALLOWED = "method_not_allowed"
-INVALID_JSON = "invalid_json"
-INVALID_REQUEST = "invalid_request"
-UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
-BODY_TOO_LARGE = "body_too_large"
-
-
-def reject(code: grpc.StatusCode, reason: str, message: str) -> CallFailed:
-    """A failure decided in the gateway, in the same form as a service's."""
-    return CallFailed(build_status(code, message, reason))
-
 
 #: One encoder for every response: json.dumps with options builds a new one per call.
 dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -68,17 +59,18 @@ class Surface:
 
     def base_metadata(self, request: web.Request) -> list[tuple[str, str]]:
         metadata = [
-            ("x-request-id", request.headers.get("X-Request-Id") or new_request_id()),
+            (REQUEST_ID_KEY, request.headers.get("X-Request-Id") or new_request_id()),
             (HOST_KEY, request_host(request)),
             (BASE_URL_KEY, f"{request.scheme}://{request.headers.get('Host', '')}"),
         ]
         language = request.headers.get("Accept-Language")
         if language:
-            metadata.append(("accept-language", language))
+            metadata.append((ACCEPT_LANGUAGE_KEY, language))
         return metadata
 
-    def bind(self, routes: Sequence[Route]) -> None:
-        """Told every route the gateway serves, for surfaces that need to look one up."""
+    def bind(self, routes: Sequence[Route], caller: Caller) -> None:
+        """Told every route the gateway serves and how it calls services, for surfaces
+        that look a route up or make calls of their own."""
 
     def outgoing_call(
         self, request: web.Request, route: Route, message: Message
@@ -95,11 +87,13 @@ class Surface:
             )
         return json_response(response_payload(route, message, self.json_options))
 
-    def render_error(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:
+    async def render_error(
+        self, request: web.Request, status: status_pb2.Status
+    ) -> web.StreamResponse:
         raise NotImplementedError
 
 
-def first_violations(violations: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+def error_map(violations: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     """Laravel's error map: field path → messages, in the order they were found."""
     errors: dict[str, list[str]] = {}
     for field, message in violations:

@@ -7,31 +7,45 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 
 import grpc
 from aiohttp import web
+from c2c.v1 import contact_assets_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from gateway.localisation import summary
-from gateway.surfaces.base import (
+from gateway.calls import Caller
+from gateway.contract import (
+    AUTHORIZATION_KEY,
+    CallFailed,
+    error_info,
+    field_violations,
+)
+from gateway.errors import (
     BODY_TOO_LARGE,
+    GATEWAY_WORDED,
     INVALID_JSON,
     INVALID_REQUEST,
     METHOD_NOT_ALLOWED,
+    MISSING_API_VERSION,
     ROUTE_NOT_FOUND,
+    UNSUPPORTED_API_VERSION,
     UNSUPPORTED_MEDIA_TYPE,
-    Surface,
-    first_violations,
-    json_response,
+    StatusTable,
+    default_http_status,
     reject,
 )
+from gateway.localisation import choose_locale, field_message, summary, translate
+from gateway.surfaces.base import Surface, error_map, json_response
 from gateway.transcode import JsonOptions, Route, response_payload
-from server.errors import error_info, field_violations, status_code
 
 SUPPORTED_VERSIONS = frozenset({"v1"})
 #: Methods whose success is not a plain 200.
 SUCCESS_STATUS = {"/c2c.v1.ContactAssets/AttachAssets": 201}
+LOCALE_METHOD = "/c2c.v1.ContactAssets/GetMessageLocale"
+#: Refusals about the body: a caller without a valid key learns nothing from them.
+BODY_FEEDBACK = frozenset({INVALID_JSON, INVALID_REQUEST, UNSUPPORTED_MEDIA_TYPE})
 
 
 def decode_content(text: str) -> bytes:
@@ -44,27 +58,30 @@ def decode_content(text: str) -> bytes:
         raise ValueError("invalid base64") from error
 
 
-# (HTTP status, error code) for each reason; anything else falls back on the gRPC code.
-REASONS = {
-    "missing_api_version": (400, "missing_api_version"),
-    "unsupported_api_version": (400, "unsupported_api_version"),
-    "invalid_api_key": (401, "invalid_api_key"),
-    "contact_not_found": (422, "contact_not_found"),
-    "store_failed": (500, "store_failed"),
-    INVALID_JSON: (422, "validation_failed"),
-    INVALID_REQUEST: (422, "validation_failed"),
-    ROUTE_NOT_FOUND: (404, "not_found"),
-    METHOD_NOT_ALLOWED: (405, "method_not_allowed"),
-    UNSUPPORTED_MEDIA_TYPE: (415, "unsupported_media_type"),
-    BODY_TOO_LARGE: (413, "payload_too_large"),
-}
-BY_CODE = {
-    grpc.StatusCode.INVALID_ARGUMENT: (422, "validation_failed"),
-    grpc.StatusCode.UNAUTHENTICATED: (401, "invalid_api_key"),
-    grpc.StatusCode.NOT_FOUND: (404, "not_found"),
-    grpc.StatusCode.UNIMPLEMENTED: (501, "not_implemented"),
-    grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable"),
-}
+#: (HTTP status, error code) for each reason, then for each gRPC code; anything else gets
+#: the shared default status and `server_error`.
+STATUSES: StatusTable[tuple[int, str]] = StatusTable(
+    by_reason={
+        MISSING_API_VERSION: (400, "missing_api_version"),
+        UNSUPPORTED_API_VERSION: (400, "unsupported_api_version"),
+        "invalid_api_key": (401, "invalid_api_key"),
+        "contact_not_found": (422, "contact_not_found"),
+        "store_failed": (500, "store_failed"),
+        INVALID_JSON: (422, "validation_failed"),
+        INVALID_REQUEST: (422, "validation_failed"),
+        ROUTE_NOT_FOUND: (404, "not_found"),
+        METHOD_NOT_ALLOWED: (405, "method_not_allowed"),
+        UNSUPPORTED_MEDIA_TYPE: (415, "unsupported_media_type"),
+        BODY_TOO_LARGE: (413, "payload_too_large"),
+    },
+    by_code={
+        grpc.StatusCode.INVALID_ARGUMENT: (422, "validation_failed"),
+        grpc.StatusCode.UNAUTHENTICATED: (401, "invalid_api_key"),
+        grpc.StatusCode.NOT_FOUND: (404, "not_found"),
+        grpc.StatusCode.UNIMPLEMENTED: (501, "not_implemented"),
+        grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable"),
+    },
+)
 
 
 class C2cSurface(Surface):
@@ -75,30 +92,25 @@ class C2cSurface(Surface):
         use_json_names=False, ignore_unknown_fields=True, decode_bytes=decode_content
     )
 
+    def bind(self, routes: Sequence[Route], caller: Caller) -> None:
+        self._caller = caller
+
     def call_metadata(self, request: web.Request, route: Route) -> list[tuple[str, str]]:
         version = request.headers.get("X-Api-Version", "").strip()
         if not version:
-            raise reject(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "missing_api_version",
-                "The X-Api-Version header is required.",
-            )
+            raise reject(grpc.StatusCode.INVALID_ARGUMENT, MISSING_API_VERSION)
         if version.lower() not in SUPPORTED_VERSIONS:
-            raise reject(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "unsupported_api_version",
-                f"API version {version!r} is not supported; use v1.",
-            )
+            raise reject(grpc.StatusCode.INVALID_ARGUMENT, UNSUPPORTED_API_VERSION, version=version)
+        metadata = self._credentials(request)
+        if route.body and request.content_type != "application/json":
+            raise reject(grpc.StatusCode.INVALID_ARGUMENT, UNSUPPORTED_MEDIA_TYPE)
+        return metadata
+
+    def _credentials(self, request: web.Request) -> list[tuple[str, str]]:
         metadata = self.base_metadata(request)
         key = presented_key(request)
         if key:
-            metadata.append(("authorization", f"Bearer {key}"))
-        if route.body and request.content_type != "application/json":
-            raise reject(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                UNSUPPORTED_MEDIA_TYPE,
-                "The Content-Type header must be application/json.",
-            )
+            metadata.append((AUTHORIZATION_KEY, f"Bearer {key}"))
         return metadata
 
     def render(self, request: web.Request, route: Route, message: Message) -> web.StreamResponse:
@@ -107,50 +119,52 @@ class C2cSurface(Surface):
             SUCCESS_STATUS.get(route.full_method, 200),
         )
 
-    def render_error(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:
+    async def render_error(
+        self, request: web.Request, status: status_pb2.Status
+    ) -> web.StreamResponse:
         info = error_info(status)
-        http, code = REASONS.get(info.reason if info else "", (0, ""))
-        if not http:
-            http, code = BY_CODE.get(status_code(status), (500, "server_error"))
-        document: dict[str, object] = {"error": code, "message": status.message}
-        if code == "validation_failed":
-            violations = field_violations(status)
-            if info is not None and info.reason == INVALID_REQUEST:
-                # The transcoder's findings, worded the way the service words its own.
-                spanish = _prefers_spanish(request)
-                violations = [(f, _phrase(f, text, spanish)) for f, text in violations]
-                if violations:
-                    texts = [text for _, text in violations]
-                    document["message"] = summary(texts, "es" if spanish else "en")
-            document["errors"] = first_violations(violations)
-        return json_response(document, http)
+        if info is None or info.reason not in GATEWAY_WORDED:
+            # The service worded it already, in the caller's language.
+            violations = [(v.field, v.description) for v in field_violations(status)]
+            return _envelope(status, status.message, violations)
+        try:
+            locale = await self._locale(request)
+        except CallFailed as failure:
+            if info.reason in BODY_FEEDBACK:
+                return await self.render_error(request, failure.status)
+            locale = choose_locale("en", True, request.headers.get("Accept-Language", ""))
+        violations = [
+            (v.field, field_message(v.field, v.description, locale))
+            for v in field_violations(status)
+        ]
+        if violations:
+            message = summary([text for _, text in violations], locale)
+        else:
+            message = translate(info.reason, locale, **dict(info.metadata))
+        return _envelope(status, message, violations)
+
+    async def _locale(self, request: web.Request) -> str:
+        """The caller's message language, as the service decides it for the tenant of the
+        presented key; raises CallFailed when there is no valid key."""
+        reply = await self._caller.call(
+            LOCALE_METHOD,
+            contact_assets_pb2.GetMessageLocaleRequest(),
+            self._credentials(request),
+            contact_assets_pb2.GetMessageLocaleResponse,
+        )
+        return reply.locale  # type: ignore[attr-defined]
 
 
-#: Spanish for the transcoder's descriptions (gateway errors come before the tenant, and
-#: so its locale, is known: only Accept-Language can choose).
-_SPANISH = {
-    "must be a string": "debe ser una cadena de texto",
-    "must be an array": "debe ser un arreglo",
-    "must be an object": "debe ser un objeto",
-    "must be an integer": "debe ser un número entero",
-    "must be a number": "debe ser un número",
-    "must be a boolean": "debe ser verdadero o falso",
-    "must be valid base64": "debe ser base64 válido",
-    "is not a known field": "no es un campo conocido",
-    "is out of range": "está fuera de rango",
-}
-
-
-def _phrase(field: str, description: str, spanish: bool) -> str:
-    if spanish:
-        description = _SPANISH.get(description, description)
-        return f"El campo {field} {description}." if field else f"El cuerpo {description}."
-    return f"The {field} field {description}." if field else f"The request body {description}."
-
-
-def _prefers_spanish(request: web.Request) -> bool:
-    first = request.headers.get("Accept-Language", "").split(",")[0].strip().lower()
-    return first.startswith("es")
+def _envelope(
+    status: status_pb2.Status, message: str, violations: list[tuple[str, str]]
+) -> web.Response:
+    """The documented envelope: `error` and `message`, and Laravel's `errors` map for
+    validation failures."""
+    http, code = STATUSES.lookup(status) or (default_http_status(status), "server_error")
+    document: dict[str, object] = {"error": code, "message": message}
+    if code == "validation_failed":
+        document["errors"] = error_map(violations)
+    return json_response(document, http)
 
 
 def presented_key(request: web.Request) -> str | None:

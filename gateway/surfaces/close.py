@@ -6,17 +6,17 @@ The `closeio` client raises ValidationError from a 400 body with `errors` and
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 import grpc
-from aiohttp import web
+from aiohttp import BasicAuth, web
 from google.rpc import status_pb2
 
-from gateway.surfaces.base import Surface, first_violations, json_response
-from gateway.surfaces.http_status import http_status
+from gateway.contract import AUTHORIZATION_KEY, field_violations
+from gateway.errors import StatusTable, default_http_status
+from gateway.surfaces.base import Surface, error_map, json_response
 from gateway.transcode import JsonOptions, Route
-from server.errors import field_violations, status_code
+
+#: Close answers bad input with 400 and its validation envelope.
+STATUSES: StatusTable[int] = StatusTable(by_code={grpc.StatusCode.INVALID_ARGUMENT: 400})
 
 
 class CloseSurface(Surface):
@@ -29,28 +29,25 @@ class CloseSurface(Surface):
         metadata = self.base_metadata(request)
         key = basic_user(request.headers.get("Authorization", ""))
         if key:
-            metadata.append(("authorization", f"Bearer {key}"))
+            metadata.append((AUTHORIZATION_KEY, f"Bearer {key}"))
         return metadata
 
-    def render_error(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:
-        if status_code(status) == grpc.StatusCode.INVALID_ARGUMENT:
-            field_errors = {
-                field: "; ".join(messages)
-                for field, messages in first_violations(field_violations(status)).items()
-            }
-            errors = [] if field_errors else [status.message]
-            return json_response({"errors": errors, "field-errors": field_errors}, 400)
-        return json_response({"error": status.message}, http_status(status))
+    async def render_error(
+        self, request: web.Request, status: status_pb2.Status
+    ) -> web.StreamResponse:
+        http = STATUSES.lookup(status) or default_http_status(status)
+        if http != 400:
+            return json_response({"error": status.message}, http)
+        violations = [(v.field, v.description) for v in field_violations(status)]
+        field_errors = {field: "; ".join(texts) for field, texts in error_map(violations).items()}
+        errors = [] if field_errors else [status.message]
+        return json_response({"errors": errors, "field-errors": field_errors}, 400)
 
 
 def basic_user(header: str) -> str | None:
     """The user name of an HTTP Basic credential (Close puts the API key there)."""
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded.strip():
-        return None
     try:
-        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+        user = BasicAuth.decode(header, encoding="utf-8").login
+    except ValueError:
         return None
-    user = decoded.partition(":")[0]
     return user or None

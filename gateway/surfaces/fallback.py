@@ -5,17 +5,18 @@ from __future__ import annotations
 from aiohttp import web
 from google.rpc import status_pb2
 
+from gateway.contract import error_reason
+from gateway.errors import default_http_status
 from gateway.surfaces.base import Surface, json_response
-from gateway.surfaces.http_status import http_status
-from server.errors import error_info
 
 
 class FallbackSurface(Surface):
     name = "fallback"
 
-    def render_error(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:
-        info = error_info(status)
+    async def render_error(
+        self, request: web.Request, status: status_pb2.Status
+    ) -> web.StreamResponse:
         return json_response(
-            {"error": info.reason if info else "error", "message": status.message},
-            http_status(status),
+            {"error": error_reason(status) or "error", "message": status.message},
+            default_http_status(status),
         )

@@ -18,44 +18,48 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from gateway.surfaces.base import (
-    METHOD_NOT_ALLOWED,
-    ROUTE_NOT_FOUND,
-    Surface,
-    json_response,
-    request_host,
-)
+from gateway.calls import Caller
+from gateway.contract import SESSION_KEY, field_violations
+from gateway.errors import MALFORMED_REPLY, METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND, StatusTable
+from gateway.surfaces.base import Surface, json_response, request_host
 from gateway.transcode import JsonOptions, Route, message_to_json, response_payload
-from server.crm.background import NOT_ASYNC
-from server.crm.sessions import SESSION_METADATA_KEY
-from server.errors import error_info, field_violations, status_code
 
 SESSION_COOKIE = "voyzu_session_id"
 START_REQUEST = "/crm.v1.Crm/StartRequest"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
-BY_CODE = {
-    grpc.StatusCode.INVALID_ARGUMENT: 400,
-    grpc.StatusCode.OUT_OF_RANGE: 400,
-    grpc.StatusCode.UNAUTHENTICATED: 401,
-    grpc.StatusCode.PERMISSION_DENIED: 402,
-    grpc.StatusCode.NOT_FOUND: 400,
-    grpc.StatusCode.FAILED_PRECONDITION: 540,
-    grpc.StatusCode.ALREADY_EXISTS: 540,
-    grpc.StatusCode.ABORTED: 540,
-    grpc.StatusCode.CANCELLED: 540,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 540,
-    grpc.StatusCode.UNAVAILABLE: 541,
-    grpc.StatusCode.DEADLINE_EXCEEDED: 541,
-    grpc.StatusCode.UNIMPLEMENTED: 541,
-}
-ROUTING_REASONS = {ROUTE_NOT_FOUND: 404, METHOD_NOT_ALLOWED: 404, "malformed_reply": 541}
+#: The voyzu statuses: 400 bad input (a malformed or unknown id included), 401 no or bad
+#: session, 402 a paid plan needed, 404 an unknown endpoint, 540 a domain error, 541 a
+#: routing failure; anything else is 500.
+STATUSES: StatusTable[int] = StatusTable(
+    by_reason={
+        ROUTE_NOT_FOUND: 404,
+        METHOD_NOT_ALLOWED: 404,
+        "unknown_resource": 404,  # /api/{resource}/class of no resource: no such endpoint
+        "payment_required": 402,
+        MALFORMED_REPLY: 541,
+    },
+    by_code={
+        grpc.StatusCode.INVALID_ARGUMENT: 400,
+        grpc.StatusCode.OUT_OF_RANGE: 400,
+        grpc.StatusCode.NOT_FOUND: 400,
+        grpc.StatusCode.UNAUTHENTICATED: 401,
+        grpc.StatusCode.FAILED_PRECONDITION: 540,
+        grpc.StatusCode.ALREADY_EXISTS: 540,
+        grpc.StatusCode.ABORTED: 540,
+        grpc.StatusCode.CANCELLED: 540,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: 540,
+        grpc.StatusCode.PERMISSION_DENIED: 540,
+        grpc.StatusCode.UNAVAILABLE: 541,
+        grpc.StatusCode.DEADLINE_EXCEEDED: 541,
+        grpc.StatusCode.UNIMPLEMENTED: 541,
+    },
+)
 UNANTICIPATED = "Something went wrong; please try again."
 
 
 def http_status(status: status_pb2.Status) -> int:
-    info = error_info(status)
-    return ROUTING_REASONS.get(info.reason if info else "") or BY_CODE.get(status_code(status), 500)
+    return STATUSES.lookup(status) or 500
 
 
 def error_message(status: status_pb2.Status) -> str:
@@ -63,7 +67,8 @@ def error_message(status: status_pb2.Status) -> str:
     if http_status(status) == 500:
         return UNANTICIPATED
     details = "; ".join(
-        f"{field}: {text}" if field else text for field, text in field_violations(status)
+        f"{v.field}: {v.description}" if v.field else v.description
+        for v in field_violations(status)
     )
     return f"{status.message} {details}".strip() if details else status.message
 
@@ -78,7 +83,7 @@ class VoyzuSurface(Surface):
         self._dev = dev
         self._routes: dict[str, Route] = {}
 
-    def bind(self, routes: Sequence[Route]) -> None:
+    def bind(self, routes: Sequence[Route], caller: Caller) -> None:
         for route in routes:
             self._routes.setdefault(route.full_method, route)
 
@@ -88,13 +93,13 @@ class VoyzuSurface(Surface):
         if not session and self._dev:
             session = request.query.get("voyzu-session-id")
         if session:
-            metadata.append((SESSION_METADATA_KEY, session))
+            metadata.append((SESSION_KEY, session))
         return metadata
 
     def outgoing_call(
         self, request: web.Request, route: Route, message: Message
     ) -> tuple[str, Message, type[Message]]:
-        if request.query.get("async", "").lower() != "true" or route.full_method in NOT_ASYNC:
+        if request.query.get("async", "").lower() != "true" or not _background_allowed(route):
             return super().outgoing_call(request, route, message)
         packed = any_pb2.Any()
         packed.Pack(message)
@@ -143,5 +148,12 @@ class VoyzuSurface(Surface):
             expires=expires.strftime("%a, %d %b %Y %H:%M:%S GMT"),
         )
 
-    def render_error(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:
+    async def render_error(
+        self, request: web.Request, status: status_pb2.Status
+    ) -> web.StreamResponse:
         return json_response({"ErrorMessage": error_message(status)}, http_status(status))
+
+
+def _background_allowed(route: Route) -> bool:
+    """The contract's `crm.v1.background_allowed` method option."""
+    return route.method.GetOptions().Extensions[crm_pb2.background_allowed]

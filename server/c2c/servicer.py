@@ -12,6 +12,7 @@ import grpc
 from c2c.v1 import contact_assets_pb2 as pb
 from c2c.v1 import contact_assets_pb2_grpc
 
+from gateway.contract import ACCEPT_LANGUAGE_KEY
 from gateway.localisation import choose_locale, summary, translate
 from server.c2c.media import MEDIA_BUCKET, delete_asset, find_contact, store_assets
 from server.c2c.rules import FileInput, PreparedFile, Violation, check_request, prepare
@@ -37,6 +38,11 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
     ) -> pb.HealthResponse:
         # Reaching here means the pipeline accepted the caller's key for this host.
         return pb.HealthResponse(data=pb.HealthStatus(status="ok"))
+
+    async def GetMessageLocale(
+        self, request: pb.GetMessageLocaleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMessageLocaleResponse:
+        return pb.GetMessageLocaleResponse(locale=_locale(require_principal(), context))
 
     async def AttachAssets(
         self, request: pb.AttachAssetsRequest, context: grpc.aio.ServicerContext
@@ -137,7 +143,7 @@ def validation_failed(violations: Sequence[Violation], locale: str) -> ApiError:
 
 
 def _locale(principal: Principal, context: object) -> str:
-    language = call_metadata(context).get("accept-language", "")
+    language = call_metadata(context).get(ACCEPT_LANGUAGE_KEY, "")
     return choose_locale(principal.locale, principal.honor_accept_language, language)
 
 

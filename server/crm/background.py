@@ -21,22 +21,18 @@ from crm.v1 import crm_pb2
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
-from server.crm.contacts import iso
+from gateway.contract import CallFailed, build_status
+from server.crm.dates import iso
 from server.crm.sessions import principal_for_user
 from server.database.connection import run_sync
 from server.database.models import BackgroundRequest, User, utcnow
-from server.errors import CallFailed, build_status
 from server.inprocess import InProcessContext
 from server.pipeline import CallPipeline
 from server.principal import Principal
 
 log = logging.getLogger("crmgate.background")
 
-#: Methods that answer at once even when asked to run in the background.
-NOT_ASYNC = frozenset(
-    f"/crm.v1.Crm/{name}"
-    for name in ("Authenticate", "GetResourceClass", "StartRequest", "GetRequestStatus")
-)
+_CRM = crm_pb2.DESCRIPTOR.services_by_name["Crm"]
 #: Methods a crash may have half-applied (some contacts created): running them again would
 #: not give the answer the first run would have, so an interrupted one is failed instead.
 NOT_RERUNNABLE = frozenset({"/crm.v1.Crm/CreateContact", "/crm.v1.Crm/CreateImport"})
@@ -47,6 +43,13 @@ Progress = Callable[[int, str], None]
 current_progress: contextvars.ContextVar[Progress | None] = contextvars.ContextVar(
     "current_progress", default=None
 )
+
+
+def background_allowed(method: str) -> bool:
+    """Whether the contract marks a Crm method (`/crm.v1.Crm/Name`) `background_allowed`."""
+    service, _, name = method.lstrip("/").partition("/")
+    found = _CRM.methods_by_name.get(name) if service == _CRM.full_name else None
+    return found is not None and found.GetOptions().Extensions[crm_pb2.background_allowed]
 
 
 def enqueue(principal: Principal, method: str, request: any_pb2.Any) -> str:

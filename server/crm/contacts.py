@@ -6,13 +6,13 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
 
 import grpc
 import peewee
 from crm.v1 import crm_pb2
 
 from server.crm.custom_fields import check_values
+from server.crm.dates import iso
 from server.database.models import (
     Contact,
     CustomFieldValue,
@@ -21,7 +21,7 @@ from server.database.models import (
     normalize_email,
     utcnow,
 )
-from server.errors import ApiError
+from server.errors import ApiError, invalid_argument, not_found
 
 SORTABLE = {
     "FirstName": Contact.first_name,
@@ -38,14 +38,6 @@ _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 LIMITS = {"FirstName": 100, "LastName": 100, "Email": 320, "Phone": 64, "Company": 200}
 
 
-def bad_input(message: str) -> ApiError:
-    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, "bad_request", message)
-
-
-def iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds") + "Z"
-
-
 def visible_to(user: User) -> peewee.Expression:
     shared_owners = UserShare.select(UserShare.owner).where(UserShare.viewer == user)
     return (
@@ -56,14 +48,15 @@ def visible_to(user: User) -> peewee.Expression:
 
 
 def find(user: User, contact_id: str) -> Contact:
-    """A contact the user may see; an unknown or malformed id is bad input (400)."""
+    """A contact the user may see: a malformed id is INVALID_ARGUMENT, an unknown one
+    NOT_FOUND (the voyzu surface answers both with 400)."""
     try:
         parsed = uuid.UUID(contact_id)
     except ValueError:
-        raise bad_input(f"{contact_id!r} is not a contact id.") from None
+        raise invalid_argument(f"{contact_id!r} is not a contact id.") from None
     contact = Contact.select().where(visible_to(user), Contact.uuid == parsed).first()
     if contact is None:
-        raise bad_input(f"No contact {contact_id}.")
+        raise not_found("contact_not_found", f"No contact {contact_id}.")
     return contact
 
 
@@ -96,7 +89,7 @@ def _checked(user: User, web: crm_pb2.WebContact) -> dict[str, str]:
     values, custom_problems = check_values(user.tenant_id, web.custom_fields)
     problems += custom_problems
     if problems:
-        raise bad_input(" ".join(problems))
+        raise invalid_argument(" ".join(problems))
     return values
 
 
@@ -186,7 +179,7 @@ def matching(user: User, search: crm_pb2.ContactsSearchInput) -> peewee.ModelSel
             | Contact.id.in_(values)
         )
     if search.sort_by and search.sort_by not in SORTABLE:
-        raise bad_input(f"SortBy must be one of {', '.join(SORTABLE)}.")
+        raise invalid_argument(f"SortBy must be one of {', '.join(SORTABLE)}.")
     column = SORTABLE.get(search.sort_by or "CreatedDate", Contact.created_at)
     order = column.desc() if search.sort_descending else column.asc()
     return query.order_by(order, Contact.id.desc() if search.sort_descending else Contact.id)
@@ -196,7 +189,9 @@ def page_of(user: User, search: crm_pb2.ContactsSearchInput) -> crm_pb2.Contacts
     page = search.page or 1
     size = search.page_size or DEFAULT_PAGE_SIZE
     if page < 1 or not 1 <= size <= MAX_PAGE_SIZE:
-        raise bad_input(f"Page must be at least 1 and PageSize between 1 and {MAX_PAGE_SIZE}.")
+        raise invalid_argument(
+            f"Page must be at least 1 and PageSize between 1 and {MAX_PAGE_SIZE}."
+        )
     query = matching(user, search)
     rows = list(query.paginate(page, size).prefetch(CustomFieldValue))
     return crm_pb2.ContactsDatatable(

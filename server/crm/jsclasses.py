@@ -201,6 +201,9 @@ def render_class(message: Descriptor) -> str:
         f"export class {name} {{",
         f"  /** @param {{Partial<{name}>}} [init] */",
         "  constructor(init = {}) {",
+        "    // Properties the API sends beyond the contract (such as a poll's StatusCode)",
+        "    // are kept as they are, and written back by toJSON.",
+        "    Object.assign(this, init);",
     ]
     for field in message.fields:
         note = comments.get(f"{message.full_name}.{field.name}", "")
@@ -222,6 +225,7 @@ def render_class(message: Descriptor) -> str:
         "  /** @returns {Object} the JSON the API takes and gives */",
         "  toJSON() {",
         "    return {",
+        "      ...this,",
         *(f"      {field.json_name}: {_to_json(field)}," for field in message.fields),
         "    };",
         "  }",

@@ -10,10 +10,11 @@ import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2
 
+from gateway.contract import build_status
 from server.crm.background import request_status
 from server.database.connection import run_sync
 from server.database.models import BackgroundRequest, utcnow
-from server.errors import ApiError, build_status
+from server.errors import ApiError
 from server.principal import require_principal
 
 PREFIX = "requests/"

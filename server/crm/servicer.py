@@ -11,18 +11,18 @@ from google.api import httpbody_pb2
 
 from server.crm import contacts, custom_fields, jsclasses, spreadsheets
 from server.crm.background import (
-    NOT_ASYNC,
     BackgroundRunner,
     Progress,
+    background_allowed,
     current_progress,
     enqueue,
     request_status,
 )
-from server.crm.contacts import bad_input, iso
+from server.crm.dates import iso
 from server.crm.sessions import sign_in
 from server.database.connection import run_sync
 from server.database.models import BackgroundRequest, Spreadsheet, Tenant, User, UserShare, utcnow
-from server.errors import ApiError
+from server.errors import ApiError, invalid_argument, not_found
 from server.files.uploads import safe_name
 from server.objects import ObjectStorage
 from server.principal import Principal, require_principal
@@ -41,7 +41,7 @@ def _user(principal: Principal) -> User:
 def _paid(user: User) -> None:
     if user.tenant.plan != "paid":
         raise ApiError(
-            grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.FAILED_PRECONDITION,
             "payment_required",
             "Imports and exports need a paid voyzu subscription.",
         )
@@ -91,9 +91,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
     ) -> pb.GetResourceClassResponse:
         module = jsclasses.module_for(request.resource)
         if module is None:
-            raise ApiError(
-                grpc.StatusCode.NOT_FOUND, "route_not_found", f"No resource {request.resource!r}."
-            )
+            raise not_found("unknown_resource", f"No resource {request.resource!r}.")
         return pb.GetResourceClassResponse(
             module=httpbody_pb2.HttpBody(
                 content_type="text/javascript; charset=utf-8", data=module.encode()
@@ -157,7 +155,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         principal = require_principal()
         problems = custom_fields.check_definitions(request.input.fields)
         if problems:
-            raise bad_input(" ".join(problems))
+            raise invalid_argument(" ".join(problems))
 
         def update() -> pb.UpdateCustomFieldsResponse:
             with Tenant._meta.database.atomic():
@@ -195,12 +193,12 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             try:
                 parsed = uuid.UUID(request.id)
             except ValueError:
-                raise bad_input(f"{request.id!r} is not a spreadsheet id.") from None
+                raise invalid_argument(f"{request.id!r} is not a spreadsheet id.") from None
             row = Spreadsheet.get_or_none(
                 Spreadsheet.uuid == parsed, Spreadsheet.owner == principal.user_id
             )
             if row is None:
-                raise bad_input(f"No spreadsheet {request.id}.")
+                raise not_found("spreadsheet_not_found", f"No spreadsheet {request.id}.")
             data = self._buckets.read(SPREADSHEET_BUCKET, row.storage_key)
             return pb.GetSpreadsheetResponse(
                 file=httpbody_pb2.HttpBody(content_type=CONTENT_TYPES[row.format], data=data)
@@ -223,20 +221,20 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         try:
             sheet = spreadsheets.read(given.file_name, given.content)
         except spreadsheets.SpreadsheetError as error:
-            raise bad_input(str(error)) from None
+            raise invalid_argument(str(error)) from None
         names = [field.name for field in custom_fields.definitions(user.tenant_id)]
         allowed = {*spreadsheets.STANDARD_FIELDS, *(f"custom:{name}" for name in names)}
         wrong = sorted(target for target in given.mapping.values() if target not in allowed)
         if wrong:
-            raise bad_input(
+            raise invalid_argument(
                 f"Mapping targets must be one of {', '.join(sorted(allowed))}; not {', '.join(wrong)}."
             )
         try:
             targets, ignored = spreadsheets.column_targets(sheet.headers, given.mapping, names)
         except spreadsheets.SpreadsheetError as error:
-            raise bad_input(str(error)) from None
+            raise invalid_argument(str(error)) from None
         if "Email" not in targets:
-            raise bad_input("No column maps to Email; add it to Mapping.")
+            raise invalid_argument("No column maps to Email; add it to Mapping.")
         errors: list[pb.RowError] = []
         imported = 0
         total = len(sheet.rows)
@@ -278,7 +276,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         _paid(user)
         format_ = given.format or "csv"
         if format_ not in CONTENT_TYPES:
-            raise bad_input("Format must be csv or xlsx.")
+            raise invalid_argument("Format must be csv or xlsx.")
         names = [field.name for field in custom_fields.definitions(user.tenant_id)]
         headers = [*spreadsheets.STANDARD_FIELDS, "CreatedDate", "UpdatedDate", *names]
         matches = list(contacts.every_match(user, given.search))
@@ -343,7 +341,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         def update() -> pb.UpdateUserNotificationResponse:
             user = _user(principal)
             if request.id != str(user.uuid):
-                raise bad_input("You can only change your own notification settings.")
+                raise invalid_argument("You can only change your own notification settings.")
             user.notify_import_complete = request.input.email_on_import_complete
             user.notify_export_complete = request.input.email_on_export_complete
             user.weekly_digest = request.input.weekly_digest
@@ -365,7 +363,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             }
             unknown = [i for i in request.input.shared_with_user_ids if i not in colleagues]
             if unknown:
-                raise bad_input(f"Not users of your customer: {', '.join(unknown)}.")
+                raise invalid_argument(f"Not users of your customer: {', '.join(unknown)}.")
             chosen = dict.fromkeys(request.input.shared_with_user_ids)
             with User._meta.database.atomic():
                 UserShare.delete().where(UserShare.owner == user).execute()
@@ -381,13 +379,8 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         self, request: pb.StartRequestRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartRequestResponse:
         principal = require_principal()
-        handler = self._runner.handlers.get(request.method)
-        if (
-            handler is None
-            or request.method in NOT_ASYNC
-            or not request.method.startswith("/crm.v1.Crm/")
-        ):
-            raise bad_input(f"{request.method} cannot run in the background.")
+        if request.method not in self._runner.handlers or not background_allowed(request.method):
+            raise invalid_argument(f"{request.method} cannot run in the background.")
         request_id = await run_sync(enqueue, principal, request.method, request.request)
         self._runner.start(request_id)
         return pb.StartRequestResponse(request_id=request_id)
@@ -402,7 +395,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             & (BackgroundRequest.user == principal.user_id),
         )
         if row is None:
-            raise bad_input(f"No request {request.request_id}.")
+            raise not_found("request_not_found", f"No request {request.request_id}.")
         if row.status == "PROCESSING" and row.lease_until and row.lease_until < utcnow():
             await self._runner.recover()  # its worker died: retry it or give up on it
             row = await run_sync(BackgroundRequest.get_by_id, row.id)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from gateway.contract import SESSION_KEY
 from server.api_keys import hash_secret
 from server.crm.passwords import verify_password
 from server.database.connection import run_sync
@@ -14,8 +15,6 @@ from server.database.models import Session, Tenant, User, utcnow
 from server.principal import Principal
 
 SESSION_LIFETIME = timedelta(hours=12)
-#: The call metadata key the voyzu surface puts the session id under.
-SESSION_METADATA_KEY = "x-voyzu-session"
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ def principal_for_user(user: User) -> Principal:
 
 async def verify_session(metadata: Mapping[str, str]) -> Principal | None:
     """The pipeline's verifier for the "session" credential kind."""
-    session_id = metadata.get(SESSION_METADATA_KEY, "")
+    session_id = metadata.get(SESSION_KEY, "")
     if not session_id or len(session_id) > 200:
         return None
     return await run_sync(principal_for, session_id)

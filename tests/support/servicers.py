@@ -10,9 +10,10 @@ from typing import Any
 
 import grpc_testing
 from google.protobuf.descriptor import ServiceDescriptor
+from grpc_status import rpc_status
 
-from server.errors import CallFailed, status_code
-from server.pipeline import STATUS_DETAILS_KEY, CallPipeline
+from gateway.contract import CallFailed
+from server.pipeline import CallPipeline
 from server.principal import Principal
 
 
@@ -35,11 +36,10 @@ class SyncServicer:
                 return asyncio.run(self._pipeline.run(method, behavior, request, {}, context))
             except CallFailed as failure:
                 # grpcio-testing's abort() drops trailing metadata: end the call by hand.
-                context.set_trailing_metadata(
-                    ((STATUS_DETAILS_KEY, failure.status.SerializeToString()),)
-                )
-                context.set_code(status_code(failure.status))
-                context.set_details(failure.status.message)
+                status = rpc_status.to_status(failure.status)
+                context.set_trailing_metadata(status.trailing_metadata)
+                context.set_code(status.code)
+                context.set_details(status.details)
                 return None
 
         return call

@@ -455,3 +455,44 @@ class DeleteAssetResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeleteAssetResponse: _TypeAlias = DeleteAssetResponse  # noqa: Y015
+
+@_typing.final
+class GetMessageLocaleRequest(_message.Message):
+    """GetMessageLocaleRequest carries nothing: the caller's key, host and
+    Accept-Language decide.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMessageLocaleRequest: _TypeAlias = GetMessageLocaleRequest  # noqa: Y015
+
+@_typing.final
+class GetMessageLocaleResponse(_message.Message):
+    """GetMessageLocaleResponse names the language of the caller's messages."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LOCALE_FIELD_NUMBER: _builtins.int
+    locale: _builtins.str
+    """A language tag crmgate writes messages in, such as "en" or "es"."""
+    def __init__(
+        self,
+        *,
+        locale: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["locale", b"locale"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMessageLocaleResponse: _TypeAlias = GetMessageLocaleResponse  # noqa: Y015

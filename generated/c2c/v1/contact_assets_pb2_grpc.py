@@ -62,6 +62,11 @@ class ContactAssetsStub:
                 request_serializer=c2c_dot_v1_dot_contact__assets__pb2.DeleteAssetRequest.SerializeToString,
                 response_deserializer=c2c_dot_v1_dot_contact__assets__pb2.DeleteAssetResponse.FromString,
                 _registered_method=True)
+        self.GetMessageLocale = channel.unary_unary(
+                '/c2c.v1.ContactAssets/GetMessageLocale',
+                request_serializer=c2c_dot_v1_dot_contact__assets__pb2.GetMessageLocaleRequest.SerializeToString,
+                response_deserializer=c2c_dot_v1_dot_contact__assets__pb2.GetMessageLocaleResponse.FromString,
+                _registered_method=True)
 
 
 class ContactAssetsServicer:
@@ -110,6 +115,17 @@ class ContactAssetsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMessageLocale(self, request, context):
+        """GetMessageLocale returns the language messages to this caller are written
+        in: the tenant's locale, or the caller's Accept-Language choice (by
+        q-value) when the tenant allows it. The gateway asks it before wording a
+        refusal of its own (malformed JSON, wrong types), so every message follows
+        one rule. For internal callers: it has no REST binding.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContactAssetsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +153,11 @@ def add_ContactAssetsServicer_to_server(servicer, server):
                     servicer.DeleteAsset,
                     request_deserializer=c2c_dot_v1_dot_contact__assets__pb2.DeleteAssetRequest.FromString,
                     response_serializer=c2c_dot_v1_dot_contact__assets__pb2.DeleteAssetResponse.SerializeToString,
+            ),
+            'GetMessageLocale': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMessageLocale,
+                    request_deserializer=c2c_dot_v1_dot_contact__assets__pb2.GetMessageLocaleRequest.FromString,
+                    response_serializer=c2c_dot_v1_dot_contact__assets__pb2.GetMessageLocaleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -277,6 +298,33 @@ class ContactAssets:
             '/c2c.v1.ContactAssets/DeleteAsset',
             c2c_dot_v1_dot_contact__assets__pb2.DeleteAssetRequest.SerializeToString,
             c2c_dot_v1_dot_contact__assets__pb2.DeleteAssetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMessageLocale(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/c2c.v1.ContactAssets/GetMessageLocale',
+            c2c_dot_v1_dot_contact__assets__pb2.GetMessageLocaleRequest.SerializeToString,
+            c2c_dot_v1_dot_contact__assets__pb2.GetMessageLocaleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,8 +7,10 @@ from collections import abc as _abc
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import extension_dict as _extension_dict
 from google.rpc import status_pb2 as _status_pb2
 import builtins as _builtins
 import sys
@@ -667,7 +669,6 @@ class RequestStatus(_message.Message):
     UPDATED_DATE_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
-    STATUS_CODE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The request's id."""
     commentary: _builtins.str
@@ -682,8 +683,6 @@ class RequestStatus(_message.Message):
     """When it last changed (ISO-8601, UTC)."""
     error_message: _builtins.str
     """Once FAILED: why (never a stack trace or other internals)."""
-    status_code: _builtins.int
-    """Once FAILED: the HTTP status the synchronous call would have answered."""
     @_builtins.property
     def result(self) -> _any_pb2.Any:
         """Once PROCESSED: exactly what the synchronous call returns."""
@@ -699,11 +698,10 @@ class RequestStatus(_message.Message):
         updated_date: _builtins.str = ...,
         result: _any_pb2.Any | None = ...,
         error_message: _builtins.str = ...,
-        status_code: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["commentary", b"commentary", "created_date", b"created_date", "error_message", b"error_message", "percent_complete", b"percent_complete", "process_status", b"process_status", "request_id", b"request_id", "result", b"result", "status_code", b"status_code", "updated_date", b"updated_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commentary", b"commentary", "created_date", b"created_date", "error_message", b"error_message", "percent_complete", b"percent_complete", "process_status", b"process_status", "request_id", b"request_id", "result", b"result", "updated_date", b"updated_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1506,3 +1504,10 @@ class GetRequestStatusResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetRequestStatusResponse: _TypeAlias = GetRequestStatusResponse  # noqa: Y015
+
+BACKGROUND_ALLOWED_FIELD_NUMBER: _builtins.int
+background_allowed: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, _builtins.bool]
+"""Whether a method may run in the background: a voyzu client asks with
+`?async=true`, a gRPC caller through StartRequest, and both poll its
+RequestStatus. Methods without it always answer at once.
+"""

@@ -241,9 +241,10 @@ class CrmServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StartRequest(self, request, context):
-        """StartRequest runs any other method in the background (`?async=true`) and
-        returns the id to poll. Its state lives in the database, so any server
-        process answers the poll; google.longrunning.Operations serves it too.
+        """StartRequest runs a method marked `background_allowed` in the background
+        (`?async=true`) and returns the id to poll. Its state lives in the
+        database, so any server process answers the poll;
+        google.longrunning.Operations serves it too.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

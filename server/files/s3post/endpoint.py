@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 
 from aiohttp import BodyPartReader, web
 
+from gateway.contract import new_request_id
 from server.files.s3post import responses
 from server.files.s3post.policy import Credentials, PolicyError, verify_form
 from server.objects import ObjectStorage
-from server.pipeline import new_request_id
 
 log = logging.getLogger("crmgate.storage")
 
