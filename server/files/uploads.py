@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote, unquote, urlsplit
 
+from aiohttp.helpers import content_disposition_header
+
 from server.database.models import FileUpload, Tenant, utcnow
 from server.signing_keys import signing_key
 
@@ -56,9 +58,14 @@ def token_from_url(url: str) -> str | None:
 
 
 def content_disposition(filename: str) -> str:
-    """`attachment; filename="…"` with the name reduced to what the header can carry."""
-    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "'")
-    return f'attachment; filename="{ascii_name}"'
+    """`attachment` with the name for every client (RFC 6266): an ASCII `filename` for old
+    ones (aiohttp's helper escapes it), and `filename*` in UTF-8 when the name is not
+    ASCII. aiohttp's helper quotes MIME parts (RFC 7578), not HTTP's `filename*`."""
+    fallback = "".join(c if " " <= c < "\x7f" else "_" for c in filename)
+    value = content_disposition_header("attachment", quote_fields=False, filename=fallback)
+    if fallback != filename:
+        value += "; filename*=UTF-8''" + quote(filename, safe="")
+    return value
 
 
 def safe_name(filename: str) -> str:
