@@ -17,7 +17,7 @@ help:
 	@echo "make run    install, then serve with a demo tenant on http://127.0.0.1:8080"
 	@echo "make test   install, then run every check and test"
 	@echo "make proto  regenerate generated/ from protos/"
-	@echo "make lint   buf lint + ruff"
+	@echo "make lint   buf lint + import-linter + ruff"
 	@echo "make bench  run the benchmarks in bench/"
 
 install: $(STAMP)
@@ -59,6 +59,7 @@ lint: install
 		--descriptor_set_out=.build/image.binpb $(PROTOS)
 	$(VENV)/bin/buf lint '.build/image.binpb#format=binpb' --config buf.yaml \
 		$(foreach pkg,$(GENERATED_PACKAGES),--path $(pkg))
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check server gateway tests bench
 	$(VENV)/bin/ruff format --check server gateway tests bench
 

@@ -599,3 +599,97 @@ def test_logs_hold_no_keys_or_contents(crmgate: CrmgateProcess, c2c: dict[str, s
     logged = "".join(crmgate.output)
     for secret in (c2c["key"], b64(content)[:40], "Quarterly numbers"):
         assert secret not in logged
+
+
+def test_gateway_refusals_follow_the_tenants_language(
+    crmgate: CrmgateProcess, c2c: dict[str, str]
+) -> None:
+    """Refusals the gateway makes before a call (malformed JSON, wrong types, headers) are
+    worded by the same rule as the service's: the tenant's locale, then Accept-Language
+    by q-value when the tenant allows it."""
+    status, answer = attach(crmgate, c2c["es_key"], None, raw=b'{"email": ')
+    assert (status, answer) == (
+        422,
+        {
+            "error": "validation_failed",
+            "message": "El cuerpo no es JSON válido (línea 1, columna 11).",
+            "errors": {},
+        },
+    )
+    status, answer = attach(
+        crmgate, c2c["key"], {"email": 5}, headers={"Accept-Language": "en;q=0.1, es;q=0.9"}
+    )
+    assert answer["errors"] == {"email": ["El campo email debe ser una cadena de texto."]}
+    status, answer = attach(
+        crmgate, c2c["key"], {"email": 5}, headers={"Accept-Language": "fr, es"}
+    )
+    assert answer["message"] == "El campo email debe ser una cadena de texto."
+    status, answer = attach(
+        crmgate, c2c["es_key"], {"email": 5}, headers={"Accept-Language": "en, es;q=0"}
+    )
+    assert answer["message"] == "The email field must be a string."
+    status, answer = attach(
+        crmgate,
+        c2c["es_key"],
+        None,
+        raw=b"email=a",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert (status, answer) == (
+        415,
+        {
+            "error": "unsupported_media_type",
+            "message": "La cabecera Content-Type debe ser application/json.",
+        },
+    )
+
+
+def test_gateway_refusals_ignore_accept_language_when_the_tenant_does(
+    crmgate: CrmgateProcess,
+) -> None:
+    crmgate.admin("tenant", "create", "pinned", "--locale", "es", "--ignore-accept-language")
+    key = crmgate.admin("apikey", "create", "--tenant", "pinned", "--kind", "c2c")
+    status, answer = attach(crmgate, key, {"email": []}, headers={"Accept-Language": "en"})
+    assert (status, answer["errors"]) == (
+        422,
+        {"email": ["El campo email debe ser una cadena de texto."]},
+    )
+    answer = requests.get(
+        crmgate.http_url + "/api/c2c/nowhere",
+        headers={"Authorization": f"Bearer {key}", "Accept-Language": "en"},
+        timeout=10,
+    )
+    assert (answer.status_code, answer.json()) == (
+        404,
+        {"error": "not_found", "message": "No existe la ruta /api/c2c/nowhere"},
+    )
+
+
+def test_without_a_valid_key_the_body_is_not_judged(
+    crmgate: CrmgateProcess, c2c: dict[str, str]
+) -> None:
+    invalid_key = {
+        "error": "invalid_api_key",
+        "message": "Invalid or missing credentials.",
+    }
+    assert attach(crmgate, "c2c_not-a-key", None, raw=b'{"email": ') == (401, invalid_key)
+    assert attach(crmgate, "c2c_not-a-key", {"email": 5}) == (401, invalid_key)
+    status, answer = attach(
+        crmgate, "", None, raw=b"email=a", headers={"Content-Type": "text/plain"}
+    )
+    assert (status, answer) == (401, invalid_key)
+
+
+def test_message_locale_over_grpc(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    with grpc.insecure_channel(crmgate.grpc_target) as channel:
+        stub = contact_assets_pb2_grpc.ContactAssetsStub(channel)
+        for key, language, expected in (
+            (c2c["key"], "es-MX,en;q=0.5", "es"),
+            (c2c["key"], "de", "en"),
+            (c2c["es_key"], "", "es"),
+        ):
+            metadata = [("authorization", f"Bearer {key}")]
+            if language:
+                metadata.append(("accept-language", language))
+            reply = stub.GetMessageLocale(pb.GetMessageLocaleRequest(), metadata=metadata)
+            assert reply.locale == expected, (key, language)

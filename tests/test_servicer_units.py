@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,7 +19,7 @@ from server import admin
 from server.c2c.servicer import ContactAssetsService
 from server.crm.background import BackgroundRunner
 from server.crm.servicer import CrmService
-from server.database.models import Contact, Media
+from server.database.models import Contact, Media, Tenant
 from server.files.servicer import FilesService
 from server.links import PublicLinks
 from server.objects.local import LocalObjects
@@ -128,3 +129,52 @@ def test_crm_contacts_and_classes(acme: Principal, tmp_path: Path) -> None:
         server, CRM, "GetResourceClass", crm.GetResourceClassRequest(resource="nope")
     )
     assert code == grpc.StatusCode.NOT_FOUND
+
+
+def test_crm_failures_have_canonical_codes(acme: Principal, tmp_path: Path) -> None:
+    """gRPC callers get the code that describes the failure (AIP-193); the voyzu surface
+    turns code and reason into its own statuses."""
+    service = CrmService(LocalObjects(tmp_path), BackgroundRunner(CallPipeline(None)))  # type: ignore[arg-type]
+    server = grpc_testing_server(CRM, service, acme)
+    cases = [
+        (
+            "GetContact",
+            crm.GetContactRequest(id=str(uuid.uuid4())),
+            "NOT_FOUND",
+            "contact_not_found",
+        ),
+        ("GetContact", crm.GetContactRequest(id="nope"), "INVALID_ARGUMENT", "bad_request"),
+        (
+            "GetSpreadsheet",
+            crm.GetSpreadsheetRequest(id=str(uuid.uuid4())),
+            "NOT_FOUND",
+            "spreadsheet_not_found",
+        ),
+        (
+            "GetRequestStatus",
+            crm.GetRequestStatusRequest(request_id="req_x"),
+            "NOT_FOUND",
+            "request_not_found",
+        ),
+        (
+            "GetResourceClass",
+            crm.GetResourceClassRequest(resource="nope"),
+            "NOT_FOUND",
+            "unknown_resource",
+        ),
+        (
+            "StartRequest",
+            crm.StartRequestRequest(method="/crm.v1.Crm/Authenticate"),
+            "INVALID_ARGUMENT",
+            "bad_request",
+        ),
+    ]
+    for name, request, code, reason in cases:
+        _, got, _, status = invoke(server, CRM, name, request)
+        assert (got.name, error_info(status).reason) == (code, reason), name
+    Tenant.update(plan="free").where(Tenant.id == acme.tenant_id).execute()
+    _, got, _, status = invoke(server, CRM, "CreateExport", crm.CreateExportRequest())
+    assert (got, error_info(status).reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "payment_required",
+    )
