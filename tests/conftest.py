@@ -74,23 +74,43 @@ def store(database_url: str) -> Iterator[peewee.Database]:
     database.initialize(db)
     migrate(db)
     yield db
+    # A test that re-bound the models elsewhere (say, by starting a runtime) did not run
+    # on the backend it claims to.
+    assert database.obj is db, "the models were re-bound during the test"
     db.close()
 
 
-@pytest.fixture(scope="module", params=["in-process", "channel"])
+@pytest.fixture(
+    scope="module",
+    params=[("in-process", "sqlite"), ("channel", "sqlite"), ("in-process", "postgresql")],
+    ids=["in-process-sqlite", "channel-sqlite", "in-process-postgresql"],
+)
 def crmgate(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CrmgateProcess]:
-    """A real `crmgate serve` on free ports, once per way the gateway calls services."""
+    """A real `crmgate serve` on free ports: both ways the gateway calls services on
+    SQLite, and the in-process way on PostgreSQL."""
+    gateway_calls, backend = request.param
     data_dir = tmp_path_factory.mktemp("crmgate")
-    with CrmgateProcess.start(data_dir, gateway_calls=request.param) as process:
-        yield process
+    if backend == "sqlite":
+        with CrmgateProcess.start(data_dir, gateway_calls=gateway_calls) as process:
+            yield process
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    name = create_postgres_database(admin)
+    env = {"CRMGATE_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}"}
+    try:
+        with CrmgateProcess.start(data_dir, gateway_calls=gateway_calls, env=env) as process:
+            yield process
+    finally:
+        drop_postgres_database(admin, name)
 
 
 @pytest.fixture
 def server_db(crmgate: CrmgateProcess) -> Iterator[peewee.Database]:
     """The running server's own database, for reading secrets and ageing rows."""
-    connection = open_database(f"sqlite:///{crmgate.data_dir}/crmgate.sqlite3")
+    connection = open_database(crmgate.resolved_database_url)
     database.initialize(connection)
     yield connection
+    assert database.obj is connection, "the models were re-bound during the test"
     connection.close()

@@ -108,8 +108,10 @@ def test_unknown_and_unimplemented_methods(store: peewee.Database) -> None:
         assert status_code(caught.value.status) == grpc.StatusCode.UNIMPLEMENTED
 
 
-def test_runtime_rejects_calls_without_credentials(store: peewee.Database, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    runtime = Runtime.start(Settings(data_dir=tmp_path))
+def test_runtime_rejects_calls_without_credentials(database_url: str, tmp_path: Path) -> None:
+    """The whole runtime, on each backend: it binds the models to its own database."""
+    runtime = Runtime.start(Settings(data_dir=tmp_path, database_url=database_url))
+    assert runtime.db.database in database_url
     with pytest.raises(CallFailed) as caught:
         asyncio.run(
             runtime.in_process_caller().call(
@@ -120,3 +122,4 @@ def test_runtime_rejects_calls_without_credentials(store: peewee.Database, tmp_p
             )
         )
     assert error_info(caught.value.status).reason == "invalid_api_key"
+    runtime.db.close()

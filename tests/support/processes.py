@@ -140,6 +140,8 @@ class CrmgateProcess:
     http_url: str
     grpc_target: str
     processes: list[Launched]
+    #: The database the processes use (CRMGATE_DATABASE_URL); None: SQLite in data_dir.
+    database_url: str | None = None
 
     @classmethod
     @contextmanager
@@ -152,7 +154,8 @@ class CrmgateProcess:
         env: dict[str, str] | None = None,
         max_file_bytes: int | None = None,
     ) -> Iterator[CrmgateProcess]:
-        """`crmgate serve` on free ports (`gateway_calls`: in-process or channel)."""
+        """`crmgate serve` on free ports (`gateway_calls`: in-process or channel), on the
+        database `env` names in CRMGATE_DATABASE_URL, else SQLite in `data_dir`."""
         args = ("serve", "--http-port", "0", "--grpc-port", "0", "--data-dir", str(data_dir))
         with launched(
             *args,
@@ -164,7 +167,13 @@ class CrmgateProcess:
             max_file_bytes=max_file_bytes,
         ) as serve:
             wait_until_answering(serve.addresses["http"])
-            yield cls(data_dir, serve.addresses["http"], serve.addresses["grpc"], [serve])
+            yield cls(
+                data_dir,
+                serve.addresses["http"],
+                serve.addresses["grpc"],
+                [serve],
+                (env or {}).get("CRMGATE_DATABASE_URL"),
+            )
 
     @classmethod
     @contextmanager
@@ -197,7 +206,11 @@ class CrmgateProcess:
             )
             wait_until_answering(gateway.addresses["http"])
             yield cls(
-                data_dir, gateway.addresses["http"], server.addresses["grpc"], [server, gateway]
+                data_dir,
+                gateway.addresses["http"],
+                server.addresses["grpc"],
+                [server, gateway],
+                (env or {}).get("CRMGATE_DATABASE_URL"),
             )
 
     @property
@@ -205,7 +218,12 @@ class CrmgateProcess:
         return [line for launched in self.processes for line in launched.output]
 
     def admin(self, *args: str) -> str:
-        return run_admin(self.data_dir, *args)
+        env = {"CRMGATE_DATABASE_URL": self.database_url} if self.database_url else None
+        return run_admin(self.data_dir, *args, env=env)
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir}/crmgate.sqlite3"
 
     def log_records(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.output if line.startswith("{")]
