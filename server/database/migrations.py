@@ -15,11 +15,16 @@ Rules, because a migration runs on databases made long before and long after it 
   first takes the migration lock (PostgreSQL: `pg_advisory_xact_lock`; SQLite: `BEGIN
   IMMEDIATE`), so processes starting together on one database apply each migration once.
 
-History. Until now the migrations ran `db.create_tables(models)` on the models of the day,
-and migration 1 gained the voyzu user tables after it had landed. Migrations 1-4 below are
-those migrations written out as the DDL they produced on an empty database at 52c478d;
-migration 4 also creates the user tables when missing, because its foreign keys need them
-on PostgreSQL.
+History. Until migration 5 the migrations ran `db.create_tables(models)` on the models of
+the day, and migration 1 gained the voyzu user tables after it had landed. Databases begun
+at schema 1, 2 or 3 (commits 5c2a7d5, c292dbb, 57dc352) therefore lack the tables `user`,
+`session` and `user_share` and the columns `tenant.plan`, `contact.phone`, `contact.company`
+and `contact.owner_id`; the code of 52c478d marked such SQLite databases as schema 4
+anyway, and could not open such PostgreSQL ones at all. Migrations 1-4 below are those
+migrations written out as the DDL they produced on an empty database at 52c478d; migration
+4 also creates the user tables when missing, because its foreign keys need them on
+PostgreSQL; migration 5 adds whatever else such a database lacks.
+tests/fixtures/schemas/ holds a database made at each of those commits.
 """
 
 from __future__ import annotations
@@ -575,6 +580,82 @@ _V4_VOYZU = Ddl(
     ),
 )
 
+# 5: the columns migration 1 gained after it landed, each (table, column, DDL). Rows already
+# there get the models' defaults; on PostgreSQL the default is then dropped so the column is
+# exactly as a fresh one. SQLite cannot drop a column default without rebuilding the table,
+# so there the DEFAULT stays (harmless: every insert names every column).
+_V5_COLUMNS: tuple[tuple[str, str, Ddl], ...] = (
+    (
+        "tenant",
+        "plan",
+        Ddl(
+            sqlite=(
+                """ALTER TABLE "tenant" ADD COLUMN "plan" VARCHAR(16) NOT NULL DEFAULT 'free'""",
+            ),
+            postgresql=(
+                """ALTER TABLE "tenant" ADD COLUMN "plan" VARCHAR(16) NOT NULL DEFAULT 'free'""",
+                'ALTER TABLE "tenant" ALTER COLUMN "plan" DROP DEFAULT',
+            ),
+        ),
+    ),
+    (
+        "contact",
+        "phone",
+        Ddl(
+            sqlite=(
+                """ALTER TABLE "contact" ADD COLUMN "phone" VARCHAR(64) NOT NULL DEFAULT ''""",
+            ),
+            postgresql=(
+                """ALTER TABLE "contact" ADD COLUMN "phone" VARCHAR(64) NOT NULL DEFAULT ''""",
+                'ALTER TABLE "contact" ALTER COLUMN "phone" DROP DEFAULT',
+            ),
+        ),
+    ),
+    (
+        "contact",
+        "company",
+        Ddl(
+            sqlite=(
+                """ALTER TABLE "contact" ADD COLUMN "company" VARCHAR(200) NOT NULL DEFAULT ''""",
+            ),
+            postgresql=(
+                """ALTER TABLE "contact" ADD COLUMN "company" VARCHAR(200) NOT NULL DEFAULT ''""",
+                'ALTER TABLE "contact" ALTER COLUMN "company" DROP DEFAULT',
+            ),
+        ),
+    ),
+    (
+        "contact",
+        "owner_id",
+        # PostgreSQL names the constraint contact_owner_id_fkey, as CREATE TABLE does.
+        Ddl(
+            both=(
+                'ALTER TABLE "contact" ADD COLUMN "owner_id" INTEGER '
+                'REFERENCES "user" ("id") ON DELETE SET NULL',
+            ),
+        ),
+    ),
+)
+
+_V5_INDEXES = Ddl(both=('CREATE INDEX IF NOT EXISTS "contact_owner_id" ON "contact" ("owner_id")',))
+
+
+def _repair_databases_begun_before_voyzu(db: peewee.Database) -> None:
+    """Add what migration 1 gained after it landed, wherever it is missing (idempotent).
+
+    Needed by databases begun at schema 1-3 (see the module docstring), including SQLite
+    ones that the code of 52c478d-72ca1fc then marked as schema 4 without these tables.
+    """
+    ddl(_USER_TABLES)(db)
+    present: dict[str, set[str]] = {}
+    for table, column, step in _V5_COLUMNS:
+        if table not in present:
+            present[table] = {c.name for c in db.get_columns(table)}
+        if column not in present[table]:
+            ddl(step)(db)
+    ddl(_V5_INDEXES)(db)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core tables", ddl(_V1_TENANTS, _USER_TABLES, _V1_CONTACTS)),
     (2, "contact media", ddl(_V2_MEDIA)),
@@ -583,6 +664,11 @@ MIGRATIONS: list[Migration] = [
         4,
         "voyzu custom fields, spreadsheets and background requests",
         ddl(_USER_TABLES, _V4_VOYZU),
+    ),
+    (
+        5,
+        "repair databases begun before the voyzu user tables",
+        _repair_databases_begun_before_voyzu,
     ),
 ]
 
