@@ -126,7 +126,7 @@ def test_migrating_from_empty_equals_the_models(new_database: Callable[[], str])
         assert migrated[table] == expected[table], table
 
 
-def test_the_comparison_sees_a_missing_index_column_and_foreign_key(
+def test_the_comparison_sees_a_missing_index_column_and_table(
     new_database: Callable[[], str],
 ) -> None:
     """The check above would fail on any of the differences the old migrations left."""
