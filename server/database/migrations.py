@@ -1,108 +1,697 @@
-"""Schema versions: an ordered list of migrations, each applied once, in a transaction.
+"""Schema versions: an ordered list of migrations, each applied once, under a lock.
 
-Rules for adding one: append a new (version, name, function) — never edit an applied one.
-A migration that adds a column to an existing table uses `add_columns`, so a fresh
-database (whose tables were created from the current models) and an old one converge.
+Rules, because a migration runs on databases made long before and long after it lands:
+
+* A landed migration is never edited: its SQL is what every database at that version went
+  through. A schema change is a new migration appended to MIGRATIONS with the next number,
+  e.g. `(6, "what it adds", ddl(Ddl(sqlite=(...), postgresql=(...), both=(...))))`.
+* Migrations never import the models. Each is explicit DDL written out per backend (SQLite
+  and PostgreSQL), or a function issuing such DDL, so what it does is fixed the day it lands
+  and does not follow the models as they change.
+* The DDL is what Peewee would create for the models of the day, with the names Peewee gives
+  (tables, `<table>_<columns>` indexes), so a database migrated from empty equals one made
+  by `db.create_tables(models)`. tests/test_migrations.py checks that on both backends.
+* Every migration, and the creation of the version table itself, runs in a transaction that
+  first takes the migration lock (PostgreSQL: `pg_advisory_xact_lock`; SQLite: `BEGIN
+  IMMEDIATE`), so processes starting together on one database apply each migration once.
+
+History. Until migration 5 the migrations ran `db.create_tables(models)` on the models of
+the day, and migration 1 gained the voyzu user tables after it had landed. Databases begun
+at schema 1, 2 or 3 (commits 5c2a7d5, c292dbb, 57dc352) therefore lack the tables `user`,
+`session` and `user_share` and the columns `tenant.plan`, `contact.phone`, `contact.company`
+and `contact.owner_id`; the code of 52c478d marked such SQLite databases as schema 4
+anyway, and could not open such PostgreSQL ones at all. Migrations 1-4 below are those
+migrations written out as the DDL they produced on an empty database at 52c478d; migration
+4 also creates the user tables when missing, because its foreign keys need them on
+PostgreSQL; migration 5 adds whatever else such a database lacks.
+tests/fixtures/schemas/ holds a database made at each of those commits.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import NamedTuple
 
 import peewee
-from playhouse.migrate import SchemaMigrator
-from playhouse.migrate import migrate as apply_operations
 
-from server.database.models import (
-    ApiKey,
-    BackgroundRequest,
-    BaseModel,
-    Contact,
-    CustomField,
-    CustomFieldValue,
-    EmailActivity,
-    EmailAttachment,
-    FileUpload,
-    Media,
-    ServiceSecret,
-    Session,
-    Spreadsheet,
-    Tenant,
-    TenantHost,
-    User,
-    UserShare,
-    utcnow,
-)
+from server.database.connection import database
+
+#: The key of the PostgreSQL advisory lock every migrating process takes first.
+MIGRATION_LOCK_KEY = 726172
 
 
-class SchemaVersion(BaseModel):
-    """One row per applied migration."""
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class SchemaVersion(peewee.Model):
+    """One row per applied migration (the table itself is created by explicit DDL)."""
 
     version = peewee.IntegerField(primary_key=True)
     name = peewee.CharField(max_length=100)
-    applied_at = peewee.DateTimeField(default=utcnow)
+    applied_at = peewee.DateTimeField(default=_utcnow)
+
+    class Meta:
+        database = database
+        table_name = "schema_version"
+
+
+class Ddl(NamedTuple):
+    """Statements for one step: each backend's own (tables), then those both share (indexes)."""
+
+    sqlite: tuple[str, ...] = ()
+    postgresql: tuple[str, ...] = ()
+    both: tuple[str, ...] = ()
+
+    def statements(self, db: peewee.Database) -> tuple[str, ...]:
+        own = self.postgresql if _is_postgresql(db) else self.sqlite
+        return own + self.both
 
 
 Migration = tuple[int, str, Callable[[peewee.Database], None]]
 
 
-def create_tables(*models: type[BaseModel]) -> Callable[[peewee.Database], None]:
+def ddl(*steps: Ddl) -> Callable[[peewee.Database], None]:
+    """A migration that runs the given steps' statements in order."""
+
     def run(db: peewee.Database) -> None:
-        db.create_tables(models, safe=True)
+        for step in steps:
+            for statement in step.statements(db):
+                db.execute_sql(statement)
 
     return run
 
 
-def add_columns(model: type[BaseModel], *names: str) -> Callable[[peewee.Database], None]:
-    """Add the model's named fields to its table unless they are there already."""
+def _is_postgresql(db: peewee.Database) -> bool:
+    if isinstance(db, peewee.PostgresqlDatabase):
+        return True
+    if isinstance(db, peewee.SqliteDatabase):
+        return False
+    raise TypeError(f"no migrations are written for {type(db).__name__}")
 
-    def run(db: peewee.Database) -> None:
-        table = model._meta.table_name
-        present = {column.name for column in db.get_columns(table)}
-        migrator = SchemaMigrator.from_database(db)
-        operations = [
-            migrator.add_column(
-                table, model._meta.fields[name].column_name, model._meta.fields[name]
-            )
-            for name in names
-            if model._meta.fields[name].column_name not in present
-        ]
-        if operations:
-            apply_operations(*operations)
 
-    return run
+# The version table. Created under the lock: concurrent CREATE TABLE IF NOT EXISTS is not
+# safe on PostgreSQL (two sessions can both pass the check and one fails on pg_type).
+_VERSION_TABLE = Ddl(
+    sqlite=(
+        """CREATE TABLE IF NOT EXISTS "schema_version" (
+        "version" INTEGER NOT NULL PRIMARY KEY,
+        "name" VARCHAR(100) NOT NULL,
+        "applied_at" DATETIME NOT NULL
+    )""",
+    ),
+    postgresql=(
+        """CREATE TABLE IF NOT EXISTS "schema_version" (
+        "version" INTEGER NOT NULL PRIMARY KEY,
+        "name" VARCHAR(100) NOT NULL,
+        "applied_at" TIMESTAMP NOT NULL
+    )""",
+    ),
+)
+
+# The voyzu users, their sessions and shares: part of migration 1 since 52c478d, created
+# IF NOT EXISTS so migrations 4 and 5 can also run it on databases begun before.
+_USER_TABLES = Ddl(
+    sqlite=(
+        """CREATE TABLE IF NOT EXISTS "user" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "uuid" TEXT NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "email" VARCHAR(320) NOT NULL,
+        "password_hash" VARCHAR(255) NOT NULL,
+        "notify_import_complete" INTEGER NOT NULL,
+        "notify_export_complete" INTEGER NOT NULL,
+        "weekly_digest" INTEGER NOT NULL,
+        "created_at" DATETIME NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE IF NOT EXISTS "session" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "token_hash" VARCHAR(64) NOT NULL,
+        "user_id" INTEGER NOT NULL,
+        "created_at" DATETIME NOT NULL,
+        "expires_at" DATETIME NOT NULL,
+        FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE IF NOT EXISTS "user_share" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "owner_id" INTEGER NOT NULL,
+        "viewer_id" INTEGER NOT NULL,
+        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("viewer_id") REFERENCES "user" ("id") ON DELETE CASCADE
+    )""",
+    ),
+    postgresql=(
+        """CREATE TABLE IF NOT EXISTS "user" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "uuid" UUID NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "email" VARCHAR(320) NOT NULL,
+        "password_hash" VARCHAR(255) NOT NULL,
+        "notify_import_complete" BOOLEAN NOT NULL,
+        "notify_export_complete" BOOLEAN NOT NULL,
+        "weekly_digest" BOOLEAN NOT NULL,
+        "created_at" TIMESTAMP NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE IF NOT EXISTS "session" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "token_hash" VARCHAR(64) NOT NULL,
+        "user_id" INTEGER NOT NULL,
+        "created_at" TIMESTAMP NOT NULL,
+        "expires_at" TIMESTAMP NOT NULL,
+        FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE IF NOT EXISTS "user_share" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "owner_id" INTEGER NOT NULL,
+        "viewer_id" INTEGER NOT NULL,
+        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("viewer_id") REFERENCES "user" ("id") ON DELETE CASCADE
+    )""",
+    ),
+    both=(
+        'CREATE UNIQUE INDEX IF NOT EXISTS "user_uuid" ON "user" ("uuid")',
+        'CREATE INDEX IF NOT EXISTS "user_tenant_id" ON "user" ("tenant_id")',
+        'CREATE UNIQUE INDEX IF NOT EXISTS "user_email" ON "user" ("email")',
+        'CREATE UNIQUE INDEX IF NOT EXISTS "session_token_hash" ON "session" ("token_hash")',
+        'CREATE INDEX IF NOT EXISTS "session_user_id" ON "session" ("user_id")',
+        'CREATE INDEX IF NOT EXISTS "session_expires_at" ON "session" ("expires_at")',
+        'CREATE INDEX IF NOT EXISTS "user_share_owner_id" ON "user_share" ("owner_id")',
+        'CREATE INDEX IF NOT EXISTS "user_share_viewer_id" ON "user_share" ("viewer_id")',
+        'CREATE UNIQUE INDEX IF NOT EXISTS "user_share_owner_id_viewer_id" '
+        'ON "user_share" ("owner_id", "viewer_id")',
+    ),
+)
+
+# 1: tenants, their hosts and API keys, the voyzu users (see _USER_TABLES), contacts.
+_V1_TENANTS = Ddl(
+    sqlite=(
+        """CREATE TABLE "tenant" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "name" VARCHAR(100) NOT NULL,
+        "locale" VARCHAR(8) NOT NULL,
+        "honor_accept_language" INTEGER NOT NULL,
+        "created_at" DATETIME NOT NULL,
+        "plan" VARCHAR(16) NOT NULL
+    )""",
+        """CREATE TABLE "tenant_host" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "tenant_id" INTEGER NOT NULL,
+        "host" VARCHAR(253) NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "api_key" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "key_id" VARCHAR(40) NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "kind" VARCHAR(16) NOT NULL,
+        "secret_hash" VARCHAR(64) NOT NULL,
+        "label" VARCHAR(100) NOT NULL,
+        "created_at" DATETIME NOT NULL,
+        "revoked_at" DATETIME,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+    ),
+    postgresql=(
+        """CREATE TABLE "tenant" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "name" VARCHAR(100) NOT NULL,
+        "locale" VARCHAR(8) NOT NULL,
+        "honor_accept_language" BOOLEAN NOT NULL,
+        "created_at" TIMESTAMP NOT NULL,
+        "plan" VARCHAR(16) NOT NULL
+    )""",
+        """CREATE TABLE "tenant_host" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "tenant_id" INTEGER NOT NULL,
+        "host" VARCHAR(253) NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "api_key" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "key_id" VARCHAR(40) NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "kind" VARCHAR(16) NOT NULL,
+        "secret_hash" VARCHAR(64) NOT NULL,
+        "label" VARCHAR(100) NOT NULL,
+        "created_at" TIMESTAMP NOT NULL,
+        "revoked_at" TIMESTAMP,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+    ),
+    both=(
+        'CREATE UNIQUE INDEX "tenant_name" ON "tenant" ("name")',
+        'CREATE INDEX "tenant_host_tenant_id" ON "tenant_host" ("tenant_id")',
+        'CREATE UNIQUE INDEX "tenant_host_host" ON "tenant_host" ("host")',
+        'CREATE UNIQUE INDEX "api_key_key_id" ON "api_key" ("key_id")',
+        'CREATE INDEX "api_key_tenant_id" ON "api_key" ("tenant_id")',
+        'CREATE UNIQUE INDEX "api_key_secret_hash" ON "api_key" ("secret_hash")',
+    ),
+)
+
+_V1_CONTACTS = Ddl(
+    sqlite=(
+        """CREATE TABLE "contact" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "uuid" TEXT NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "email" VARCHAR(320) NOT NULL,
+        "email_normalized" VARCHAR(320) NOT NULL,
+        "first_name" VARCHAR(100) NOT NULL,
+        "last_name" VARCHAR(100) NOT NULL,
+        "created_at" DATETIME NOT NULL,
+        "updated_at" DATETIME NOT NULL,
+        "deleted_at" DATETIME,
+        "phone" VARCHAR(64) NOT NULL,
+        "company" VARCHAR(200) NOT NULL,
+        "owner_id" INTEGER,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE SET NULL
+    )""",
+    ),
+    postgresql=(
+        """CREATE TABLE "contact" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "uuid" UUID NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "email" VARCHAR(320) NOT NULL,
+        "email_normalized" VARCHAR(320) NOT NULL,
+        "first_name" VARCHAR(100) NOT NULL,
+        "last_name" VARCHAR(100) NOT NULL,
+        "created_at" TIMESTAMP NOT NULL,
+        "updated_at" TIMESTAMP NOT NULL,
+        "deleted_at" TIMESTAMP,
+        "phone" VARCHAR(64) NOT NULL,
+        "company" VARCHAR(200) NOT NULL,
+        "owner_id" INTEGER,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE SET NULL
+    )""",
+    ),
+    both=(
+        'CREATE UNIQUE INDEX "contact_uuid" ON "contact" ("uuid")',
+        'CREATE INDEX "contact_tenant_id" ON "contact" ("tenant_id")',
+        'CREATE INDEX "contact_owner_id" ON "contact" ("owner_id")',
+        'CREATE INDEX "contact_tenant_id_email_normalized" '
+        'ON "contact" ("tenant_id", "email_normalized")',
+    ),
+)
+
+# 2: the files attached to contacts.
+_V2_MEDIA = Ddl(
+    sqlite=(
+        """CREATE TABLE "media" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "uuid" TEXT NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "contact_id" INTEGER NOT NULL,
+        "collection" VARCHAR(64) NOT NULL,
+        "disk" VARCHAR(32) NOT NULL,
+        "name" VARCHAR(255) NOT NULL,
+        "file_name" VARCHAR(255) NOT NULL,
+        "storage_key" VARCHAR(512) NOT NULL,
+        "mime_type" VARCHAR(127) NOT NULL,
+        "size" INTEGER NOT NULL,
+        "sha256" VARCHAR(64) NOT NULL,
+        "custom_properties" TEXT NOT NULL,
+        "created_at" DATETIME NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
+    )""",
+    ),
+    postgresql=(
+        """CREATE TABLE "media" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "uuid" UUID NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "contact_id" INTEGER NOT NULL,
+        "collection" VARCHAR(64) NOT NULL,
+        "disk" VARCHAR(32) NOT NULL,
+        "name" VARCHAR(255) NOT NULL,
+        "file_name" VARCHAR(255) NOT NULL,
+        "storage_key" VARCHAR(512) NOT NULL,
+        "mime_type" VARCHAR(127) NOT NULL,
+        "size" INTEGER NOT NULL,
+        "sha256" VARCHAR(64) NOT NULL,
+        "custom_properties" TEXT NOT NULL,
+        "created_at" TIMESTAMP NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
+    )""",
+    ),
+    both=(
+        'CREATE UNIQUE INDEX "media_uuid" ON "media" ("uuid")',
+        'CREATE INDEX "media_tenant_id" ON "media" ("tenant_id")',
+        'CREATE INDEX "media_contact_id" ON "media" ("contact_id")',
+        'CREATE UNIQUE INDEX "media_storage_key" ON "media" ("storage_key")',
+        'CREATE INDEX "media_contact_id_collection_created_at" '
+        'ON "media" ("contact_id", "collection", "created_at")',
+    ),
+)
+
+# 3: Close file uploads, email activities and their attachments, server-side secrets.
+_V3_CLOSE = Ddl(
+    sqlite=(
+        """CREATE TABLE "file_upload" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "file_id" VARCHAR(40) NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "bucket" VARCHAR(63) NOT NULL,
+        "key" VARCHAR(512) NOT NULL,
+        "filename" VARCHAR(255) NOT NULL,
+        "content_type" VARCHAR(127) NOT NULL,
+        "size" INTEGER,
+        "etag" VARCHAR(64),
+        "created_at" DATETIME NOT NULL,
+        "uploaded_at" DATETIME,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "email_activity" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "activity_id" VARCHAR(40) NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "contact_id" INTEGER NOT NULL,
+        "fields" TEXT NOT NULL,
+        "created_at" DATETIME NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "email_attachment" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "activity_id" INTEGER NOT NULL,
+        "upload_id" INTEGER NOT NULL,
+        "position" INTEGER NOT NULL,
+        "url" VARCHAR(1024) NOT NULL,
+        "filename" VARCHAR(255) NOT NULL,
+        "size" INTEGER NOT NULL,
+        "content_type" VARCHAR(127) NOT NULL,
+        FOREIGN KEY ("activity_id") REFERENCES "email_activity" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("upload_id") REFERENCES "file_upload" ("id") ON DELETE RESTRICT
+    )""",
+        """CREATE TABLE "service_secret" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "name" VARCHAR(64) NOT NULL,
+        "value" VARCHAR(128) NOT NULL,
+        "created_at" DATETIME NOT NULL
+    )""",
+    ),
+    postgresql=(
+        """CREATE TABLE "file_upload" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "file_id" VARCHAR(40) NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "bucket" VARCHAR(63) NOT NULL,
+        "key" VARCHAR(512) NOT NULL,
+        "filename" VARCHAR(255) NOT NULL,
+        "content_type" VARCHAR(127) NOT NULL,
+        "size" BIGINT,
+        "etag" VARCHAR(64),
+        "created_at" TIMESTAMP NOT NULL,
+        "uploaded_at" TIMESTAMP,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "email_activity" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "activity_id" VARCHAR(40) NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "contact_id" INTEGER NOT NULL,
+        "fields" TEXT NOT NULL,
+        "created_at" TIMESTAMP NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "email_attachment" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "activity_id" INTEGER NOT NULL,
+        "upload_id" INTEGER NOT NULL,
+        "position" INTEGER NOT NULL,
+        "url" VARCHAR(1024) NOT NULL,
+        "filename" VARCHAR(255) NOT NULL,
+        "size" INTEGER NOT NULL,
+        "content_type" VARCHAR(127) NOT NULL,
+        FOREIGN KEY ("activity_id") REFERENCES "email_activity" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("upload_id") REFERENCES "file_upload" ("id") ON DELETE RESTRICT
+    )""",
+        """CREATE TABLE "service_secret" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "name" VARCHAR(64) NOT NULL,
+        "value" VARCHAR(128) NOT NULL,
+        "created_at" TIMESTAMP NOT NULL
+    )""",
+    ),
+    both=(
+        'CREATE UNIQUE INDEX "file_upload_file_id" ON "file_upload" ("file_id")',
+        'CREATE INDEX "file_upload_tenant_id" ON "file_upload" ("tenant_id")',
+        'CREATE UNIQUE INDEX "file_upload_key" ON "file_upload" ("key")',
+        'CREATE UNIQUE INDEX "email_activity_activity_id" ON "email_activity" ("activity_id")',
+        'CREATE INDEX "email_activity_tenant_id" ON "email_activity" ("tenant_id")',
+        'CREATE INDEX "email_activity_contact_id" ON "email_activity" ("contact_id")',
+        'CREATE INDEX "email_attachment_activity_id" ON "email_attachment" ("activity_id")',
+        'CREATE INDEX "email_attachment_upload_id" ON "email_attachment" ("upload_id")',
+        'CREATE UNIQUE INDEX "email_attachment_activity_id_position" '
+        'ON "email_attachment" ("activity_id", "position")',
+        'CREATE UNIQUE INDEX "service_secret_name" ON "service_secret" ("name")',
+    ),
+)
+
+# 4: voyzu custom fields and their values, spreadsheets, background requests.
+_V4_VOYZU = Ddl(
+    sqlite=(
+        """CREATE TABLE "custom_field" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "tenant_id" INTEGER NOT NULL,
+        "name" VARCHAR(100) NOT NULL,
+        "type" VARCHAR(16) NOT NULL,
+        "options" TEXT NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "custom_field_value" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "contact_id" INTEGER NOT NULL,
+        "name" VARCHAR(100) NOT NULL,
+        "value" TEXT NOT NULL,
+        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "spreadsheet" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "uuid" TEXT NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "owner_id" INTEGER NOT NULL,
+        "name" VARCHAR(255) NOT NULL,
+        "format" VARCHAR(8) NOT NULL,
+        "kind" VARCHAR(8) NOT NULL,
+        "size" INTEGER NOT NULL,
+        "row_count" INTEGER NOT NULL,
+        "storage_key" VARCHAR(512) NOT NULL,
+        "created_at" DATETIME NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "background_request" (
+        "id" INTEGER NOT NULL PRIMARY KEY,
+        "request_id" VARCHAR(40) NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "user_id" INTEGER NOT NULL,
+        "method" VARCHAR(200) NOT NULL,
+        "request" BLOB NOT NULL,
+        "status" VARCHAR(16) NOT NULL,
+        "percent_complete" INTEGER NOT NULL,
+        "commentary" VARCHAR(500) NOT NULL,
+        "result" BLOB,
+        "error" BLOB,
+        "attempts" INTEGER NOT NULL,
+        "lease_until" DATETIME,
+        "created_at" DATETIME NOT NULL,
+        "updated_at" DATETIME NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE
+    )""",
+    ),
+    postgresql=(
+        """CREATE TABLE "custom_field" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "tenant_id" INTEGER NOT NULL,
+        "name" VARCHAR(100) NOT NULL,
+        "type" VARCHAR(16) NOT NULL,
+        "options" TEXT NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "custom_field_value" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "contact_id" INTEGER NOT NULL,
+        "name" VARCHAR(100) NOT NULL,
+        "value" TEXT NOT NULL,
+        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "spreadsheet" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "uuid" UUID NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "owner_id" INTEGER NOT NULL,
+        "name" VARCHAR(255) NOT NULL,
+        "format" VARCHAR(8) NOT NULL,
+        "kind" VARCHAR(8) NOT NULL,
+        "size" INTEGER NOT NULL,
+        "row_count" INTEGER NOT NULL,
+        "storage_key" VARCHAR(512) NOT NULL,
+        "created_at" TIMESTAMP NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "background_request" (
+        "id" SERIAL NOT NULL PRIMARY KEY,
+        "request_id" VARCHAR(40) NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "user_id" INTEGER NOT NULL,
+        "method" VARCHAR(200) NOT NULL,
+        "request" BYTEA NOT NULL,
+        "status" VARCHAR(16) NOT NULL,
+        "percent_complete" INTEGER NOT NULL,
+        "commentary" VARCHAR(500) NOT NULL,
+        "result" BYTEA,
+        "error" BYTEA,
+        "attempts" INTEGER NOT NULL,
+        "lease_until" TIMESTAMP,
+        "created_at" TIMESTAMP NOT NULL,
+        "updated_at" TIMESTAMP NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE
+    )""",
+    ),
+    both=(
+        'CREATE INDEX "custom_field_tenant_id" ON "custom_field" ("tenant_id")',
+        'CREATE UNIQUE INDEX "custom_field_tenant_id_name" ON "custom_field" ("tenant_id", "name")',
+        'CREATE INDEX "custom_field_value_contact_id" ON "custom_field_value" ("contact_id")',
+        'CREATE UNIQUE INDEX "custom_field_value_contact_id_name" '
+        'ON "custom_field_value" ("contact_id", "name")',
+        'CREATE UNIQUE INDEX "spreadsheet_uuid" ON "spreadsheet" ("uuid")',
+        'CREATE INDEX "spreadsheet_tenant_id" ON "spreadsheet" ("tenant_id")',
+        'CREATE INDEX "spreadsheet_owner_id" ON "spreadsheet" ("owner_id")',
+        'CREATE UNIQUE INDEX "spreadsheet_storage_key" ON "spreadsheet" ("storage_key")',
+        'CREATE INDEX "spreadsheet_owner_id_created_at" ON "spreadsheet" ("owner_id", "created_at")',
+        'CREATE UNIQUE INDEX "background_request_request_id" '
+        'ON "background_request" ("request_id")',
+        'CREATE INDEX "background_request_tenant_id" ON "background_request" ("tenant_id")',
+        'CREATE INDEX "background_request_user_id" ON "background_request" ("user_id")',
+        'CREATE INDEX "background_request_status" ON "background_request" ("status")',
+    ),
+)
+
+# 5: the columns migration 1 gained after it landed, each (table, column, DDL). Rows already
+# there get the models' defaults; on PostgreSQL the default is then dropped so the column is
+# exactly as a fresh one. SQLite cannot drop a column default without rebuilding the table,
+# so there the DEFAULT stays (harmless: every insert names every column).
+_V5_COLUMNS: tuple[tuple[str, str, Ddl], ...] = (
+    (
+        "tenant",
+        "plan",
+        Ddl(
+            sqlite=(
+                """ALTER TABLE "tenant" ADD COLUMN "plan" VARCHAR(16) NOT NULL DEFAULT 'free'""",
+            ),
+            postgresql=(
+                """ALTER TABLE "tenant" ADD COLUMN "plan" VARCHAR(16) NOT NULL DEFAULT 'free'""",
+                'ALTER TABLE "tenant" ALTER COLUMN "plan" DROP DEFAULT',
+            ),
+        ),
+    ),
+    (
+        "contact",
+        "phone",
+        Ddl(
+            sqlite=(
+                """ALTER TABLE "contact" ADD COLUMN "phone" VARCHAR(64) NOT NULL DEFAULT ''""",
+            ),
+            postgresql=(
+                """ALTER TABLE "contact" ADD COLUMN "phone" VARCHAR(64) NOT NULL DEFAULT ''""",
+                'ALTER TABLE "contact" ALTER COLUMN "phone" DROP DEFAULT',
+            ),
+        ),
+    ),
+    (
+        "contact",
+        "company",
+        Ddl(
+            sqlite=(
+                """ALTER TABLE "contact" ADD COLUMN "company" VARCHAR(200) NOT NULL DEFAULT ''""",
+            ),
+            postgresql=(
+                """ALTER TABLE "contact" ADD COLUMN "company" VARCHAR(200) NOT NULL DEFAULT ''""",
+                'ALTER TABLE "contact" ALTER COLUMN "company" DROP DEFAULT',
+            ),
+        ),
+    ),
+    (
+        "contact",
+        "owner_id",
+        # PostgreSQL names the constraint contact_owner_id_fkey, as CREATE TABLE does.
+        Ddl(
+            both=(
+                'ALTER TABLE "contact" ADD COLUMN "owner_id" INTEGER '
+                'REFERENCES "user" ("id") ON DELETE SET NULL',
+            ),
+        ),
+    ),
+)
+
+_V5_INDEXES = Ddl(both=('CREATE INDEX IF NOT EXISTS "contact_owner_id" ON "contact" ("owner_id")',))
+
+
+def _repair_databases_begun_before_voyzu(db: peewee.Database) -> None:
+    """Add what migration 1 gained after it landed, wherever it is missing (idempotent).
+
+    Needed by databases begun at schema 1-3 (see the module docstring), including SQLite
+    ones that the code of 52c478d-72ca1fc then marked as schema 4 without these tables.
+    """
+    ddl(_USER_TABLES)(db)
+    present: dict[str, set[str]] = {}
+    for table, column, step in _V5_COLUMNS:
+        if table not in present:
+            present[table] = {c.name for c in db.get_columns(table)}
+        if column not in present[table]:
+            ddl(step)(db)
+    ddl(_V5_INDEXES)(db)
 
 
 MIGRATIONS: list[Migration] = [
-    (
-        1,
-        "core tables",
-        create_tables(Tenant, TenantHost, ApiKey, User, Session, UserShare, Contact),
-    ),
-    (2, "contact media", create_tables(Media)),
-    (
-        3,
-        "close files and email activities",
-        create_tables(FileUpload, EmailActivity, EmailAttachment, ServiceSecret),
-    ),
+    (1, "core tables", ddl(_V1_TENANTS, _USER_TABLES, _V1_CONTACTS)),
+    (2, "contact media", ddl(_V2_MEDIA)),
+    (3, "close files and email activities", ddl(_V3_CLOSE)),
     (
         4,
         "voyzu custom fields, spreadsheets and background requests",
-        create_tables(CustomField, CustomFieldValue, Spreadsheet, BackgroundRequest),
+        ddl(_USER_TABLES, _V4_VOYZU),
+    ),
+    (
+        5,
+        "repair databases begun before the voyzu user tables",
+        _repair_databases_begun_before_voyzu,
     ),
 ]
 
 
 def migrate(db: peewee.Database) -> list[int]:
-    """Apply every pending migration; returns the versions applied now."""
+    """Apply every pending migration; returns the versions applied now.
+
+    Each migration runs in its own locked transaction and is skipped if another process
+    recorded it meanwhile, so any number of processes may call this at once.
+    """
+    if db.in_transaction():
+        raise RuntimeError("migrate() takes its lock with a transaction of its own")
     applied_now: list[int] = []
     with db.bind_ctx([SchemaVersion]):
-        db.create_tables([SchemaVersion], safe=True)
+        pending = _pending(db)
+        if not pending:
+            return applied_now
+        with _locked(db):
+            ddl(_VERSION_TABLE)(db)
         for version, name, run in MIGRATIONS:
-            with _exclusive(db):
-                if isinstance(db, peewee.PostgresqlDatabase):
-                    # Two processes starting at once must not both apply a migration.
-                    db.execute_sql("SELECT pg_advisory_xact_lock(726172)")
+            if version not in pending:
+                continue
+            with _locked(db):
                 if SchemaVersion.get_or_none(SchemaVersion.version == version):
                     continue
                 run(db)
@@ -111,14 +700,31 @@ def migrate(db: peewee.Database) -> list[int]:
     return applied_now
 
 
-def _exclusive(db: peewee.Database) -> peewee._atomic:
-    """A transaction that holds the write lock from its first statement on SQLite."""
-    if isinstance(db, peewee.SqliteDatabase):
-        return db.atomic("IMMEDIATE")
-    return db.atomic()
+def _pending(db: peewee.Database) -> set[int]:
+    """Versions not yet recorded, read without the lock: rows are only ever added, so a
+    version seen here is applied for good; the others are checked again under the lock."""
+    if not SchemaVersion.table_exists():
+        return {version for version, _, _ in MIGRATIONS}
+    done = {row.version for row in SchemaVersion.select(SchemaVersion.version)}
+    return {version for version, _, _ in MIGRATIONS} - done
+
+
+@contextmanager
+def _locked(db: peewee.Database) -> Iterator[None]:
+    """A transaction holding the migration lock from its first statement to its end."""
+    if _is_postgresql(db):
+        with db.atomic():
+            db.execute_sql("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+            yield
+    else:
+        with db.atomic("IMMEDIATE"):
+            yield
 
 
 def current_version(db: peewee.Database) -> int:
+    """The highest applied migration, 0 for a database never migrated."""
     with db.bind_ctx([SchemaVersion]):
+        if not SchemaVersion.table_exists():
+            return 0
         row = SchemaVersion.select(peewee.fn.MAX(SchemaVersion.version)).scalar()
     return int(row or 0)
