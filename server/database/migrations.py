@@ -4,9 +4,10 @@ Rules, because a migration runs on databases made long before and long after it 
 
 * A landed migration is never edited: its SQL is what every database at that version went
   through. A schema change is a new migration appended to MIGRATIONS with the next number,
-  e.g. `(6, "what it adds", ddl(Ddl(sqlite=(...), postgresql=(...), both=(...))))`.
-* Migrations never import the models. Each is explicit DDL written out per backend (SQLite
-  and PostgreSQL), or a function issuing such DDL, so what it does is fixed the day it lands
+  e.g. `(6, "what it adds", ddl(Ddl(both=(...), postgresql=(...))))`.
+* Migrations never import the models. Each is explicit DDL for both backends (SQLite and
+  PostgreSQL; the column types that differ are named once, in `_TYPES`), plus each
+  backend's own statements, or a function issuing such DDL, so what it does is fixed the day it lands
   and does not follow the models as they change.
 * The DDL is what Peewee would create for the models of the day, with the names Peewee gives
   (tables, `<table>_<columns>` indexes), so a database migrated from empty equals one made
@@ -58,16 +59,41 @@ class SchemaVersion(peewee.Model):
         table_name = "schema_version"
 
 
-class Ddl(NamedTuple):
-    """Statements for one step: each backend's own (tables), then those both share (indexes)."""
+#: Column types that differ between the backends, as Peewee writes them; DDL shared by
+#: both names them as placeholders (`"id" {pk}`, `"created_at" {timestamp} NOT NULL`).
+_TYPES = {
+    "sqlite": {
+        "pk": "INTEGER NOT NULL PRIMARY KEY",
+        "timestamp": "DATETIME",
+        "uuid": "TEXT",
+        "boolean": "INTEGER",
+        "bigint": "INTEGER",
+        "blob": "BLOB",
+    },
+    "postgresql": {
+        "pk": "SERIAL NOT NULL PRIMARY KEY",
+        "timestamp": "TIMESTAMP",
+        "uuid": "UUID",
+        "boolean": "BOOLEAN",
+        "bigint": "BIGINT",
+        "blob": "BYTEA",
+    },
+}
 
+
+class Ddl(NamedTuple):
+    """Statements for one step: those of both backends (types as `_TYPES` placeholders,
+    rendered when run), then each backend's own."""
+
+    both: tuple[str, ...] = ()
     sqlite: tuple[str, ...] = ()
     postgresql: tuple[str, ...] = ()
-    both: tuple[str, ...] = ()
 
     def statements(self, db: peewee.Database) -> tuple[str, ...]:
-        own = self.postgresql if _is_postgresql(db) else self.sqlite
-        return own + self.both
+        backend = "postgresql" if _is_postgresql(db) else "sqlite"
+        types = _TYPES[backend]
+        own = self.postgresql if backend == "postgresql" else self.sqlite
+        return tuple(statement.format(**types) for statement in self.both) + own
 
 
 Migration = tuple[int, str, Callable[[peewee.Database], None]]
@@ -95,84 +121,46 @@ def _is_postgresql(db: peewee.Database) -> bool:
 # The version table. Created under the lock: concurrent CREATE TABLE IF NOT EXISTS is not
 # safe on PostgreSQL (two sessions can both pass the check and one fails on pg_type).
 _VERSION_TABLE = Ddl(
-    sqlite=(
+    both=(
         """CREATE TABLE IF NOT EXISTS "schema_version" (
         "version" INTEGER NOT NULL PRIMARY KEY,
         "name" VARCHAR(100) NOT NULL,
-        "applied_at" DATETIME NOT NULL
+        "applied_at" {timestamp} NOT NULL
     )""",
-    ),
-    postgresql=(
-        """CREATE TABLE IF NOT EXISTS "schema_version" (
-        "version" INTEGER NOT NULL PRIMARY KEY,
-        "name" VARCHAR(100) NOT NULL,
-        "applied_at" TIMESTAMP NOT NULL
-    )""",
-    ),
+    )
 )
 
 # The voyzu users, their sessions and shares: part of migration 1 since 52c478d, created
 # IF NOT EXISTS so migrations 4 and 5 can also run it on databases begun before.
 _USER_TABLES = Ddl(
-    sqlite=(
-        """CREATE TABLE IF NOT EXISTS "user" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "uuid" TEXT NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "email" VARCHAR(320) NOT NULL,
-        "password_hash" VARCHAR(255) NOT NULL,
-        "notify_import_complete" INTEGER NOT NULL,
-        "notify_export_complete" INTEGER NOT NULL,
-        "weekly_digest" INTEGER NOT NULL,
-        "created_at" DATETIME NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE IF NOT EXISTS "session" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "token_hash" VARCHAR(64) NOT NULL,
-        "user_id" INTEGER NOT NULL,
-        "created_at" DATETIME NOT NULL,
-        "expires_at" DATETIME NOT NULL,
-        FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE IF NOT EXISTS "user_share" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "owner_id" INTEGER NOT NULL,
-        "viewer_id" INTEGER NOT NULL,
-        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("viewer_id") REFERENCES "user" ("id") ON DELETE CASCADE
-    )""",
-    ),
-    postgresql=(
-        """CREATE TABLE IF NOT EXISTS "user" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "uuid" UUID NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "email" VARCHAR(320) NOT NULL,
-        "password_hash" VARCHAR(255) NOT NULL,
-        "notify_import_complete" BOOLEAN NOT NULL,
-        "notify_export_complete" BOOLEAN NOT NULL,
-        "weekly_digest" BOOLEAN NOT NULL,
-        "created_at" TIMESTAMP NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE IF NOT EXISTS "session" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "token_hash" VARCHAR(64) NOT NULL,
-        "user_id" INTEGER NOT NULL,
-        "created_at" TIMESTAMP NOT NULL,
-        "expires_at" TIMESTAMP NOT NULL,
-        FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE IF NOT EXISTS "user_share" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "owner_id" INTEGER NOT NULL,
-        "viewer_id" INTEGER NOT NULL,
-        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("viewer_id") REFERENCES "user" ("id") ON DELETE CASCADE
-    )""",
-    ),
     both=(
+        """CREATE TABLE IF NOT EXISTS "user" (
+        "id" {pk},
+        "uuid" {uuid} NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "email" VARCHAR(320) NOT NULL,
+        "password_hash" VARCHAR(255) NOT NULL,
+        "notify_import_complete" {boolean} NOT NULL,
+        "notify_export_complete" {boolean} NOT NULL,
+        "weekly_digest" {boolean} NOT NULL,
+        "created_at" {timestamp} NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE IF NOT EXISTS "session" (
+        "id" {pk},
+        "token_hash" VARCHAR(64) NOT NULL,
+        "user_id" INTEGER NOT NULL,
+        "created_at" {timestamp} NOT NULL,
+        "expires_at" {timestamp} NOT NULL,
+        FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE IF NOT EXISTS "user_share" (
+        "id" {pk},
+        "owner_id" INTEGER NOT NULL,
+        "viewer_id" INTEGER NOT NULL,
+        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("viewer_id") REFERENCES "user" ("id") ON DELETE CASCADE
+    )""",
         'CREATE UNIQUE INDEX IF NOT EXISTS "user_uuid" ON "user" ("uuid")',
         'CREATE INDEX IF NOT EXISTS "user_tenant_id" ON "user" ("tenant_id")',
         'CREATE UNIQUE INDEX IF NOT EXISTS "user_email" ON "user" ("email")',
@@ -181,268 +169,147 @@ _USER_TABLES = Ddl(
         'CREATE INDEX IF NOT EXISTS "session_expires_at" ON "session" ("expires_at")',
         'CREATE INDEX IF NOT EXISTS "user_share_owner_id" ON "user_share" ("owner_id")',
         'CREATE INDEX IF NOT EXISTS "user_share_viewer_id" ON "user_share" ("viewer_id")',
-        'CREATE UNIQUE INDEX IF NOT EXISTS "user_share_owner_id_viewer_id" '
-        'ON "user_share" ("owner_id", "viewer_id")',
-    ),
+        'CREATE UNIQUE INDEX IF NOT EXISTS "user_share_owner_id_viewer_id" ON "user_share" ("owner_id", "viewer_id")',
+    )
 )
 
 # 1: tenants, their hosts and API keys, the voyzu users (see _USER_TABLES), contacts.
 _V1_TENANTS = Ddl(
-    sqlite=(
-        """CREATE TABLE "tenant" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "name" VARCHAR(100) NOT NULL,
-        "locale" VARCHAR(8) NOT NULL,
-        "honor_accept_language" INTEGER NOT NULL,
-        "created_at" DATETIME NOT NULL,
-        "plan" VARCHAR(16) NOT NULL
-    )""",
-        """CREATE TABLE "tenant_host" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "tenant_id" INTEGER NOT NULL,
-        "host" VARCHAR(253) NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE "api_key" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "key_id" VARCHAR(40) NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "kind" VARCHAR(16) NOT NULL,
-        "secret_hash" VARCHAR(64) NOT NULL,
-        "label" VARCHAR(100) NOT NULL,
-        "created_at" DATETIME NOT NULL,
-        "revoked_at" DATETIME,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
-    )""",
-    ),
-    postgresql=(
-        """CREATE TABLE "tenant" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "name" VARCHAR(100) NOT NULL,
-        "locale" VARCHAR(8) NOT NULL,
-        "honor_accept_language" BOOLEAN NOT NULL,
-        "created_at" TIMESTAMP NOT NULL,
-        "plan" VARCHAR(16) NOT NULL
-    )""",
-        """CREATE TABLE "tenant_host" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "tenant_id" INTEGER NOT NULL,
-        "host" VARCHAR(253) NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE "api_key" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "key_id" VARCHAR(40) NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "kind" VARCHAR(16) NOT NULL,
-        "secret_hash" VARCHAR(64) NOT NULL,
-        "label" VARCHAR(100) NOT NULL,
-        "created_at" TIMESTAMP NOT NULL,
-        "revoked_at" TIMESTAMP,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
-    )""",
-    ),
     both=(
+        """CREATE TABLE "tenant" (
+        "id" {pk},
+        "name" VARCHAR(100) NOT NULL,
+        "locale" VARCHAR(8) NOT NULL,
+        "honor_accept_language" {boolean} NOT NULL,
+        "created_at" {timestamp} NOT NULL,
+        "plan" VARCHAR(16) NOT NULL
+    )""",
+        """CREATE TABLE "tenant_host" (
+        "id" {pk},
+        "tenant_id" INTEGER NOT NULL,
+        "host" VARCHAR(253) NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "api_key" (
+        "id" {pk},
+        "key_id" VARCHAR(40) NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "kind" VARCHAR(16) NOT NULL,
+        "secret_hash" VARCHAR(64) NOT NULL,
+        "label" VARCHAR(100) NOT NULL,
+        "created_at" {timestamp} NOT NULL,
+        "revoked_at" {timestamp},
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
         'CREATE UNIQUE INDEX "tenant_name" ON "tenant" ("name")',
         'CREATE INDEX "tenant_host_tenant_id" ON "tenant_host" ("tenant_id")',
         'CREATE UNIQUE INDEX "tenant_host_host" ON "tenant_host" ("host")',
         'CREATE UNIQUE INDEX "api_key_key_id" ON "api_key" ("key_id")',
         'CREATE INDEX "api_key_tenant_id" ON "api_key" ("tenant_id")',
         'CREATE UNIQUE INDEX "api_key_secret_hash" ON "api_key" ("secret_hash")',
-    ),
+    )
 )
 
 _V1_CONTACTS = Ddl(
-    sqlite=(
-        """CREATE TABLE "contact" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "uuid" TEXT NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "email" VARCHAR(320) NOT NULL,
-        "email_normalized" VARCHAR(320) NOT NULL,
-        "first_name" VARCHAR(100) NOT NULL,
-        "last_name" VARCHAR(100) NOT NULL,
-        "created_at" DATETIME NOT NULL,
-        "updated_at" DATETIME NOT NULL,
-        "deleted_at" DATETIME,
-        "phone" VARCHAR(64) NOT NULL,
-        "company" VARCHAR(200) NOT NULL,
-        "owner_id" INTEGER,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE SET NULL
-    )""",
-    ),
-    postgresql=(
-        """CREATE TABLE "contact" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "uuid" UUID NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "email" VARCHAR(320) NOT NULL,
-        "email_normalized" VARCHAR(320) NOT NULL,
-        "first_name" VARCHAR(100) NOT NULL,
-        "last_name" VARCHAR(100) NOT NULL,
-        "created_at" TIMESTAMP NOT NULL,
-        "updated_at" TIMESTAMP NOT NULL,
-        "deleted_at" TIMESTAMP,
-        "phone" VARCHAR(64) NOT NULL,
-        "company" VARCHAR(200) NOT NULL,
-        "owner_id" INTEGER,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE SET NULL
-    )""",
-    ),
     both=(
+        """CREATE TABLE "contact" (
+        "id" {pk},
+        "uuid" {uuid} NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "email" VARCHAR(320) NOT NULL,
+        "email_normalized" VARCHAR(320) NOT NULL,
+        "first_name" VARCHAR(100) NOT NULL,
+        "last_name" VARCHAR(100) NOT NULL,
+        "created_at" {timestamp} NOT NULL,
+        "updated_at" {timestamp} NOT NULL,
+        "deleted_at" {timestamp},
+        "phone" VARCHAR(64) NOT NULL,
+        "company" VARCHAR(200) NOT NULL,
+        "owner_id" INTEGER,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE SET NULL
+    )""",
         'CREATE UNIQUE INDEX "contact_uuid" ON "contact" ("uuid")',
         'CREATE INDEX "contact_tenant_id" ON "contact" ("tenant_id")',
         'CREATE INDEX "contact_owner_id" ON "contact" ("owner_id")',
-        'CREATE INDEX "contact_tenant_id_email_normalized" '
-        'ON "contact" ("tenant_id", "email_normalized")',
-    ),
+        'CREATE INDEX "contact_tenant_id_email_normalized" ON "contact" ("tenant_id", "email_normalized")',
+    )
 )
 
 # 2: the files attached to contacts.
 _V2_MEDIA = Ddl(
-    sqlite=(
-        """CREATE TABLE "media" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "uuid" TEXT NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "contact_id" INTEGER NOT NULL,
-        "collection" VARCHAR(64) NOT NULL,
-        "disk" VARCHAR(32) NOT NULL,
-        "name" VARCHAR(255) NOT NULL,
-        "file_name" VARCHAR(255) NOT NULL,
-        "storage_key" VARCHAR(512) NOT NULL,
-        "mime_type" VARCHAR(127) NOT NULL,
-        "size" INTEGER NOT NULL,
-        "sha256" VARCHAR(64) NOT NULL,
-        "custom_properties" TEXT NOT NULL,
-        "created_at" DATETIME NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
-    )""",
-    ),
-    postgresql=(
-        """CREATE TABLE "media" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "uuid" UUID NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "contact_id" INTEGER NOT NULL,
-        "collection" VARCHAR(64) NOT NULL,
-        "disk" VARCHAR(32) NOT NULL,
-        "name" VARCHAR(255) NOT NULL,
-        "file_name" VARCHAR(255) NOT NULL,
-        "storage_key" VARCHAR(512) NOT NULL,
-        "mime_type" VARCHAR(127) NOT NULL,
-        "size" INTEGER NOT NULL,
-        "sha256" VARCHAR(64) NOT NULL,
-        "custom_properties" TEXT NOT NULL,
-        "created_at" TIMESTAMP NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
-    )""",
-    ),
     both=(
+        """CREATE TABLE "media" (
+        "id" {pk},
+        "uuid" {uuid} NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "contact_id" INTEGER NOT NULL,
+        "collection" VARCHAR(64) NOT NULL,
+        "disk" VARCHAR(32) NOT NULL,
+        "name" VARCHAR(255) NOT NULL,
+        "file_name" VARCHAR(255) NOT NULL,
+        "storage_key" VARCHAR(512) NOT NULL,
+        "mime_type" VARCHAR(127) NOT NULL,
+        "size" INTEGER NOT NULL,
+        "sha256" VARCHAR(64) NOT NULL,
+        "custom_properties" TEXT NOT NULL,
+        "created_at" {timestamp} NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
+    )""",
         'CREATE UNIQUE INDEX "media_uuid" ON "media" ("uuid")',
         'CREATE INDEX "media_tenant_id" ON "media" ("tenant_id")',
         'CREATE INDEX "media_contact_id" ON "media" ("contact_id")',
         'CREATE UNIQUE INDEX "media_storage_key" ON "media" ("storage_key")',
-        'CREATE INDEX "media_contact_id_collection_created_at" '
-        'ON "media" ("contact_id", "collection", "created_at")',
-    ),
+        'CREATE INDEX "media_contact_id_collection_created_at" ON "media" ("contact_id", "collection", "created_at")',
+    )
 )
 
 # 3: Close file uploads, email activities and their attachments, server-side secrets.
 _V3_CLOSE = Ddl(
-    sqlite=(
-        """CREATE TABLE "file_upload" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "file_id" VARCHAR(40) NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "bucket" VARCHAR(63) NOT NULL,
-        "key" VARCHAR(512) NOT NULL,
-        "filename" VARCHAR(255) NOT NULL,
-        "content_type" VARCHAR(127) NOT NULL,
-        "size" INTEGER,
-        "etag" VARCHAR(64),
-        "created_at" DATETIME NOT NULL,
-        "uploaded_at" DATETIME,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE "email_activity" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "activity_id" VARCHAR(40) NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "contact_id" INTEGER NOT NULL,
-        "fields" TEXT NOT NULL,
-        "created_at" DATETIME NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE "email_attachment" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "activity_id" INTEGER NOT NULL,
-        "upload_id" INTEGER NOT NULL,
-        "position" INTEGER NOT NULL,
-        "url" VARCHAR(1024) NOT NULL,
-        "filename" VARCHAR(255) NOT NULL,
-        "size" INTEGER NOT NULL,
-        "content_type" VARCHAR(127) NOT NULL,
-        FOREIGN KEY ("activity_id") REFERENCES "email_activity" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("upload_id") REFERENCES "file_upload" ("id") ON DELETE RESTRICT
-    )""",
-        """CREATE TABLE "service_secret" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "name" VARCHAR(64) NOT NULL,
-        "value" VARCHAR(128) NOT NULL,
-        "created_at" DATETIME NOT NULL
-    )""",
-    ),
-    postgresql=(
-        """CREATE TABLE "file_upload" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "file_id" VARCHAR(40) NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "bucket" VARCHAR(63) NOT NULL,
-        "key" VARCHAR(512) NOT NULL,
-        "filename" VARCHAR(255) NOT NULL,
-        "content_type" VARCHAR(127) NOT NULL,
-        "size" BIGINT,
-        "etag" VARCHAR(64),
-        "created_at" TIMESTAMP NOT NULL,
-        "uploaded_at" TIMESTAMP,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE "email_activity" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "activity_id" VARCHAR(40) NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "contact_id" INTEGER NOT NULL,
-        "fields" TEXT NOT NULL,
-        "created_at" TIMESTAMP NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE "email_attachment" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "activity_id" INTEGER NOT NULL,
-        "upload_id" INTEGER NOT NULL,
-        "position" INTEGER NOT NULL,
-        "url" VARCHAR(1024) NOT NULL,
-        "filename" VARCHAR(255) NOT NULL,
-        "size" INTEGER NOT NULL,
-        "content_type" VARCHAR(127) NOT NULL,
-        FOREIGN KEY ("activity_id") REFERENCES "email_activity" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("upload_id") REFERENCES "file_upload" ("id") ON DELETE RESTRICT
-    )""",
-        """CREATE TABLE "service_secret" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "name" VARCHAR(64) NOT NULL,
-        "value" VARCHAR(128) NOT NULL,
-        "created_at" TIMESTAMP NOT NULL
-    )""",
-    ),
     both=(
+        """CREATE TABLE "file_upload" (
+        "id" {pk},
+        "file_id" VARCHAR(40) NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "bucket" VARCHAR(63) NOT NULL,
+        "key" VARCHAR(512) NOT NULL,
+        "filename" VARCHAR(255) NOT NULL,
+        "content_type" VARCHAR(127) NOT NULL,
+        "size" {bigint},
+        "etag" VARCHAR(64),
+        "created_at" {timestamp} NOT NULL,
+        "uploaded_at" {timestamp},
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "email_activity" (
+        "id" {pk},
+        "activity_id" VARCHAR(40) NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "contact_id" INTEGER NOT NULL,
+        "fields" TEXT NOT NULL,
+        "created_at" {timestamp} NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "email_attachment" (
+        "id" {pk},
+        "activity_id" INTEGER NOT NULL,
+        "upload_id" INTEGER NOT NULL,
+        "position" INTEGER NOT NULL,
+        "url" VARCHAR(1024) NOT NULL,
+        "filename" VARCHAR(255) NOT NULL,
+        "size" INTEGER NOT NULL,
+        "content_type" VARCHAR(127) NOT NULL,
+        FOREIGN KEY ("activity_id") REFERENCES "email_activity" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("upload_id") REFERENCES "file_upload" ("id") ON DELETE RESTRICT
+    )""",
+        """CREATE TABLE "service_secret" (
+        "id" {pk},
+        "name" VARCHAR(64) NOT NULL,
+        "value" VARCHAR(128) NOT NULL,
+        "created_at" {timestamp} NOT NULL
+    )""",
         'CREATE UNIQUE INDEX "file_upload_file_id" ON "file_upload" ("file_id")',
         'CREATE INDEX "file_upload_tenant_id" ON "file_upload" ("tenant_id")',
         'CREATE UNIQUE INDEX "file_upload_key" ON "file_upload" ("key")',
@@ -451,133 +318,77 @@ _V3_CLOSE = Ddl(
         'CREATE INDEX "email_activity_contact_id" ON "email_activity" ("contact_id")',
         'CREATE INDEX "email_attachment_activity_id" ON "email_attachment" ("activity_id")',
         'CREATE INDEX "email_attachment_upload_id" ON "email_attachment" ("upload_id")',
-        'CREATE UNIQUE INDEX "email_attachment_activity_id_position" '
-        'ON "email_attachment" ("activity_id", "position")',
+        'CREATE UNIQUE INDEX "email_attachment_activity_id_position" ON "email_attachment" ("activity_id", "position")',
         'CREATE UNIQUE INDEX "service_secret_name" ON "service_secret" ("name")',
-    ),
+    )
 )
 
 # 4: voyzu custom fields and their values, spreadsheets, background requests.
 _V4_VOYZU = Ddl(
-    sqlite=(
-        """CREATE TABLE "custom_field" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "tenant_id" INTEGER NOT NULL,
-        "name" VARCHAR(100) NOT NULL,
-        "type" VARCHAR(16) NOT NULL,
-        "options" TEXT NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE "custom_field_value" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "contact_id" INTEGER NOT NULL,
-        "name" VARCHAR(100) NOT NULL,
-        "value" TEXT NOT NULL,
-        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE "spreadsheet" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "uuid" TEXT NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "owner_id" INTEGER NOT NULL,
-        "name" VARCHAR(255) NOT NULL,
-        "format" VARCHAR(8) NOT NULL,
-        "kind" VARCHAR(8) NOT NULL,
-        "size" INTEGER NOT NULL,
-        "row_count" INTEGER NOT NULL,
-        "storage_key" VARCHAR(512) NOT NULL,
-        "created_at" DATETIME NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE "background_request" (
-        "id" INTEGER NOT NULL PRIMARY KEY,
-        "request_id" VARCHAR(40) NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "user_id" INTEGER NOT NULL,
-        "method" VARCHAR(200) NOT NULL,
-        "request" BLOB NOT NULL,
-        "status" VARCHAR(16) NOT NULL,
-        "percent_complete" INTEGER NOT NULL,
-        "commentary" VARCHAR(500) NOT NULL,
-        "result" BLOB,
-        "error" BLOB,
-        "attempts" INTEGER NOT NULL,
-        "lease_until" DATETIME,
-        "created_at" DATETIME NOT NULL,
-        "updated_at" DATETIME NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE
-    )""",
-    ),
-    postgresql=(
-        """CREATE TABLE "custom_field" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "tenant_id" INTEGER NOT NULL,
-        "name" VARCHAR(100) NOT NULL,
-        "type" VARCHAR(16) NOT NULL,
-        "options" TEXT NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE "custom_field_value" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "contact_id" INTEGER NOT NULL,
-        "name" VARCHAR(100) NOT NULL,
-        "value" TEXT NOT NULL,
-        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE "spreadsheet" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "uuid" UUID NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "owner_id" INTEGER NOT NULL,
-        "name" VARCHAR(255) NOT NULL,
-        "format" VARCHAR(8) NOT NULL,
-        "kind" VARCHAR(8) NOT NULL,
-        "size" INTEGER NOT NULL,
-        "row_count" INTEGER NOT NULL,
-        "storage_key" VARCHAR(512) NOT NULL,
-        "created_at" TIMESTAMP NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE CASCADE
-    )""",
-        """CREATE TABLE "background_request" (
-        "id" SERIAL NOT NULL PRIMARY KEY,
-        "request_id" VARCHAR(40) NOT NULL,
-        "tenant_id" INTEGER NOT NULL,
-        "user_id" INTEGER NOT NULL,
-        "method" VARCHAR(200) NOT NULL,
-        "request" BYTEA NOT NULL,
-        "status" VARCHAR(16) NOT NULL,
-        "percent_complete" INTEGER NOT NULL,
-        "commentary" VARCHAR(500) NOT NULL,
-        "result" BYTEA,
-        "error" BYTEA,
-        "attempts" INTEGER NOT NULL,
-        "lease_until" TIMESTAMP,
-        "created_at" TIMESTAMP NOT NULL,
-        "updated_at" TIMESTAMP NOT NULL,
-        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
-        FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE
-    )""",
-    ),
     both=(
+        """CREATE TABLE "custom_field" (
+        "id" {pk},
+        "tenant_id" INTEGER NOT NULL,
+        "name" VARCHAR(100) NOT NULL,
+        "type" VARCHAR(16) NOT NULL,
+        "options" TEXT NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "custom_field_value" (
+        "id" {pk},
+        "contact_id" INTEGER NOT NULL,
+        "name" VARCHAR(100) NOT NULL,
+        "value" TEXT NOT NULL,
+        FOREIGN KEY ("contact_id") REFERENCES "contact" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "spreadsheet" (
+        "id" {pk},
+        "uuid" {uuid} NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "owner_id" INTEGER NOT NULL,
+        "name" VARCHAR(255) NOT NULL,
+        "format" VARCHAR(8) NOT NULL,
+        "kind" VARCHAR(8) NOT NULL,
+        "size" INTEGER NOT NULL,
+        "row_count" INTEGER NOT NULL,
+        "storage_key" VARCHAR(512) NOT NULL,
+        "created_at" {timestamp} NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("owner_id") REFERENCES "user" ("id") ON DELETE CASCADE
+    )""",
+        """CREATE TABLE "background_request" (
+        "id" {pk},
+        "request_id" VARCHAR(40) NOT NULL,
+        "tenant_id" INTEGER NOT NULL,
+        "user_id" INTEGER NOT NULL,
+        "method" VARCHAR(200) NOT NULL,
+        "request" {blob} NOT NULL,
+        "status" VARCHAR(16) NOT NULL,
+        "percent_complete" INTEGER NOT NULL,
+        "commentary" VARCHAR(500) NOT NULL,
+        "result" {blob},
+        "error" {blob},
+        "attempts" INTEGER NOT NULL,
+        "lease_until" {timestamp},
+        "created_at" {timestamp} NOT NULL,
+        "updated_at" {timestamp} NOT NULL,
+        FOREIGN KEY ("tenant_id") REFERENCES "tenant" ("id") ON DELETE CASCADE,
+        FOREIGN KEY ("user_id") REFERENCES "user" ("id") ON DELETE CASCADE
+    )""",
         'CREATE INDEX "custom_field_tenant_id" ON "custom_field" ("tenant_id")',
         'CREATE UNIQUE INDEX "custom_field_tenant_id_name" ON "custom_field" ("tenant_id", "name")',
         'CREATE INDEX "custom_field_value_contact_id" ON "custom_field_value" ("contact_id")',
-        'CREATE UNIQUE INDEX "custom_field_value_contact_id_name" '
-        'ON "custom_field_value" ("contact_id", "name")',
+        'CREATE UNIQUE INDEX "custom_field_value_contact_id_name" ON "custom_field_value" ("contact_id", "name")',
         'CREATE UNIQUE INDEX "spreadsheet_uuid" ON "spreadsheet" ("uuid")',
         'CREATE INDEX "spreadsheet_tenant_id" ON "spreadsheet" ("tenant_id")',
         'CREATE INDEX "spreadsheet_owner_id" ON "spreadsheet" ("owner_id")',
         'CREATE UNIQUE INDEX "spreadsheet_storage_key" ON "spreadsheet" ("storage_key")',
         'CREATE INDEX "spreadsheet_owner_id_created_at" ON "spreadsheet" ("owner_id", "created_at")',
-        'CREATE UNIQUE INDEX "background_request_request_id" '
-        'ON "background_request" ("request_id")',
+        'CREATE UNIQUE INDEX "background_request_request_id" ON "background_request" ("request_id")',
         'CREATE INDEX "background_request_tenant_id" ON "background_request" ("tenant_id")',
         'CREATE INDEX "background_request_user_id" ON "background_request" ("user_id")',
         'CREATE INDEX "background_request_status" ON "background_request" ("status")',
-    ),
+    )
 )
 
 # 5: the columns migration 1 gained after it landed, each (table, column, DDL). Rows already
@@ -589,39 +400,28 @@ _V5_COLUMNS: tuple[tuple[str, str, Ddl], ...] = (
         "tenant",
         "plan",
         Ddl(
-            sqlite=(
+            both=(
                 """ALTER TABLE "tenant" ADD COLUMN "plan" VARCHAR(16) NOT NULL DEFAULT 'free'""",
             ),
-            postgresql=(
-                """ALTER TABLE "tenant" ADD COLUMN "plan" VARCHAR(16) NOT NULL DEFAULT 'free'""",
-                'ALTER TABLE "tenant" ALTER COLUMN "plan" DROP DEFAULT',
-            ),
+            postgresql=('ALTER TABLE "tenant" ALTER COLUMN "plan" DROP DEFAULT',),
         ),
     ),
     (
         "contact",
         "phone",
         Ddl(
-            sqlite=(
-                """ALTER TABLE "contact" ADD COLUMN "phone" VARCHAR(64) NOT NULL DEFAULT ''""",
-            ),
-            postgresql=(
-                """ALTER TABLE "contact" ADD COLUMN "phone" VARCHAR(64) NOT NULL DEFAULT ''""",
-                'ALTER TABLE "contact" ALTER COLUMN "phone" DROP DEFAULT',
-            ),
+            both=("""ALTER TABLE "contact" ADD COLUMN "phone" VARCHAR(64) NOT NULL DEFAULT ''""",),
+            postgresql=('ALTER TABLE "contact" ALTER COLUMN "phone" DROP DEFAULT',),
         ),
     ),
     (
         "contact",
         "company",
         Ddl(
-            sqlite=(
+            both=(
                 """ALTER TABLE "contact" ADD COLUMN "company" VARCHAR(200) NOT NULL DEFAULT ''""",
             ),
-            postgresql=(
-                """ALTER TABLE "contact" ADD COLUMN "company" VARCHAR(200) NOT NULL DEFAULT ''""",
-                'ALTER TABLE "contact" ALTER COLUMN "company" DROP DEFAULT',
-            ),
+            postgresql=('ALTER TABLE "contact" ALTER COLUMN "company" DROP DEFAULT',),
         ),
     ),
     (
