@@ -8,16 +8,26 @@ caller (the same servicers, in the same process, for `crmgate serve`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 import grpc
+from google.protobuf.descriptor import FileDescriptor
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from gateway.contract import MAX_MESSAGE_BYTES, CallFailed, build_status
+from gateway.channel import open_channel
+from gateway.contract import FILE_DESCRIPTORS, CallFailed, build_status
 from gateway.errors import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, MALFORMED_REPLY
+
+#: How long a call may take end to end (a synchronous import of many rows included).
+DEFAULT_TIMEOUT_SECONDS = 300.0
+#: What a caller learns of a transport failure: never an address or a library's words.
+TRANSPORT_MESSAGES = {
+    grpc.StatusCode.UNAVAILABLE: "The service is unavailable; please try again.",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "The service did not answer in time.",
+}
 
 
 class Caller(Protocol):
@@ -33,16 +43,17 @@ class Caller(Protocol):
 
 
 class ChannelCaller:
-    """Calls a gRPC server over a grpc.aio channel."""
+    """Calls gRPC servers over one grpc.aio channel (see gateway.channel), each call with
+    a deadline."""
 
-    def __init__(self, target: str) -> None:
-        self._channel = grpc.aio.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+    def __init__(
+        self,
+        target: str,
+        files: Iterable[FileDescriptor] = FILE_DESCRIPTORS,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self._channel = open_channel(target, files)
+        self._timeout = timeout
         self._stubs: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
 
     async def call(
@@ -59,7 +70,9 @@ class ChannelCaller:
             stub = self._channel.unary_unary(method)
             self._stubs[method] = stub
         try:
-            reply = await stub(request.SerializeToString(), metadata=tuple(metadata))
+            reply = await stub(
+                request.SerializeToString(), metadata=tuple(metadata), timeout=self._timeout
+            )
         except grpc.aio.AioRpcError as error:
             raise CallFailed(status_from_error(error)) from None
         try:
@@ -87,8 +100,10 @@ def status_from_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
         status = None
     if status is not None:
         return status
+    code = error.code()
     reason = {
         grpc.StatusCode.UNAVAILABLE: BACKEND_UNAVAILABLE,
         grpc.StatusCode.DEADLINE_EXCEEDED: BACKEND_TIMEOUT,
-    }.get(error.code())
-    return build_status(error.code(), error.details() or error.code().name.lower(), reason)
+    }.get(code)
+    message = TRANSPORT_MESSAGES.get(code, f"The call failed ({code.name.lower()}).")
+    return build_status(code, message, reason)

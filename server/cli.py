@@ -59,7 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     gateway = commands.add_parser("gateway", help="run only the gateway, against a gRPC server")
     _http_flags(gateway)
-    gateway.add_argument("--grpc-target", required=True, metavar="HOST:PORT")
+    gateway.add_argument(
+        "--grpc-target",
+        required=True,
+        metavar="TARGET",
+        help="HOST:PORT[,HOST:PORT...] (balanced round-robin) or a gRPC name such as "
+        "dns:///crmgate-server:50051",
+    )
     gateway.add_argument("--dev", action="store_true")
     gateway.set_defaults(run=run_gateway)
 

@@ -18,6 +18,9 @@ async def build_grpc_server(pipeline: CallPipeline, bindings: list[Binding]) -> 
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            # Gateways keep idle connections alive with a ping every 20 s: allow it.
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
         ],
     )
     for binding in bindings:

@@ -50,8 +50,15 @@ class Launched:
     output: list[str]
     addresses: dict[str, str]
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an evicted pod: no chance to clean up."""
+        self.process.kill()
+        self.process.wait(timeout=15)
+
     def stop(self) -> None:
         """SIGTERM, and a clean exit (status 0) soon after: the graceful shutdown."""
+        if self.process.returncode == -signal.SIGKILL:
+            return  # killed on purpose
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
