@@ -1,68 +1,44 @@
-"""crmgate on S3-compatible object storage (CRMGATE_STORAGE_URL=s3://…), against a local
-S3 server (moto): C2C media, Close uploads and downloads, voyzu spreadsheets."""
+"""crmgate on S3-compatible object storage (CRMGATE_STORAGE_URL=s3://…), against a real
+S3-compatible server the suite starts (`rclone serve s3`): C2C media, Close uploads and
+downloads, voyzu spreadsheets."""
 
 from __future__ import annotations
 
 import base64
 import io
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 import requests
 from PIL import Image
 
 from tests.support import samples
 from tests.support.processes import CrmgateProcess
+from tests.support.s3 import S3Server, rclone_s3
 from tests.support.voyzu import VoyzuClient
 
 BUCKET = "crmgate-objects"
-AWS = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[tuple[str, object]]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        region_name="us-east-1",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield endpoint, client
-    server.stop()
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S3Server, object]]:
+    """A real S3-compatible server (rclone) with crmgate's bucket."""
+    with rclone_s3(tmp_path_factory.mktemp("s3") / "data", BUCKET) as server:
+        yield server, server.client()
 
 
 @pytest.fixture(scope="module")
 def crmgate_s3(
-    s3: tuple[str, object], tmp_path_factory: pytest.TempPathFactory
+    s3: tuple[S3Server, object], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CrmgateProcess]:
-    endpoint, _ = s3
-    env = {**AWS, "AWS_ENDPOINT_URL": endpoint, "CRMGATE_STORAGE_URL": f"s3://{BUCKET}/objects"}
-    with CrmgateProcess.start(tmp_path_factory.mktemp("s3"), env=env) as server:
-        server.admin("tenant", "create", "acme")
-        server.admin("contact", "create", "--tenant", "acme", "--email", "user@example.com")
-        yield server
+    server, _ = s3
+    env = {**server.env, "CRMGATE_STORAGE_URL": f"s3://{BUCKET}/objects"}
+    with CrmgateProcess.start(tmp_path_factory.mktemp("s3"), env=env) as process:
+        process.admin("tenant", "create", "acme")
+        process.admin("contact", "create", "--tenant", "acme", "--email", "user@example.com")
+        yield process
 
 
 def keys(client: object, prefix: str) -> list[str]:
@@ -70,7 +46,9 @@ def keys(client: object, prefix: str) -> list[str]:
     return [item["Key"] for item in listing.get("Contents", [])]
 
 
-def test_c2c_media_live_in_the_bucket(crmgate_s3: CrmgateProcess, s3: tuple[str, object]) -> None:
+def test_c2c_media_live_in_the_bucket(
+    crmgate_s3: CrmgateProcess, s3: tuple[S3Server, object]
+) -> None:
     _, client = s3
     key = crmgate_s3.admin("apikey", "create", "--tenant", "acme", "--kind", "c2c")
     body = {
@@ -106,7 +84,7 @@ def test_c2c_media_live_in_the_bucket(crmgate_s3: CrmgateProcess, s3: tuple[str,
 
 
 def test_close_uploads_and_downloads_through_the_bucket(
-    crmgate_s3: CrmgateProcess, s3: tuple[str, object]
+    crmgate_s3: CrmgateProcess, s3: tuple[S3Server, object]
 ) -> None:
     _, client = s3
     key = crmgate_s3.admin("apikey", "create", "--tenant", "acme", "--kind", "close")
@@ -135,7 +113,7 @@ def test_close_uploads_and_downloads_through_the_bucket(
 
 
 def test_voyzu_spreadsheets_in_the_bucket(
-    crmgate_s3: CrmgateProcess, s3: tuple[str, object]
+    crmgate_s3: CrmgateProcess, s3: tuple[S3Server, object]
 ) -> None:
     _, client = s3
     crmgate_s3.admin(
