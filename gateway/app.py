@@ -13,6 +13,7 @@ from google.protobuf.descriptor import FileDescriptor
 from gateway.calls import Caller
 from gateway.contract import MAX_MESSAGE_BYTES, CallFailed
 from gateway.errors import BODY_TOO_LARGE, INVALID_JSON, INVALID_REQUEST, reject
+from gateway.forwarding import Network, forwarded_middleware
 from gateway.routing import Router
 from gateway.surfaces.base import Surface
 from gateway.surfaces.fallback import FallbackSurface
@@ -112,12 +113,16 @@ def build_app(
     files: Iterable[FileDescriptor],
     *,
     extra_routes: Iterable[web.RouteDef] = (),
+    trusted_proxies: Iterable[Network] = (),
 ) -> web.Application:
     """The gateway app: `extra_routes` (non-RPC endpoints such as object storage) first,
-    then every annotated RPC route through one dispatcher."""
+    then every annotated RPC route through one dispatcher. X-Forwarded-* headers count
+    only from `trusted_proxies`."""
     routes = discover_routes(files)
     gateway = Gateway(caller, surfaces, routes)
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    trusted = list(trusted_proxies)
+    middlewares = [forwarded_middleware(trusted)] if trusted else []
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app.router.add_routes(list(extra_routes))
     for route in routes:
         app.router.add_route(route.http_method, route.path.router_path(), gateway.handler(route))

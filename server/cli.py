@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from aiohttp import web
 from gateway.app import build_app
 from gateway.calls import Caller, ChannelCaller
 from gateway.contract import FILE_DESCRIPTORS
+from gateway.forwarding import parse_networks
 from gateway.surfaces import default_surfaces
 from server import admin, logs
 from server.config import SUPPORTED_LOCALES, Settings
@@ -29,6 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env().with_overrides(
             data_dir=getattr(args, "data_dir", None), dev=getattr(args, "dev", None) or None
         )
+        if hasattr(args, "trusted_proxy"):
+            proxies = os.environ.get("CRMGATE_TRUSTED_PROXIES", "").split(",")
+            args.trusted_networks = parse_networks([*args.trusted_proxy, *proxies])
     except ValueError as error:
         parser.error(str(error))
     return int(args.run(args, settings) or 0)
@@ -76,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _http_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--http-host", default="127.0.0.1")
     parser.add_argument("--http-port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="honour X-Forwarded-Proto/Host from these peers (repeatable; also "
+        "$CRMGATE_TRUSTED_PROXIES, comma-separated)",
+    )
 
 
 def _grpc_flags(parser: argparse.ArgumentParser) -> None:
@@ -254,6 +267,7 @@ async def _start_gateway(
         default_surfaces(dev=settings.dev),
         FILE_DESCRIPTORS,
         extra_routes=extra_routes or [],
+        trusted_proxies=args.trusted_networks,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

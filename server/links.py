@@ -1,5 +1,7 @@
 """Absolute links: CRMGATE_PUBLIC_URL when set, else the scheme and host the HTTP request
-came to, else (internal gRPC callers) the address this process serves HTTP on."""
+came to (as the gateway saw it, trusted proxies' X-Forwarded-* included), else — an
+internal gRPC caller — the address this process serves HTTP on (`crmgate serve`), or a
+path alone (`crmgate server` has no HTTP address of its own: set CRMGATE_PUBLIC_URL)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from gateway.contract import BASE_URL_KEY
 class PublicLinks:
     def __init__(self, public_url: str | None) -> None:
         self._public_url = public_url
-        self.served_at = "http://localhost"  # set once the gateway listens
+        self.served_at = ""  # set once `serve`'s gateway listens
 
     def base(self, metadata: Mapping[str, str]) -> str:
         if self._public_url:

@@ -76,3 +76,35 @@ def test_calls_spread_over_servers_and_survive_one_dying(tmp_path: Path) -> None
                     "message": "The service is unavailable; please try again.",
                 },
             )
+
+
+def test_links_follow_the_public_url_or_a_trusted_proxy(tmp_path: Path) -> None:
+    """Every replica writes the same absolute links: CRMGATE_PUBLIC_URL, else the request's
+    Host, with X-Forwarded-Proto/Host honoured only from a trusted proxy."""
+    run_admin(tmp_path, "tenant", "create", "acme", "--host", "crm.example.com")
+    key = run_admin(tmp_path, "apikey", "create", "--tenant", "acme", "--kind", "close")
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "crm.example.com"}
+
+    def upload_url(http_url: str, headers: dict[str, str]) -> str:
+        answer = requests.post(
+            http_url + "/api/v1/files/upload/",
+            auth=(key, ""),
+            json={"filename": "a.txt", "content_type": "text/plain"},
+            headers=headers,
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        return answer.json()["download"]["url"]
+
+    serve = ("serve", "--http-port", "0", "--grpc-port", "0", "--data-dir", str(tmp_path))
+    with launched(*serve, "--trusted-proxy", "127.0.0.0/8", expect=frozenset({"http"})) as proxied:
+        url = upload_url(proxied.addresses["http"], forwarded)
+        assert url.startswith("https://crm.example.com/files/download/file_")
+    with launched(*serve, expect=frozenset({"http"})) as direct:
+        http_url = direct.addresses["http"]
+        url = upload_url(http_url, {**forwarded, "Host": "crm.example.com"})
+        assert url.startswith("http://crm.example.com/files/download/")  # headers ignored
+    env = {"CRMGATE_PUBLIC_URL": "https://files.example.net/"}
+    with launched(*serve, expect=frozenset({"http"}), env=env) as pinned:
+        url = upload_url(pinned.addresses["http"], forwarded)
+        assert url.startswith("https://files.example.net/files/download/")

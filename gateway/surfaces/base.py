@@ -34,8 +34,9 @@ def json_response(document: Any, status: int = 200) -> web.Response:
 
 
 def request_host(request: web.Request) -> str:
-    """The Host header without its port, lowercased (`[::1]:8080` → `::1`)."""
-    host = request.headers.get("Host", "").strip().lower()
+    """The public host without its port, lowercased (`[::1]:8080` → `::1`): the Host
+    header, or a trusted proxy's X-Forwarded-Host (gateway.forwarding)."""
+    host = request.host.strip().lower()
     if host.startswith("["):
         return host[1 : host.find("]")] if "]" in host else host
     name, colon, port = host.partition(":")
@@ -61,7 +62,7 @@ class Surface:
         metadata = [
             (REQUEST_ID_KEY, request.headers.get("X-Request-Id") or new_request_id()),
             (HOST_KEY, request_host(request)),
-            (BASE_URL_KEY, f"{request.scheme}://{request.headers.get('Host', '')}"),
+            (BASE_URL_KEY, f"{request.scheme}://{request.host}"),
         ]
         language = request.headers.get("Accept-Language")
         if language:
