@@ -6,8 +6,11 @@ contents are never handed to the logger in the first place.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 import time
 from typing import Any
@@ -31,10 +34,17 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    """JSON lines on stderr, written by a listener thread: a call on the event loop only
+    hands its record to a queue, never formats or writes it (the hot path stays fast at
+    INFO). Records still queued are written at exit."""
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    writer = logging.StreamHandler(sys.stderr)
+    writer.setFormatter(JsonFormatter())
+    listener = logging.handlers.QueueListener(records, writer, respect_handler_level=False)
+    listener.start()
+    atexit.register(listener.stop)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [logging.handlers.QueueHandler(records)]
     root.setLevel(level)
     # aiohttp's access log repeats what the rpc line says.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
