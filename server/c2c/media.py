@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 
 from server.c2c.rules import PreparedFile
+from server.database.connection import database
 from server.database.models import Contact, Media, normalize_email
 from server.files.uploads import safe_name
 from server.objects import ObjectStorage
@@ -63,7 +64,7 @@ def store_assets(
                     ),
                 }
             )
-        with Media._meta.database.atomic():
+        with database.atomic():
             return [Media.create(**row) for row in rows]
     except BaseException:
         for key in written:

@@ -13,6 +13,7 @@ from crm.v1 import crm_pb2
 
 from server.crm.custom_fields import check_values
 from server.crm.dates import iso
+from server.database.connection import database
 from server.database.models import (
     Contact,
     CustomFieldValue,
@@ -123,7 +124,7 @@ def _write_values(contact: Contact, values: dict[str, str]) -> None:
 
 def create(user: User, web: crm_pb2.WebContact) -> Contact:
     values = _checked(user, web)
-    with Contact._meta.database.atomic():
+    with database.atomic():
         _ensure_unique(user, web.email)
         contact = Contact.create(
             tenant=user.tenant_id,
@@ -142,7 +143,7 @@ def create(user: User, web: crm_pb2.WebContact) -> Contact:
 def update(user: User, contact_id: str, web: crm_pb2.WebContact) -> None:
     contact = find(user, contact_id)
     values = _checked(user, web)
-    with Contact._meta.database.atomic():
+    with database.atomic():
         _ensure_unique(user, web.email, except_id=contact.id)
         contact.email = web.email.strip()
         contact.email_normalized = normalize_email(web.email)
