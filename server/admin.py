@@ -9,6 +9,7 @@ import peewee
 
 from server.api_keys import create_api_key, revoke_api_key
 from server.crm.passwords import hash_password
+from server.database.connection import database
 from server.database.models import ApiKey, Contact, Tenant, TenantHost, User, normalize_email
 
 
@@ -19,7 +20,7 @@ class AdminError(Exception):
 def create_tenant(
     name: str, hosts: list[str], locale: str, honor_accept_language: bool = True
 ) -> Tenant:
-    with Tenant._meta.database.atomic():
+    with database.atomic():
         if Tenant.get_or_none(Tenant.name == name):
             raise AdminError(f"tenant {name!r} already exists")
         tenant = Tenant.create(
@@ -89,7 +90,7 @@ def create_user(tenant_name: str, email: str, password: str, plan: str | None) -
     if len(password) < 8:
         raise AdminError("passwords need at least 8 characters")
     tenant = tenant_named(tenant_name)
-    with Tenant._meta.database.atomic():
+    with database.atomic():
         if User.get_or_none(User.email == email):
             raise AdminError(f"a user with email {email!r} exists already")
         if plan is not None:
@@ -126,7 +127,7 @@ def bootstrap_demo() -> DemoCredentials:
     Secrets are stored only as hashes, so those printed by an earlier start cannot be
     shown again: each start revokes the previous demo keys and resets the demo password.
     """
-    with Tenant._meta.database.atomic():
+    with database.atomic():
         tenant = Tenant.get_or_none(Tenant.name == DEMO_TENANT) or create_tenant(
             DEMO_TENANT, DEMO_HOSTS, "en"
         )

@@ -6,6 +6,7 @@ import secrets
 
 import peewee
 
+from server.database.connection import database
 from server.database.models import ServiceSecret
 
 
@@ -15,7 +16,7 @@ def signing_key(name: str) -> str:
     if row is not None:
         return row.value
     try:
-        with ServiceSecret._meta.database.atomic():
+        with database.atomic():
             ServiceSecret.create(name=name, value=secrets.token_urlsafe(48))
     except peewee.IntegrityError:
         pass

@@ -1,11 +1,12 @@
-"""c2c.v1.ContactAssets: the C2C public API, and asset access for internal callers."""
+"""c2c.v1.ContactAssets: the C2C public API, and asset access for internal callers. Each
+method reads the caller, runs this package's domain functions off the event loop (checks
+and conversions on the CPU pool, queries and storage on the database pool), and words its
+refusals in the caller's language."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import uuid
 from collections.abc import Sequence
 
 import grpc
@@ -14,13 +15,11 @@ from c2c.v1 import contact_assets_pb2_grpc
 
 from gateway.contract import ACCEPT_LANGUAGE_KEY
 from gateway.localisation import choose_locale, summary, translate
-from server.c2c.media import MEDIA_BUCKET, delete_asset, find_contact, store_assets
+from server.c2c import media
 from server.c2c.rules import FileInput, PreparedFile, Violation, check_request, prepare
 from server.cpu import run_cpu
 from server.database.connection import run_sync
-from server.database.models import Contact, Media
 from server.errors import ApiError
-from server.files.storage_http import PUBLIC_MEDIA_PATH
 from server.links import PublicLinks, call_metadata
 from server.objects import ObjectStorage
 from server.principal import Principal, require_principal
@@ -64,7 +63,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
         del files
         if violations:
             raise validation_failed(violations, locale)
-        contact = await run_sync(find_contact, principal.tenant_id, request.email)
+        contact = await run_sync(media.find_contact, principal.tenant_id, request.email)
         if contact is None:
             raise ApiError(
                 grpc.StatusCode.NOT_FOUND,
@@ -72,7 +71,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
                 translate("contact_not_found", locale),
             )
         try:
-            rows = await run_sync(store_assets, self._buckets, contact, prepared)
+            attached = await run_sync(media.store_assets, self._buckets, contact, prepared)
         except Exception:
             log.exception(
                 "storing %d assets for tenant %s failed", len(prepared), principal.tenant_name
@@ -80,57 +79,37 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
             raise ApiError(
                 grpc.StatusCode.INTERNAL, "store_failed", translate("store_failed", locale)
             ) from None
-        return pb.AttachAssetsResponse(
-            data=pb.AttachedAssets(
-                contact=pb.ContactReference(uuid=str(contact.uuid), email=contact.email),
-                assets=[_asset(row) for row in rows],
-            )
-        )
+        return pb.AttachAssetsResponse(data=attached)
 
     async def ListContactAssets(
         self, request: pb.ListContactAssetsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListContactAssetsResponse:
         principal = require_principal()
         base = self._links.base(call_metadata(context))
-
-        def listing() -> pb.ListContactAssetsResponse:
-            contact = _contact(principal, request.contact_uuid)
-            rows = (
-                Media.select()
-                .where(Media.contact == contact)
-                .order_by(Media.created_at.desc(), Media.id.desc())
-            )
-            return pb.ListContactAssetsResponse(
-                assets=[_details(row, contact, base) for row in rows]
-            )
-
-        return await run_sync(listing)
+        assets = await run_sync(media.assets_of, principal.tenant_id, request.contact_uuid, base)
+        return pb.ListContactAssetsResponse(assets=assets)
 
     async def GetAsset(
         self, request: pb.GetAssetRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetAssetResponse:
         principal = require_principal()
         base = self._links.base(call_metadata(context))
-
-        def get() -> pb.GetAssetResponse:
-            row = _media(principal, request.uuid)
-            content = b""
-            if request.include_content:
-                content = self._buckets.read(MEDIA_BUCKET, row.storage_key)
-            return pb.GetAssetResponse(asset=_details(row, row.contact, base), content=content)
-
-        return await run_sync(get)
+        asset, content = await run_sync(
+            media.asset,
+            self._buckets,
+            principal.tenant_id,
+            request.uuid,
+            base,
+            request.include_content,
+        )
+        return pb.GetAssetResponse(asset=asset, content=content)
 
     async def DeleteAsset(
         self, request: pb.DeleteAssetRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteAssetResponse:
         principal = require_principal()
-
-        def delete() -> pb.DeleteAssetResponse:
-            delete_asset(self._buckets, _media(principal, request.uuid))
-            return pb.DeleteAssetResponse()
-
-        return await run_sync(delete)
+        await run_sync(media.delete_asset, self._buckets, principal.tenant_id, request.uuid)
+        return pb.DeleteAssetResponse()
 
 
 def validation_failed(violations: Sequence[Violation], locale: str) -> ApiError:
@@ -145,53 +124,3 @@ def validation_failed(violations: Sequence[Violation], locale: str) -> ApiError:
 def _locale(principal: Principal, context: object) -> str:
     language = call_metadata(context).get(ACCEPT_LANGUAGE_KEY, "")
     return choose_locale(principal.locale, principal.honor_accept_language, language)
-
-
-def _asset(row: Media) -> pb.Asset:
-    return pb.Asset(
-        uuid=str(row.uuid),
-        name=row.name,
-        mime_type=row.mime_type,
-        type="image" if row.mime_type.startswith("image/") else "file",
-        size=row.size,
-        created_at=row.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-    )
-
-
-def _details(row: Media, contact: Contact, base: str) -> pb.AssetDetails:
-    properties = json.loads(row.custom_properties)
-    return pb.AssetDetails(
-        asset=_asset(row),
-        contact_uuid=str(contact.uuid),
-        collection=row.collection,
-        sha256=row.sha256,
-        alt=properties.get("alt", ""),
-        description=properties.get("description", ""),
-        url=f"{base}{PUBLIC_MEDIA_PATH}{row.uuid}/{row.file_name}",
-    )
-
-
-def _parse_uuid(value: str, what: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise ApiError(grpc.StatusCode.NOT_FOUND, "not_found", f"No such {what}.") from None
-
-
-def _contact(principal: Principal, contact_uuid: str) -> Contact:
-    contact = Contact.get_or_none(
-        Contact.uuid == _parse_uuid(contact_uuid, "contact"),
-        Contact.tenant == principal.tenant_id,
-    )
-    if contact is None:
-        raise ApiError(grpc.StatusCode.NOT_FOUND, "not_found", "No such contact.")
-    return contact
-
-
-def _media(principal: Principal, media_uuid: str) -> Media:
-    row = Media.get_or_none(
-        Media.uuid == _parse_uuid(media_uuid, "asset"), Media.tenant == principal.tenant_id
-    )
-    if row is None:
-        raise ApiError(grpc.StatusCode.NOT_FOUND, "not_found", "No such asset.")
-    return row

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -22,13 +21,11 @@ from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
 from gateway.contract import CallFailed, build_status
-from server.crm.dates import iso
 from server.crm.sessions import principal_for_user
 from server.database.connection import run_sync
 from server.database.models import BackgroundRequest, User, utcnow
 from server.inprocess import InProcessContext
 from server.pipeline import CallPipeline
-from server.principal import Principal
 
 log = logging.getLogger("crmgate.background")
 
@@ -52,36 +49,11 @@ def background_allowed(method: str) -> bool:
     return found is not None and found.GetOptions().Extensions[crm_pb2.background_allowed]
 
 
-def enqueue(principal: Principal, method: str, request: any_pb2.Any) -> str:
-    request_id = "req_" + secrets.token_hex(12)
-    BackgroundRequest.create(
-        request_id=request_id,
-        tenant=principal.tenant_id,
-        user=principal.user_id,
-        method=method,
-        request=request.SerializeToString(),
-    )
-    return request_id
-
-
-def request_status(
-    row: BackgroundRequest,
-) -> tuple[crm_pb2.RequestStatus, status_pb2.Status | None]:
-    """A stored request as a RequestStatus, and the status it failed with, if it did."""
-    status = crm_pb2.RequestStatus(
-        request_id=row.request_id,
-        commentary=row.commentary,
-        percent_complete=row.percent_complete,
-        process_status=row.status,
-        created_date=iso(row.created_at),
-        updated_date=iso(row.updated_at),
-    )
-    if row.result is not None:
-        status.result.CopyFrom(any_pb2.Any.FromString(row.result))
-    error = status_pb2.Status.FromString(row.error) if row.error is not None else None
-    if error is not None:
-        status.error_message = error.message
-    return status, error
+def progress_reporter() -> Progress:
+    """The current background request's progress reporter, or one that ignores reports
+    (a direct call). Read it on the event loop: worker threads do not see the context
+    variable, so the servicer hands it to the domain function it runs."""
+    return current_progress.get() or (lambda percent, commentary: None)
 
 
 def _claim(request_id: str) -> BackgroundRequest | None:

@@ -11,8 +11,10 @@ import grpc
 import peewee
 from crm.v1 import crm_pb2
 
+from server.crm import messages
 from server.crm.custom_fields import check_values
-from server.crm.dates import iso
+from server.crm.users import signed_in
+from server.database.connection import database
 from server.database.models import (
     Contact,
     CustomFieldValue,
@@ -58,21 +60,6 @@ def find(user: User, contact_id: str) -> Contact:
     if contact is None:
         raise not_found("contact_not_found", f"No contact {contact_id}.")
     return contact
-
-
-def to_web(contact: Contact) -> crm_pb2.WebContact:
-    values = {value.name: value.value for value in contact.custom_values}
-    return crm_pb2.WebContact(
-        id=str(contact.uuid),
-        first_name=contact.first_name,
-        last_name=contact.last_name,
-        email=contact.email,
-        phone=contact.phone,
-        company=contact.company,
-        custom_fields=values,
-        created_date=iso(contact.created_at),
-        updated_date=iso(contact.updated_at),
-    )
 
 
 def _checked(user: User, web: crm_pb2.WebContact) -> dict[str, str]:
@@ -121,9 +108,10 @@ def _write_values(contact: Contact, values: dict[str, str]) -> None:
             CustomFieldValue.create(contact=contact, name=name, value=value)
 
 
-def create(user: User, web: crm_pb2.WebContact) -> Contact:
+def add(user: User, web: crm_pb2.WebContact) -> Contact:
+    """A new contact owned by the user; imports add many, one transaction each."""
     values = _checked(user, web)
-    with Contact._meta.database.atomic():
+    with database.atomic():
         _ensure_unique(user, web.email)
         contact = Contact.create(
             tenant=user.tenant_id,
@@ -139,10 +127,19 @@ def create(user: User, web: crm_pb2.WebContact) -> Contact:
     return contact
 
 
-def update(user: User, contact_id: str, web: crm_pb2.WebContact) -> None:
+def create(user_id: int | None, web: crm_pb2.WebContact) -> crm_pb2.WebContact:
+    return messages.to_web(add(signed_in(user_id), web))
+
+
+def get(user_id: int | None, contact_id: str) -> crm_pb2.WebContact:
+    return messages.to_web(find(signed_in(user_id), contact_id))
+
+
+def update(user_id: int | None, contact_id: str, web: crm_pb2.WebContact) -> None:
+    user = signed_in(user_id)
     contact = find(user, contact_id)
     values = _checked(user, web)
-    with Contact._meta.database.atomic():
+    with database.atomic():
         _ensure_unique(user, web.email, except_id=contact.id)
         contact.email = web.email.strip()
         contact.email_normalized = normalize_email(web.email)
@@ -153,8 +150,9 @@ def update(user: User, contact_id: str, web: crm_pb2.WebContact) -> None:
         _write_values(contact, values)
 
 
-def delete(user: User, contact_id: str) -> None:
+def delete(user_id: int | None, contact_id: str) -> None:
     """Soft delete; succeeds whatever the id (the voyzu contract)."""
+    user = signed_in(user_id)
     try:
         parsed = uuid.UUID(contact_id)
     except ValueError:
@@ -185,17 +183,19 @@ def matching(user: User, search: crm_pb2.ContactsSearchInput) -> peewee.ModelSel
     return query.order_by(order, Contact.id.desc() if search.sort_descending else Contact.id)
 
 
-def page_of(user: User, search: crm_pb2.ContactsSearchInput) -> crm_pb2.ContactsDatatable:
-    page = search.page or 1
-    size = search.page_size or DEFAULT_PAGE_SIZE
+def search(user_id: int | None, given: crm_pb2.ContactsSearchInput) -> crm_pb2.ContactsDatatable:
+    """One page of the contacts the user may see that match the search."""
+    user = signed_in(user_id)
+    page = given.page or 1
+    size = given.page_size or DEFAULT_PAGE_SIZE
     if page < 1 or not 1 <= size <= MAX_PAGE_SIZE:
         raise invalid_argument(
             f"Page must be at least 1 and PageSize between 1 and {MAX_PAGE_SIZE}."
         )
-    query = matching(user, search)
+    query = matching(user, given)
     rows = list(query.paginate(page, size).prefetch(CustomFieldValue))
     return crm_pb2.ContactsDatatable(
-        rows=[to_web(contact) for contact in rows],
+        rows=[messages.to_web(contact) for contact in rows],
         total_count=query.count(),
         page=page,
         page_size=size,

@@ -9,7 +9,10 @@ from datetime import date
 
 from crm.v1 import crm_pb2
 
+from server.crm import messages
+from server.database.connection import database
 from server.database.models import CustomField
+from server.errors import invalid_argument
 
 TYPES = ("text", "number", "date", "boolean", "select")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9 _-]{0,99}")
@@ -21,10 +24,9 @@ def definitions(tenant_id: int) -> list[CustomField]:
     )
 
 
-def to_message(field: CustomField) -> crm_pb2.CustomFieldDefinition:
-    return crm_pb2.CustomFieldDefinition(
-        name=field.name, type=field.type, options=json.loads(field.options)
-    )
+def names(tenant_id: int) -> list[str]:
+    """The customer's custom field names, in the order imports and exports use them."""
+    return [field.name for field in definitions(tenant_id)]
 
 
 def check_definitions(fields: Sequence[crm_pb2.CustomFieldDefinition]) -> list[str]:
@@ -48,17 +50,29 @@ def check_definitions(fields: Sequence[crm_pb2.CustomFieldDefinition]) -> list[s
     return problems
 
 
-def define(tenant_id: int, fields: Sequence[crm_pb2.CustomFieldDefinition]) -> None:
-    """Create or change each field (matched by name, ignoring case)."""
-    existing = {field.name.lower(): field for field in definitions(tenant_id)}
-    for field in fields:
-        row = existing.get(field.name.lower())
-        options = json.dumps(list(field.options))
-        if row is None:
-            CustomField.create(tenant=tenant_id, name=field.name, type=field.type, options=options)
-        else:
-            row.name, row.type, row.options = field.name, field.type, options
-            row.save()
+def define(
+    tenant_id: int, fields: Sequence[crm_pb2.CustomFieldDefinition]
+) -> crm_pb2.CustomFieldList:
+    """Create or change each field (matched by name, ignoring case), all or none;
+    answers every field the customer has afterwards."""
+    problems = check_definitions(fields)
+    if problems:
+        raise invalid_argument(" ".join(problems))
+    with database.atomic():
+        existing = {field.name.lower(): field for field in definitions(tenant_id)}
+        for field in fields:
+            row = existing.get(field.name.lower())
+            options = json.dumps(list(field.options))
+            if row is None:
+                CustomField.create(
+                    tenant=tenant_id, name=field.name, type=field.type, options=options
+                )
+            else:
+                row.name, row.type, row.options = field.name, field.type, options
+                row.save()
+    return crm_pb2.CustomFieldList(
+        fields=[messages.custom_field(field) for field in definitions(tenant_id)]
+    )
 
 
 def check_values(tenant_id: int, values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from gateway.contract import SESSION_KEY
 from server.api_keys import hash_secret
 from server.crm.passwords import verify_password
-from server.database.connection import run_sync
+from server.database.connection import database, run_sync
 from server.database.models import Session, Tenant, User, utcnow
 from server.principal import Principal
 
@@ -32,7 +32,7 @@ def sign_in(email: str, password: str) -> NewSession | None:
         return None
     session_id = secrets.token_urlsafe(32)
     now = utcnow()
-    with Session._meta.database.atomic():
+    with database.atomic():
         # Expired sessions are dead already; sign-ins sweep them so the table stays small.
         Session.delete().where(Session.expires_at <= now).execute()
         Session.create(

@@ -4,17 +4,17 @@ the S3 browser-POST endpoint for Close uploads and the 24-hour download URLs.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
 
 from aiohttp import web
 
-from server.c2c.media import MEDIA_BUCKET
+from server.c2c.media import MEDIA_BUCKET, public_media
+from server.c2c.messages import PUBLIC_MEDIA_PATH
 from server.config import Settings
 from server.database.connection import run_sync
-from server.database.models import Media, utcnow
+from server.database.models import utcnow
 from server.files.s3post.endpoint import PostEndpoint
 from server.files.s3post.policy import Credentials, build_form
 from server.files.uploads import (
@@ -29,7 +29,6 @@ from server.objects import ObjectStorage, open_storage
 from server.signing_keys import signing_key
 
 STORAGE_PATH = "/storage/"
-PUBLIC_MEDIA_PATH = "/media/"
 ACCESS_KEY_ID = "crmgate"
 
 
@@ -124,14 +123,6 @@ class StorageRoutes:
                 "Cache-Control": "public, max-age=31536000, immutable",
             },
         )
-
-
-def public_media(media_uuid: str, file_name: str) -> Media | None:
-    try:
-        parsed = uuid.UUID(media_uuid)
-    except ValueError:
-        return None
-    return Media.get_or_none(Media.uuid == parsed, Media.file_name == file_name)
 
 
 def _json_error(status: int, code: str, message: str) -> web.Response:

@@ -1,4 +1,5 @@
-"""Close Files uploads: records, download capabilities and their 24-hour window.
+"""Close Files uploads: starting one (checked, recorded, its browser form signed), download
+capabilities and their 24-hour window.
 
 A download URL carries `file_id.signature`, an HMAC of the file id under a server secret:
 unguessable, verifiable without a lookup, and only honoured while the upload is
@@ -12,19 +13,30 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp.helpers import content_disposition_header
+from files.v1 import files_pb2
 
 from server.database.models import FileUpload, Tenant, utcnow
+from server.files import messages
 from server.signing_keys import signing_key
+from server.validation import Violations
 
 DOWNLOAD_WINDOW = timedelta(hours=24)
 UPLOAD_BUCKET = "crmgate-files"
 DOWNLOAD_PATH = "/files/download/"
 _TOKEN = re.compile(r"(file_[A-Za-z0-9]{16,40})\.([A-Za-z0-9_-]{43})")
+REQUIRED = "This field is required."
+MIME_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+
+#: Builds the signed browser-POST form: (bucket, key, content_type, disposition, max bytes,
+#: base URL) → (upload URL, form fields).
+FormSigner = Callable[[str, str, str, str, int, str], tuple[str, dict[str, str]]]
 
 
 def _signature(file_id: str) -> str:
@@ -73,6 +85,33 @@ def safe_name(filename: str) -> str:
     base = re.split(r"[\\/]", filename)[-1]
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._")
     return cleaned[:120] or "file"
+
+
+def begin(
+    tenant_id: int, filename: str, content_type: str, base: str, sign_form: FormSigner
+) -> tuple[files_pb2.UploadForm, files_pb2.DownloadLink]:
+    """A pending upload, the signed form a browser posts its file with, and the URL that
+    downloads it once posted. Nothing is recorded or signed for an invalid request."""
+    violations = Violations()
+    if not filename.strip():
+        violations.add("filename", REQUIRED)
+    elif len(filename) > 255:
+        violations.add("filename", "Ensure this value has at most 255 characters.")
+    if not content_type.strip():
+        violations.add("content_type", REQUIRED)
+    elif not MIME_TYPE.fullmatch(content_type.strip()):
+        violations.add("content_type", "Enter a valid MIME type, such as image/jpeg.")
+    violations.raise_if_any("validation_failed", "Invalid upload request.")
+    upload = create_upload(tenant_id, filename.strip(), content_type.strip())
+    url, fields = sign_form(
+        upload.bucket,
+        upload.key,
+        upload.content_type,
+        content_disposition(upload.filename),
+        MAX_UPLOAD_BYTES,
+        base,
+    )
+    return messages.upload(url, fields, download_url(base, upload))
 
 
 def create_upload(tenant_id: int, filename: str, content_type: str) -> FileUpload:

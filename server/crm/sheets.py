@@ -1,0 +1,70 @@
+"""Spreadsheets kept for their owner: every import's upload and every export's file, as an
+object in storage and a row describing it. (Reading and writing the files themselves is
+server/crm/spreadsheets.py.)"""
+
+from __future__ import annotations
+
+import uuid
+
+from crm.v1 import crm_pb2
+from google.api import httpbody_pb2
+
+from server.crm import messages, spreadsheets
+from server.database.models import Spreadsheet, User
+from server.errors import invalid_argument, not_found
+from server.files.uploads import safe_name
+from server.objects import ObjectStorage
+
+SPREADSHEET_BUCKET = "spreadsheets"
+CONTENT_TYPES = {
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+def store(
+    buckets: ObjectStorage, user: User, name: str, kind: str, data: bytes, rows: int
+) -> crm_pb2.Spreadsheet:
+    """Keep a spreadsheet: the object first, then its row; an object whose row cannot be
+    saved is removed again, so no row ever points at nothing."""
+    row = Spreadsheet(
+        tenant=user.tenant_id,
+        owner=user,
+        name=name,
+        kind=kind,
+        format=spreadsheets.spreadsheet_format(name),
+        size=len(data),
+        row_count=rows,
+    )
+    row.storage_key = f"tenants/{user.tenant_id}/spreadsheets/{row.uuid}/{safe_name(name)}"
+    buckets.write(SPREADSHEET_BUCKET, row.storage_key, data)
+    try:
+        row.save(force_insert=True)
+    except BaseException:
+        buckets.delete(SPREADSHEET_BUCKET, row.storage_key)
+        raise
+    return messages.spreadsheet(row)
+
+
+def listing(user_id: int | None) -> list[crm_pb2.Spreadsheet]:
+    """The user's spreadsheets, newest first."""
+    rows = (
+        Spreadsheet.select()
+        .where(Spreadsheet.owner == user_id)
+        .order_by(Spreadsheet.created_at.desc(), Spreadsheet.id.desc())
+    )
+    return [messages.spreadsheet(row) for row in rows]
+
+
+def download(buckets: ObjectStorage, user_id: int | None, sheet_id: str) -> httpbody_pb2.HttpBody:
+    """One of the user's spreadsheets as a file: a malformed id is INVALID_ARGUMENT, one
+    that is not theirs NOT_FOUND (as contacts.find)."""
+    try:
+        parsed = uuid.UUID(sheet_id)
+    except ValueError:
+        raise invalid_argument(f"{sheet_id!r} is not a spreadsheet id.") from None
+    row = Spreadsheet.get_or_none(Spreadsheet.uuid == parsed, Spreadsheet.owner == user_id)
+    if row is None:
+        raise not_found("spreadsheet_not_found", f"No spreadsheet {sheet_id}.")
+    data = buckets.read(SPREADSHEET_BUCKET, row.storage_key)
+    return httpbody_pb2.HttpBody(content_type=CONTENT_TYPES[row.format], data=data)
