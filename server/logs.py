@@ -7,6 +7,7 @@ contents are never handed to the logger in the first place.
 from __future__ import annotations
 
 import atexit
+import copy
 import json
 import logging
 import logging.handlers
@@ -30,7 +31,22 @@ class JsonFormatter(logging.Formatter):
             entry.update(rpc)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:  # formatted already, when the record was queued
+            entry["exc"] = record.exc_text
         return json.dumps(entry, default=str)
+
+
+class _Enqueue(logging.handlers.QueueHandler):
+    """Queues a record as fields, not as text: the message with its arguments merged and
+    any traceback as text (it cannot cross threads as objects), formatted by the listener."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg, record.args = record.getMessage(), None
+        if record.exc_info:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        return record
 
 
 def configure(level: str) -> None:
@@ -44,7 +60,7 @@ def configure(level: str) -> None:
     listener.start()
     atexit.register(listener.stop)
     root = logging.getLogger()
-    root.handlers[:] = [logging.handlers.QueueHandler(records)]
+    root.handlers[:] = [_Enqueue(records)]
     root.setLevel(level)
     # aiohttp's access log repeats what the rpc line says.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -574,7 +574,7 @@ def test_a_fault_mid_request_leaves_nothing(tmp_path: Path) -> None:
         connection.close()
         media_dir = tmp_path / "objects" / "media"
         assert [p for p in media_dir.rglob("*") if p.is_file()] == []
-        records = [r for r in server.log_records() if r.get("logger") == "crmgate.c2c"]
+        records = server.wait_for_logs(lambda record: record.get("logger") == "crmgate.c2c")
         assert "File too large" in records[0]["exc"]
         # The server is still fine: a small request goes through.
         status, _ = attach(server, key, {"email": "user@example.com", "files": files[:1]})

@@ -14,7 +14,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,11 +237,18 @@ class CrmgateProcess:
 
     def log_record(self, request_id: str, deadline: float = 5.0) -> dict[str, object]:
         """The call log line of a request (sent with X-Request-Id), once it is written."""
+        (record,) = self.wait_for_logs(lambda r: r.get("request_id") == request_id, deadline)
+        return record
+
+    def wait_for_logs(
+        self, matches: Callable[[dict[str, object]], bool], deadline: float = 5.0
+    ) -> list[dict[str, object]]:
+        """The log lines that match, once there is one (lines are written by a thread, a
+        moment after the response)."""
         limit = time.monotonic() + deadline
         while True:
-            found = [r for r in self.log_records() if r.get("request_id") == request_id]
+            found = [record for record in self.log_records() if matches(record)]
             if found:
-                (record,) = found
-                return record
-            assert time.monotonic() < limit, f"no log line for request {request_id}"
+                return found
+            assert time.monotonic() < limit, "no matching log line"
             time.sleep(0.02)
