@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from crm.v1 import crm_pb2
 
-from server.crm import contacts, custom_fields, sheets, spreadsheets
+from server.crm import contacts, custom_fields, messages, sheets, spreadsheets
 from server.crm.background import Progress
 from server.crm.dates import iso
 from server.crm.users import require_paid, signed_in
@@ -31,7 +31,7 @@ def export_contacts(
     progress(10, f"Writing {len(matches)} contacts")
     data, count = spreadsheets.write(format_, headers, _cells(matches, names))
     name = f"contacts-{utcnow():%Y%m%d-%H%M%S}.{format_}"
-    stored = sheets.store(buckets, user, name, "export", data, count)
+    stored = messages.spreadsheet(sheets.store(buckets, user, name, "export", data, count))
     return crm_pb2.ExportResult(spreadsheet=stored)
 
 

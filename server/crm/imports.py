@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from crm.v1 import crm_pb2
 
-from server.crm import contacts, custom_fields, sheets, spreadsheets
+from server.crm import contacts, custom_fields, messages, sheets, spreadsheets
 from server.crm.background import Progress
 from server.crm.users import require_paid, signed_in
+from server.database.connection import database
 from server.errors import ApiError, invalid_argument
 from server.objects import ObjectStorage
+
+#: Rows applied in one transaction, with the count of those applied so far.
+BATCH_ROWS = 100
 
 
 def import_contacts(
@@ -39,23 +43,33 @@ def import_contacts(
     errors: list[crm_pb2.RowError] = []
     imported = 0
     total = len(sheet.rows)
-    for index, row in enumerate(sheet.rows):
-        fields, values = spreadsheets.row_values(targets, row)
-        web = crm_pb2.WebContact(
-            first_name=fields.get("FirstName", ""),
-            last_name=fields.get("LastName", ""),
-            email=fields.get("Email", ""),
-            phone=fields.get("Phone", ""),
-            company=fields.get("Company", ""),
-            custom_fields=values,
-        )
-        try:
-            contacts.add(user, web)
-            imported += 1
-        except ApiError as error:
-            errors.append(crm_pb2.RowError(row=index + 2, message=error.message))
-        progress(int((index + 1) * 100 / total), f"Imported {index + 1} of {total} rows")
+    # Recorded before the first row, so an interrupted import shows how far it got: each
+    # batch of rows commits with the count, so the count is exact whenever it stops.
     stored = sheets.store(buckets, user, given.file_name, "import", given.content, total)
+    for start in range(0, total, BATCH_ROWS):
+        end = min(start + BATCH_ROWS, total)
+        with database.atomic():
+            for index in range(start, end):
+                fields, values = spreadsheets.row_values(targets, sheet.rows[index])
+                web = crm_pb2.WebContact(
+                    first_name=fields.get("FirstName", ""),
+                    last_name=fields.get("LastName", ""),
+                    email=fields.get("Email", ""),
+                    phone=fields.get("Phone", ""),
+                    company=fields.get("Company", ""),
+                    custom_fields=values,
+                )
+                try:
+                    contacts.add(user, web)
+                    imported += 1
+                except ApiError as error:
+                    errors.append(crm_pb2.RowError(row=index + 2, message=error.message))
+            sheets.record_import(stored, imported)
+        progress(int(end * 100 / total), f"Imported {end} of {total} rows")
+    sheets.record_import(stored, imported, done=True)
     return crm_pb2.ImportResult(
-        imported_count=imported, errors=errors, ignored_columns=ignored, spreadsheet=stored
+        imported_count=imported,
+        errors=errors,
+        ignored_columns=ignored,
+        spreadsheet=messages.spreadsheet(stored),
     )

@@ -5,6 +5,7 @@ contact, a spreadsheet or a request the same way."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from crm.v1 import crm_pb2
 from google.longrunning import operations_pb2
@@ -12,7 +13,14 @@ from google.protobuf import any_pb2
 from google.rpc import status_pb2
 
 from server.crm.dates import iso
-from server.database.models import BackgroundRequest, Contact, CustomField, Spreadsheet, User
+from server.database.models import (
+    BackgroundRequest,
+    Contact,
+    CustomField,
+    Spreadsheet,
+    User,
+    utcnow,
+)
 
 #: What an operation's name starts with: `requests/{RequestId}` is the request
 #: /api/request/get/{RequestId} reports.
@@ -41,6 +49,17 @@ def custom_field(field: CustomField) -> crm_pb2.CustomFieldDefinition:
     )
 
 
+#: An import whose worker has not reported for this long was interrupted (its process died).
+HEARTBEAT_STALE = timedelta(minutes=2)
+
+
+def import_status(row: Spreadsheet) -> str:
+    """RUNNING, DONE, or INTERRUPTED for a RUNNING import nobody reports on any more."""
+    if row.import_status == "RUNNING" and row.heartbeat_at < utcnow() - HEARTBEAT_STALE:
+        return "INTERRUPTED"
+    return row.import_status or ""
+
+
 def spreadsheet(row: Spreadsheet) -> crm_pb2.Spreadsheet:
     return crm_pb2.Spreadsheet(
         id=str(row.uuid),
@@ -50,6 +69,8 @@ def spreadsheet(row: Spreadsheet) -> crm_pb2.Spreadsheet:
         size=row.size,
         row_count=row.row_count,
         created_date=iso(row.created_at),
+        import_status=import_status(row),
+        imported_count=row.imported_count or 0,
     )
 
 

@@ -10,7 +10,7 @@ from crm.v1 import crm_pb2
 from google.api import httpbody_pb2
 
 from server.crm import messages, spreadsheets
-from server.database.models import Spreadsheet, User
+from server.database.models import Spreadsheet, User, utcnow
 from server.errors import invalid_argument, not_found
 from server.files.uploads import safe_name
 from server.objects import ObjectStorage
@@ -24,9 +24,10 @@ CONTENT_TYPES = {
 
 def store(
     buckets: ObjectStorage, user: User, name: str, kind: str, data: bytes, rows: int
-) -> crm_pb2.Spreadsheet:
+) -> Spreadsheet:
     """Keep a spreadsheet: the object first, then its row; an object whose row cannot be
-    saved is removed again, so no row ever points at nothing."""
+    saved is removed again, so no row ever points at nothing. An import's row is RUNNING
+    until `record_import(…, done=True)`."""
     row = Spreadsheet(
         tenant=user.tenant_id,
         owner=user,
@@ -36,6 +37,8 @@ def store(
         size=len(data),
         row_count=rows,
     )
+    if kind == "import":
+        row.import_status, row.imported_count, row.heartbeat_at = "RUNNING", 0, utcnow()
     row.storage_key = f"tenants/{user.tenant_id}/spreadsheets/{row.uuid}/{safe_name(name)}"
     buckets.write(SPREADSHEET_BUCKET, row.storage_key, data)
     try:
@@ -43,7 +46,16 @@ def store(
     except BaseException:
         buckets.delete(SPREADSHEET_BUCKET, row.storage_key)
         raise
-    return messages.spreadsheet(row)
+    return row
+
+
+def record_import(row: Spreadsheet, imported: int, *, done: bool = False) -> None:
+    """How many of an import's rows were applied so far (a heartbeat too), or that it is
+    DONE."""
+    row.imported_count, row.heartbeat_at = imported, utcnow()
+    if done:
+        row.import_status = "DONE"
+    row.save(only=[Spreadsheet.imported_count, Spreadsheet.heartbeat_at, Spreadsheet.import_status])
 
 
 def listing(user_id: int | None) -> list[crm_pb2.Spreadsheet]:

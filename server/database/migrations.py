@@ -456,6 +456,16 @@ def _repair_databases_begun_before_voyzu(db: peewee.Database) -> None:
     ddl(_V5_INDEXES)(db)
 
 
+# 6: an import's spreadsheet is stored before its rows are applied, with its progress.
+_V6_IMPORT_PROGRESS = Ddl(
+    both=(
+        'ALTER TABLE "spreadsheet" ADD COLUMN "import_status" VARCHAR(16)',
+        'ALTER TABLE "spreadsheet" ADD COLUMN "imported_count" INTEGER',
+        'ALTER TABLE "spreadsheet" ADD COLUMN "heartbeat_at" {timestamp}',
+    )
+)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core tables", ddl(_V1_TENANTS, _USER_TABLES, _V1_CONTACTS)),
     (2, "contact media", ddl(_V2_MEDIA)),
@@ -470,6 +480,7 @@ MIGRATIONS: list[Migration] = [
         "repair databases begun before the voyzu user tables",
         _repair_databases_begun_before_voyzu,
     ),
+    (6, "imports recorded before their rows", ddl(_V6_IMPORT_PROGRESS)),
 ]
 
 

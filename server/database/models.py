@@ -228,6 +228,11 @@ class Spreadsheet(BaseModel):
     row_count = peewee.IntegerField(default=0)
     storage_key = peewee.CharField(max_length=512, unique=True)
     created_at = peewee.DateTimeField(default=utcnow)
+    # Imports only: recorded before the first row is applied, so one a crash interrupted
+    # shows how far it got. RUNNING (while `heartbeat_at` is fresh), DONE.
+    import_status = peewee.CharField(max_length=16, null=True)
+    imported_count = peewee.IntegerField(null=True)
+    heartbeat_at = peewee.DateTimeField(null=True)
 
     class Meta:
         indexes = ((("owner", "created_at"), False),)

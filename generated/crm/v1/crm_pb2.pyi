@@ -322,6 +322,8 @@ class Spreadsheet(_message.Message):
     SIZE_FIELD_NUMBER: _builtins.int
     ROW_COUNT_FIELD_NUMBER: _builtins.int
     CREATED_DATE_FIELD_NUMBER: _builtins.int
+    IMPORT_STATUS_FIELD_NUMBER: _builtins.int
+    IMPORTED_COUNT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The spreadsheet's id."""
     name: _builtins.str
@@ -336,6 +338,13 @@ class Spreadsheet(_message.Message):
     """Data rows (the header excluded)."""
     created_date: _builtins.str
     """When it was stored (ISO-8601, UTC)."""
+    import_status: _builtins.str
+    """Imports: RUNNING while its rows are applied, DONE once each row was tried,
+    INTERRUPTED when the server stopped midway (ImportedCount rows were
+    applied). Empty for exports.
+    """
+    imported_count: _builtins.int
+    """Imports: contacts created from its rows so far."""
     def __init__(
         self,
         *,
@@ -346,10 +355,12 @@ class Spreadsheet(_message.Message):
         size: _builtins.int = ...,
         row_count: _builtins.int = ...,
         created_date: _builtins.str = ...,
+        import_status: _builtins.str = ...,
+        imported_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_date", b"created_date", "format", b"format", "id", b"id", "kind", b"kind", "name", b"name", "row_count", b"row_count", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_date", b"created_date", "format", b"format", "id", b"id", "import_status", b"import_status", "imported_count", b"imported_count", "kind", b"kind", "name", b"name", "row_count", b"row_count", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
