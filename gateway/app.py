@@ -11,6 +11,8 @@ from aiohttp import web
 from google.protobuf.descriptor import FileDescriptor
 
 from gateway.calls import Caller
+from gateway.json_reader import TranscodeError, build_request
+from gateway.routes import Route, discover_routes
 from gateway.routing import Router
 from gateway.surfaces.base import (
     BODY_TOO_LARGE,
@@ -20,7 +22,6 @@ from gateway.surfaces.base import (
     reject,
 )
 from gateway.surfaces.fallback import FallbackSurface
-from gateway.transcode import Route, TranscodeError, build_request, discover_routes
 from server.config import MAX_MESSAGE_BYTES
 from server.errors import CallFailed, build_status
 

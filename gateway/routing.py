@@ -7,8 +7,8 @@ from urllib.parse import unquote
 
 import grpc
 
+from gateway.routes import Route
 from gateway.surfaces.base import METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND, reject
-from gateway.transcode import Route
 
 
 class Router:

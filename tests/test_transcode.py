@@ -7,15 +7,10 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from gateway.contract import FILE_DESCRIPTORS
-from gateway.transcode import (
-    JsonOptions,
-    PathTemplate,
-    Route,
-    TranscodeError,
-    build_request,
-    discover_routes,
-    message_to_json,
-)
+from gateway.json_options import JsonOptions
+from gateway.json_reader import TranscodeError, build_request
+from gateway.json_writer import message_to_json
+from gateway.routes import PathTemplate, Route, discover_routes
 
 
 def test_routes_come_from_the_contract_annotations() -> None:

@@ -16,7 +16,9 @@ from aiohttp import web
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
-from gateway.transcode import JsonOptions, Route, http_body, response_payload
+from gateway.json_options import JsonOptions
+from gateway.json_writer import http_body, response_payload
+from gateway.routes import Route
 from server.errors import CallFailed, build_status
 from server.pipeline import BASE_URL_KEY, HOST_KEY, new_request_id
 

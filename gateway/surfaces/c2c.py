@@ -13,7 +13,10 @@ from aiohttp import web
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from gateway.json_options import JsonOptions
+from gateway.json_writer import response_payload
 from gateway.localisation import summary
+from gateway.routes import Route
 from gateway.surfaces.base import (
     BODY_TOO_LARGE,
     INVALID_JSON,
@@ -26,7 +29,6 @@ from gateway.surfaces.base import (
     json_response,
     reject,
 )
-from gateway.transcode import JsonOptions, Route, response_payload
 from server.errors import error_info, field_violations, status_code
 
 SUPPORTED_VERSIONS = frozenset({"v1"})

@@ -13,9 +13,10 @@ import grpc
 from aiohttp import web
 from google.rpc import status_pb2
 
+from gateway.json_options import JsonOptions
+from gateway.routes import Route
 from gateway.surfaces.base import Surface, first_violations, json_response
 from gateway.surfaces.http_status import http_status
-from gateway.transcode import JsonOptions, Route
 from server.errors import field_violations, status_code
 
 

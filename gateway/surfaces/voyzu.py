@@ -18,6 +18,9 @@ from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
+from gateway.json_options import JsonOptions
+from gateway.json_writer import message_to_json, response_payload
+from gateway.routes import Route
 from gateway.surfaces.base import (
     METHOD_NOT_ALLOWED,
     ROUTE_NOT_FOUND,
@@ -25,7 +28,6 @@ from gateway.surfaces.base import (
     json_response,
     request_host,
 )
-from gateway.transcode import JsonOptions, Route, message_to_json, response_payload
 from server.crm.background import NOT_ASYNC
 from server.crm.sessions import SESSION_METADATA_KEY
 from server.errors import error_info, field_violations, status_code
