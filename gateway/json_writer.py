@@ -11,6 +11,8 @@ to that). Well-known types (Any, Value, Timestamp…) are handed to the library.
 from __future__ import annotations
 
 import base64
+import math
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -124,8 +126,10 @@ def _single_writer(fd: FieldDescriptor, use_json_names: bool) -> Callable[[Any],
     if kind == FieldDescriptor.TYPE_ENUM:
         names = {value.number: value.name for value in fd.enum_type.values}
         return lambda value: names.get(value, value)
+    if kind == FieldDescriptor.TYPE_FLOAT:
+        return _float32_json
     if kind in FLOAT_TYPES:
-        return _float_json
+        return _double_json
     return _identity
 
 
@@ -133,9 +137,25 @@ def _identity(value: Any) -> Any:
     return value
 
 
-def _float_json(value: float) -> Any:
+def _double_json(value: float) -> Any:
+    if math.isfinite(value):
+        return value
     if value != value:
         return "NaN"
-    if value in (float("inf"), float("-inf")):
-        return "Infinity" if value > 0 else "-Infinity"
-    return value
+    return "Infinity" if value > 0 else "-Infinity"
+
+
+_FLOAT32 = struct.Struct("<f")
+
+
+def _float32_json(value: float) -> Any:
+    """A float field as json_format writes it (type_checkers.ToShortestFloat): the value
+    with the fewest significant digits, six at least, that is the same float32 — 0.1,
+    not the double 0.10000000149011612 that the float32 nearest 0.1 is."""
+    if not math.isfinite(value):
+        return _double_json(value)
+    for spelling in ("{:.6g}", "{:.7g}", "{:.8g}"):
+        rounded = float(spelling.format(value))
+        if _FLOAT32.unpack(_FLOAT32.pack(rounded))[0] == value:
+            return rounded
+    return float(f"{value:.9g}")  # nine digits always tell float32 values apart
