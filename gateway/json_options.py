@@ -13,8 +13,10 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf import descriptor_pool
+from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 
 #: The proto types written as JSON numbers (32-bit) or strings (64-bit), with their range.
 INT32_RANGES = {
@@ -65,3 +67,40 @@ def field_key(field_descriptor: FieldDescriptor, use_json_names: bool) -> str:
 def is_map(field_descriptor: FieldDescriptor) -> bool:
     message_type = field_descriptor.message_type
     return message_type is not None and message_type.GetOptions().map_entry
+
+
+def enum_json_names(enum: EnumDescriptor) -> dict[int, str]:
+    """The JSON name of each number of an enum, as json_format writes it: the first value
+    declared with that number (aliases share one), spelled as its
+    `(pb.enumvalue.json).string` option says when that option's extension is loaded."""
+    extension = _enum_json_extension()
+    names = {}
+    for number in {value.number for value in enum.values}:
+        value = enum.values_by_number[number]
+        options = value.GetOptions()
+        if extension is not None and options.HasExtension(extension):
+            names[number] = options.Extensions[extension].string
+        else:
+            names[number] = value.name
+    return names
+
+
+def enum_json_numbers(enum: EnumDescriptor) -> dict[str, int]:
+    """The number of each JSON name json_format reads for an enum: every value's name, and
+    its `(pb.enumvalue.json).string` where the option is set."""
+    numbers = {value.name: value.number for value in enum.values}
+    extension = _enum_json_extension()
+    if extension is not None:
+        for value in enum.values:
+            options = value.GetOptions()
+            if options.HasExtension(extension) and options.Extensions[extension].HasField("string"):
+                numbers.setdefault(options.Extensions[extension].string, value.number)
+    return numbers
+
+
+def _enum_json_extension() -> Any:
+    # Like json_format, only the default pool is searched: options live there.
+    try:
+        return descriptor_pool.Default().FindExtensionByName("pb.enumvalue.json")
+    except KeyError:
+        return None

@@ -25,6 +25,7 @@ from gateway.json_options import (
     INT64_RANGES,
     WELL_KNOWN_PACKAGE,
     JsonOptions,
+    enum_json_names,
     field_key,
     is_map,
 )
@@ -62,11 +63,12 @@ def message_to_json(message: Message, options: JsonOptions) -> dict[str, Any]:
 
 
 _Writer = Callable[[Message], dict[str, Any]]
-_writers: dict[tuple[str, bool], _Writer] = {}
+#: Keyed by the descriptor itself: two pools may each have a type of the same name.
+_writers: dict[tuple[Descriptor, bool], _Writer] = {}
 
 
 def _writer(descriptor: Descriptor, use_json_names: bool) -> _Writer:
-    cache_key = (descriptor.full_name, use_json_names)
+    cache_key = (descriptor, use_json_names)
     writer = _writers.get(cache_key)
     if writer is not None:
         return writer
@@ -107,6 +109,10 @@ def _value_writer(fd: FieldDescriptor, use_json_names: bool) -> Callable[[Any], 
     if is_map(fd):
         value_fd = fd.message_type.fields_by_name["value"]
         convert_value = _single_writer(value_fd, use_json_names)
+        if fd.message_type.fields_by_name["key"].type == FieldDescriptor.TYPE_BOOL:
+            return lambda container: {
+                "true" if k else "false": convert_value(v) for k, v in container.items()
+            }
         return lambda container: {str(k): convert_value(v) for k, v in container.items()}
     convert = _single_writer(fd, use_json_names)
     if fd.is_repeated:
@@ -124,8 +130,10 @@ def _single_writer(fd: FieldDescriptor, use_json_names: bool) -> Callable[[Any],
     if kind == FieldDescriptor.TYPE_BYTES:
         return lambda value: base64.b64encode(value).decode("ascii")
     if kind == FieldDescriptor.TYPE_ENUM:
-        names = {value.number: value.name for value in fd.enum_type.values}
-        return lambda value: names.get(value, value)
+        if fd.enum_type.full_name == "google.protobuf.NullValue":
+            return lambda value: None
+        names = enum_json_names(fd.enum_type)
+        return lambda value: names.get(value, value)  # open enums keep unknown numbers
     if kind == FieldDescriptor.TYPE_FLOAT:
         return _float32_json
     if kind in FLOAT_TYPES:
