@@ -1,17 +1,23 @@
 """JSON → request message: the reading half of the transcoder (grpc-gateway's unmarshaler).
 
 `build_request` merges path variables, query parameters and the JSON body into the request
-message an HttpRule describes. Unlike google.protobuf.json_format.ParseDict it does not
-stop at the first problem: every problem is collected as a `Violation` at a dotted path
-(`files.0.content`) so a surface can report them all, in its own words.
+message an HttpRule describes; `json_to_message` reads a JSON value alone. On valid proto3
+JSON the result is google.protobuf.json_format.ParseDict's (tests/test_json_conformance.py
+holds it to that). On invalid input it differs on purpose: it does not stop at the first
+problem but collects every one as a `Violation` at a dotted path (`files.0.content`), so a
+surface can report them all in its own words; an unknown enum name is such a problem even
+when unknown keys are ignored; and a float field refuses a number that float32 cannot hold
+where the library would store infinity.
 """
 
 from __future__ import annotations
 
 import binascii
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from google.protobuf import json_format
@@ -20,17 +26,17 @@ from google.protobuf.message import Message
 
 from gateway.json_options import (
     FLOAT_TYPES,
-    INT64_RANGES,
     INTEGER_RANGES,
     WELL_KNOWN_PACKAGE,
     JsonOptions,
     decode_base64,
+    enum_json_numbers,
     field_key,
     is_map,
 )
 from gateway.routes import Route, resolve
 
-__all__ = ["TranscodeError", "Violation", "build_request", "decode_base64"]
+__all__ = ["TranscodeError", "Violation", "build_request", "decode_base64", "json_to_message"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ def build_request(
     violations: list[Violation] = []
     bound: set[str] = set()
     if route.body == "*":
-        _merge_body(body, message, "", violations, options)
+        _convert_message(body, message, "", violations, options)
         bound.update(f.name for f in message.DESCRIPTOR.fields)
     elif route.body:
         target, leaf = resolve(message, route.body)
@@ -78,7 +84,7 @@ def build_request(
     for key, value in query:
         by_name.setdefault(key, []).append(value)
     for key, values in by_name.items():
-        top = _field_for_key(message.DESCRIPTOR, key.split(".")[0])
+        top = _fields_by_key(message.DESCRIPTOR).get(key.split(".")[0])
         if top is None or top.name in bound:
             continue  # query parameters the contract does not name are not ours
         _set_text(message, key, values, violations, options)
@@ -87,15 +93,29 @@ def build_request(
     return message
 
 
-def _field_for_key(descriptor: Descriptor, key: str) -> FieldDescriptor | None:
-    """Proto3 JSON parsers accept both the json_name and the proto field name."""
-    found = descriptor.fields_by_name.get(key)
-    if found is not None:
-        return found
-    for candidate in descriptor.fields:
-        if candidate.json_name == key:
-            return candidate
-    return None
+def json_to_message(data: Any, message_type: type[Message], options: JsonOptions) -> Message:
+    """A message of `message_type` read from parsed JSON; raises TranscodeError listing
+    every problem found. Consumes `data`: converted values are released as it goes."""
+    message = message_type()
+    violations: list[Violation] = []
+    _convert_message(data, message, "", violations, options)
+    if violations:
+        raise TranscodeError(violations)
+    return message
+
+
+_keys: dict[Descriptor, dict[str, FieldDescriptor]] = {}
+
+
+def _fields_by_key(descriptor: Descriptor) -> dict[str, FieldDescriptor]:
+    """Every JSON key a message's fields are read from: proto3 JSON parsers accept both
+    the json_name and the proto field name, and (as json_format) the json_name first."""
+    keys = _keys.get(descriptor)
+    if keys is None:
+        keys = dict(descriptor.fields_by_name.items())
+        keys.update((fd.json_name, fd) for fd in descriptor.fields)
+        _keys[descriptor] = keys
+    return keys
 
 
 def _set_text(
@@ -109,12 +129,12 @@ def _set_text(
     target = message
     parts = dotted.split(".")
     for part in parts[:-1]:
-        descriptor = _field_for_key(target.DESCRIPTOR, part)
+        descriptor = _fields_by_key(target.DESCRIPTOR).get(part)
         if descriptor is None or descriptor.type != FieldDescriptor.TYPE_MESSAGE:
             violations.append(Violation(dotted, "unknown_field", "is not a known field"))
             return
         target = getattr(target, descriptor.name)
-    descriptor = _field_for_key(target.DESCRIPTOR, parts[-1])
+    descriptor = _fields_by_key(target.DESCRIPTOR).get(parts[-1])
     if descriptor is None or descriptor.type == FieldDescriptor.TYPE_MESSAGE:
         violations.append(Violation(dotted, "unknown_field", "is not a known field"))
         return
@@ -145,23 +165,14 @@ def _text_value(descriptor: FieldDescriptor, text: str) -> Any:
     if kind == FieldDescriptor.TYPE_BOOL:
         return {"true": True, "false": False}.get(text.lower(), _INVALID)
     if kind == FieldDescriptor.TYPE_ENUM:
-        value = descriptor.enum_type.values_by_name.get(text)
-        return value.number if value is not None else _INVALID
+        number = _enum_numbers(descriptor.enum_type).get(text)
+        return number if number is not None else _INVALID
     if kind == FieldDescriptor.TYPE_BYTES:
         try:
             return decode_base64(text)
         except (ValueError, binascii.Error):
             return _INVALID
-    return text
-
-
-def _merge_body(
-    body: Any, message: Message, path: str, violations: list[Violation], options: JsonOptions
-) -> None:
-    if not isinstance(body, dict):
-        violations.append(Violation(path, "type", "must be an object"))
-        return
-    _merge_object(body, message, path, violations, options)
+    return text if _is_utf8(text) else _INVALID
 
 
 def _merge_object(
@@ -171,9 +182,9 @@ def _merge_object(
     violations: list[Violation],
     options: JsonOptions,
 ) -> None:
-    descriptor = message.DESCRIPTOR
+    keys = _fields_by_key(message.DESCRIPTOR)
     for key in list(data):
-        field_descriptor = _field_for_key(descriptor, key)
+        field_descriptor = keys.get(key)
         label = f"{path}.{key}" if path else key
         if field_descriptor is None:
             if not options.ignore_unknown_fields:
@@ -192,8 +203,15 @@ def _set_field(
     violations: list[Violation],
     options: JsonOptions,
 ) -> None:
-    if value is None and not _is_value_type(fd):
-        return  # JSON null means "not set"
+    if value is None:
+        # JSON null means "not set", except where null is itself a value.
+        if fd.is_repeated:
+            return
+        if fd.enum_type is not None and fd.enum_type.full_name == _NULL_VALUE:
+            setattr(message, fd.name, 0)
+            return
+        if fd.message_type is None or fd.message_type.full_name != _VALUE:
+            return
     if is_map(fd):
         if not isinstance(value, dict):
             violations.append(Violation(path, "type", "must be an object"))
@@ -202,7 +220,7 @@ def _set_field(
         key_fd = fd.message_type.fields_by_name["key"]
         value_fd = fd.message_type.fields_by_name["value"]
         for key, item in value.items():
-            key_value = _text_value(key_fd, key)
+            key_value = _text_value(key_fd, key) if isinstance(key, str) else _INVALID
             if key_value is _INVALID:
                 violations.append(Violation(f"{path}.{key}", "type", "has an invalid key"))
                 continue
@@ -229,15 +247,17 @@ def _set_field(
             value[index] = None
         return
     if fd.type == FieldDescriptor.TYPE_MESSAGE:
-        _convert_message(value, getattr(message, fd.name), path, violations, options)
+        target = getattr(message, fd.name)
+        target.SetInParent()  # {} is an empty message, present (unlike null)
+        _convert_message(value, target, path, violations, options)
         return
     converted = _scalar(fd, value, path, violations, options)
     if converted is not _INVALID:
         setattr(message, fd.name, converted)
 
 
-def _is_value_type(fd: FieldDescriptor) -> bool:
-    return fd.message_type is not None and fd.message_type.full_name == "google.protobuf.Value"
+_VALUE = "google.protobuf.Value"
+_NULL_VALUE = "google.protobuf.NullValue"
 
 
 def _convert_message(
@@ -249,6 +269,10 @@ def _convert_message(
             json_format.ParseDict(value, target)
         except json_format.ParseError as error:
             violations.append(Violation(path, "type", str(error)))
+        except (ValueError, TypeError, AttributeError, KeyError):
+            # The library trips over some shapes (an Any that is not an object…).
+            name = target.DESCRIPTOR.full_name
+            violations.append(Violation(path, "type", f"must be a {name} in JSON"))
         return
     if not isinstance(value, dict):
         violations.append(Violation(path, "type", "must be an object"))
@@ -266,21 +290,29 @@ def _scalar(
     kind = fd.type
     if kind == FieldDescriptor.TYPE_STRING:
         if isinstance(value, str):
-            return value
+            if _is_utf8(value):
+                return value
+            violations.append(Violation(path, "type", "must be valid Unicode text"))
+            return _INVALID
     elif kind == FieldDescriptor.TYPE_BOOL:
         if isinstance(value, bool):
             return value
     elif kind in INTEGER_RANGES:
-        number = _integer(value, allow_text=kind in INT64_RANGES)
-        if number is not None:
-            low, high = INTEGER_RANGES[kind]
-            if low <= number <= high:
-                return number
+        low, high = INTEGER_RANGES[kind]
+        number = _integer(value, low, high)
+        if number is _OUT_OF_RANGE:
             violations.append(Violation(path, "range", "is out of range"))
             return _INVALID
+        if number is not None:
+            return number
     elif kind in FLOAT_TYPES:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
+        limit = _FLOAT32_OVERFLOW if kind == FieldDescriptor.TYPE_FLOAT else math.inf
+        number = _float(value, limit)
+        if number is _OUT_OF_RANGE:
+            violations.append(Violation(path, "range", "is out of range"))
+            return _INVALID
+        if number is not None:
+            return number
     elif kind == FieldDescriptor.TYPE_BYTES:
         if isinstance(value, str):
             try:
@@ -298,24 +330,104 @@ def _scalar(
     return _INVALID
 
 
-def _integer(value: Any, *, allow_text: bool) -> int | None:
+_OUT_OF_RANGE: Any = object()
+#: JSON numbers, which proto3 JSON also accepts quoted (`"12"`, `"1e3"`, `"-0.5"`).
+_NUMBER_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_DIGITS = re.compile(r"-?[0-9]+")
+_SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+#: Halfway between float32's largest value and 2**128: from here on a double rounds to
+#: infinity as a float32 (below it, to at most FLT_MAX, whose shortest spelling
+#: 3.4028235e+38 is itself a hair above FLT_MAX).
+_FLOAT32_OVERFLOW = float.fromhex("0x1.ffffffp+127")
+
+
+def _integer(value: Any, low: int, high: int) -> Any:
+    """The integer a JSON number or numeric string means (`1e3` and `"1e3"` included),
+    _OUT_OF_RANGE outside [low, high], None when it is no integer."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if allow_text and isinstance(value, str) and re.fullmatch(r"-?\d+", value):
-        return int(value)
-    return None
+        number: int | Decimal = value
+    elif isinstance(value, float):
+        if not value.is_integer():
+            return None
+        number = int(value)
+    elif isinstance(value, str) and _DIGITS.fullmatch(value):
+        number = int(value)
+    elif isinstance(value, str) and _NUMBER_TEXT.fullmatch(value):
+        number = Decimal(value)  # exact, and cheap even for "1e999999999"
+        if number != number.to_integral_value():
+            return None
+    else:
+        return None
+    if not low <= number <= high:
+        return _OUT_OF_RANGE
+    return int(number)
+
+
+def _float(value: Any, limit: float) -> Any:
+    """The float a JSON number, numeric string or "NaN"/"Infinity"/"-Infinity" means;
+    _OUT_OF_RANGE for a finite number whose magnitude reaches `limit` (or a double's),
+    None when it is none of those."""
+    if isinstance(value, float):
+        number = value  # Python's JSON reader also yields inf and nan for its own literals
+    elif isinstance(value, str):
+        special = _SPECIAL_FLOATS.get(value)
+        if special is not None:
+            return special
+        if not _NUMBER_TEXT.fullmatch(value):
+            return None
+        number = float(value)
+        if math.isinf(number):  # "1e999"
+            return _OUT_OF_RANGE
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond 1.8e308
+            return _OUT_OF_RANGE
+    else:
+        return None
+    if math.isfinite(number) and abs(number) >= limit:
+        return _OUT_OF_RANGE
+    return number
+
+
+def _is_utf8(text: str) -> bool:
+    """False for text holding an unpaired surrogate (JSON's "\ud800"), which a string
+    field cannot hold."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _enum_number(enum: EnumDescriptor, value: Any) -> int | None:
-    if isinstance(value, str) and value in enum.values_by_name:
-        return enum.values_by_name[value].number
-    if isinstance(value, int) and not isinstance(value, bool) and value in enum.values_by_number:
+    """The number of a value's name, or the number itself: any int32 for an open enum
+    (proto3 keeps numbers it does not know), a declared one for a closed enum."""
+    if isinstance(value, str):
+        return _enum_numbers(enum).get(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    if value in enum.values_by_number:
+        return value
+    if not enum.is_closed and -(2**31) <= value < 2**31:
         return value
     return None
+
+
+_enums: dict[EnumDescriptor, dict[str, int]] = {}
+
+
+def _enum_numbers(enum: EnumDescriptor) -> dict[str, int]:
+    numbers = _enums.get(enum)
+    if numbers is None:
+        numbers = _enums[enum] = enum_json_numbers(enum)
+    return numbers
 
 
 def _enum_names(enum: EnumDescriptor) -> str:

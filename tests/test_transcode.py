@@ -203,3 +203,17 @@ def test_response_json_matches_the_protobuf_library(routes: dict[str, Route]) ->
             preserving_proto_field_name=not use_json_names,
         )
         assert message_to_json(message, JsonOptions(use_json_names=use_json_names)) == expected
+
+
+def test_quoted_numbers_are_read_and_broken_text_is_a_violation(routes: dict[str, Route]) -> None:
+    # Proto3 JSON takes any integer quoted, and exponents for integral values.
+    message = build_request(
+        routes["Put"], {"id": "x"}, [], {"Count": "-3", "Big": "1e3"}, JsonOptions()
+    )
+    assert (message.count, message.big) == (-3, 1000)
+    # An unpaired surrogate cannot be a proto string: a violation, not a crash.
+    with pytest.raises(TranscodeError) as caught:
+        build_request(
+            routes["Put"], {"id": "x"}, [], {"Items": [{"Name": "\ud800"}]}, JsonOptions()
+        )
+    assert [(v.field, v.kind) for v in caught.value.violations] == [("Items.0.Name", "type")]
