@@ -38,6 +38,8 @@ FLOAT_TYPES = frozenset({FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE
 #: Messages of this package (Any, Value, Timestamp…) have JSON forms of their own, which
 #: google.protobuf.json_format implements.
 WELL_KNOWN_PACKAGE = "google.protobuf"
+#: The enum whose one value is written, and read, as JSON null.
+NULL_VALUE = "google.protobuf.NullValue"
 
 
 def decode_base64(text: str) -> bytes:

@@ -27,6 +27,7 @@ from google.protobuf.message import Message
 from gateway.json_options import (
     FLOAT_TYPES,
     INTEGER_RANGES,
+    NULL_VALUE,
     WELL_KNOWN_PACKAGE,
     JsonOptions,
     decode_base64,
@@ -207,7 +208,7 @@ def _set_field(
         # JSON null means "not set", except where null is itself a value.
         if fd.is_repeated:
             return
-        if fd.enum_type is not None and fd.enum_type.full_name == _NULL_VALUE:
+        if fd.enum_type is not None and fd.enum_type.full_name == NULL_VALUE:
             setattr(message, fd.name, 0)
             return
         if fd.message_type is None or fd.message_type.full_name != _VALUE:
@@ -257,7 +258,6 @@ def _set_field(
 
 
 _VALUE = "google.protobuf.Value"
-_NULL_VALUE = "google.protobuf.NullValue"
 
 
 def _convert_message(

@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from gateway.json_options import (
     FLOAT_TYPES,
     INT64_RANGES,
+    NULL_VALUE,
     WELL_KNOWN_PACKAGE,
     JsonOptions,
     enum_json_names,
@@ -130,7 +131,7 @@ def _single_writer(fd: FieldDescriptor, use_json_names: bool) -> Callable[[Any],
     if kind == FieldDescriptor.TYPE_BYTES:
         return lambda value: base64.b64encode(value).decode("ascii")
     if kind == FieldDescriptor.TYPE_ENUM:
-        if fd.enum_type.full_name == "google.protobuf.NullValue":
+        if fd.enum_type.full_name == NULL_VALUE:
             return lambda value: None
         names = enum_json_names(fd.enum_type)
         return lambda value: names.get(value, value)  # open enums keep unknown numbers
