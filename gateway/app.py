@@ -14,10 +14,11 @@ from gateway.calls import Caller
 from gateway.contract import MAX_MESSAGE_BYTES, CallFailed
 from gateway.errors import BODY_TOO_LARGE, INVALID_JSON, INVALID_REQUEST, reject
 from gateway.forwarding import Network, forwarded_middleware
+from gateway.json_reader import TranscodeError, build_request
+from gateway.routes import Route, discover_routes
 from gateway.routing import Router
 from gateway.surfaces.base import Surface
 from gateway.surfaces.fallback import FallbackSurface
-from gateway.transcode import Route, TranscodeError, build_request, discover_routes
 
 #: Base64 grows bytes by a third; the largest documented JSON body fits in this.
 MAX_BODY_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 1024 * 1024

@@ -8,7 +8,7 @@ from urllib.parse import unquote
 import grpc
 
 from gateway.errors import METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND, reject
-from gateway.transcode import Route
+from gateway.routes import Route
 
 
 class Router:

@@ -7,15 +7,10 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from gateway.contract import FILE_DESCRIPTORS
-from gateway.transcode import (
-    JsonOptions,
-    PathTemplate,
-    Route,
-    TranscodeError,
-    build_request,
-    discover_routes,
-    message_to_json,
-)
+from gateway.json_options import JsonOptions
+from gateway.json_reader import TranscodeError, build_request
+from gateway.json_writer import message_to_json
+from gateway.routes import PathTemplate, Route, discover_routes
 
 
 def test_routes_come_from_the_contract_annotations() -> None:
@@ -208,3 +203,17 @@ def test_response_json_matches_the_protobuf_library(routes: dict[str, Route]) ->
             preserving_proto_field_name=not use_json_names,
         )
         assert message_to_json(message, JsonOptions(use_json_names=use_json_names)) == expected
+
+
+def test_quoted_numbers_are_read_and_broken_text_is_a_violation(routes: dict[str, Route]) -> None:
+    # Proto3 JSON takes any integer quoted, and exponents for integral values.
+    message = build_request(
+        routes["Put"], {"id": "x"}, [], {"Count": "-3", "Big": "1e3"}, JsonOptions()
+    )
+    assert (message.count, message.big) == (-3, 1000)
+    # An unpaired surrogate cannot be a proto string: a violation, not a crash.
+    with pytest.raises(TranscodeError) as caught:
+        build_request(
+            routes["Put"], {"id": "x"}, [], {"Items": [{"Name": "\ud800"}]}, JsonOptions()
+        )
+    assert [(v.field, v.kind) for v in caught.value.violations] == [("Items.0.Name", "type")]

@@ -23,7 +23,9 @@ from gateway.contract import (
     REQUEST_ID_KEY,
     new_request_id,
 )
-from gateway.transcode import JsonOptions, Route, http_body, response_payload
+from gateway.json_options import JsonOptions
+from gateway.json_writer import http_body, response_payload
+from gateway.routes import Route
 
 #: One encoder for every response: json.dumps with options builds a new one per call.
 dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode

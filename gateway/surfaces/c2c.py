@@ -36,9 +36,11 @@ from gateway.errors import (
     default_http_status,
     reject,
 )
+from gateway.json_options import JsonOptions
+from gateway.json_writer import response_payload
 from gateway.localisation import choose_locale, field_message, summary, translate
+from gateway.routes import Route
 from gateway.surfaces.base import Surface, error_map, json_response
-from gateway.transcode import JsonOptions, Route, response_payload
 
 SUPPORTED_VERSIONS = frozenset({"v1"})
 #: Methods whose success is not a plain 200.

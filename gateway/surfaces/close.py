@@ -12,8 +12,9 @@ from google.rpc import status_pb2
 
 from gateway.contract import AUTHORIZATION_KEY, field_violations
 from gateway.errors import StatusTable, default_http_status
+from gateway.json_options import JsonOptions
+from gateway.routes import Route
 from gateway.surfaces.base import Surface, error_map, json_response
-from gateway.transcode import JsonOptions, Route
 
 #: Close answers bad input with 400 and its validation envelope.
 STATUSES: StatusTable[int] = StatusTable(by_code={grpc.StatusCode.INVALID_ARGUMENT: 400})

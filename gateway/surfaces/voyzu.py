@@ -21,8 +21,10 @@ from google.rpc import status_pb2
 from gateway.calls import Caller
 from gateway.contract import SESSION_KEY, field_violations
 from gateway.errors import MALFORMED_REPLY, METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND, StatusTable
+from gateway.json_options import JsonOptions
+from gateway.json_writer import message_to_json, response_payload
+from gateway.routes import Route
 from gateway.surfaces.base import Surface, json_response, request_host
-from gateway.transcode import JsonOptions, Route, message_to_json, response_payload
 
 SESSION_COOKIE = "voyzu_session_id"
 START_REQUEST = "/crm.v1.Crm/StartRequest"
