@@ -4,6 +4,7 @@ the S3 browser-POST endpoint for Close uploads and the 24-hour download URLs.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -27,6 +28,8 @@ from server.files.uploads import (
 )
 from server.objects import ObjectStorage, open_storage
 from server.signing_keys import signing_key
+
+log = logging.getLogger("crmgate.storage")
 
 STORAGE_PATH = "/storage/"
 PUBLIC_MEDIA_PATH = "/media/"
@@ -96,7 +99,7 @@ class StorageRoutes:
         if found.expired:
             return _json_error(410, "expired", "This download link has expired.")
         upload = found.upload
-        return await self._buckets.respond(
+        return await self._respond(
             request,
             upload.bucket,
             upload.key,
@@ -113,7 +116,7 @@ class StorageRoutes:
         row = await run_sync(public_media, request.match_info["uuid"], request.match_info["name"])
         if row is None:
             return _json_error(404, "not_found", "No such file.")
-        return await self._buckets.respond(
+        return await self._respond(
             request,
             MEDIA_BUCKET,
             row.storage_key,
@@ -124,6 +127,17 @@ class StorageRoutes:
                 "Cache-Control": "public, max-age=31536000, immutable",
             },
         )
+
+    async def _respond(
+        self, request: web.Request, bucket: str, key: str, headers: Mapping[str, str]
+    ) -> web.StreamResponse:
+        """The object, or a JSON 404 when a row outlived it (`crmgate admin fsck` says
+        which and repairs them)."""
+        try:
+            return await self._buckets.respond(request, bucket, key, headers)
+        except FileNotFoundError:
+            log.error("object %s/%s is missing though a row points at it", bucket, key)
+            return _json_error(404, "not_found", "No such file.")
 
 
 def public_media(media_uuid: str, file_name: str) -> Media | None:
