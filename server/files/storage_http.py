@@ -24,7 +24,6 @@ from server.files.uploads import (
     is_pending,
     mark_uploaded,
     resolve,
-    unmark_uploaded,
 )
 from server.objects import ObjectStorage, open_storage
 from server.signing_keys import signing_key
@@ -62,9 +61,7 @@ def sign_upload_form(
 class StorageRoutes:
     def __init__(self, buckets: ObjectStorage) -> None:
         self._buckets = buckets
-        self._post = PostEndpoint(
-            buckets, self._credentials, self._authorize, self._claim, self._release
-        )
+        self._post = PostEndpoint(buckets, self._credentials, self._authorize, self._claim)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -87,10 +84,6 @@ class StorageRoutes:
     @staticmethod
     async def _claim(bucket: str, key: str, size: int, etag: str) -> bool:
         return await run_sync(mark_uploaded, bucket, key, size, etag)
-
-    @staticmethod
-    async def _release(bucket: str, key: str) -> None:
-        await run_sync(unmark_uploaded, bucket, key)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
         found = await run_sync(resolve, request.match_info["token"], utcnow())
