@@ -17,8 +17,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+import boto3
 import peewee
 import pytest
 import requests
@@ -33,7 +35,7 @@ from server.files.uploads import UPLOAD_BUCKET, create_upload, mark_uploaded
 from server.objects import ObjectStorage
 from server.objects.local import LocalObjects
 from tests.support import samples
-from tests.support.processes import CrmgateProcess, crmgate_command
+from tests.support.processes import CrmgateProcess, crmgate_command, run_admin
 
 DEADLINE = 60.0
 #: Debris of any age counts, so the sweep at restart removes all of it.
@@ -162,28 +164,12 @@ def test_kill_during_a_c2c_attach(data_dir: Path) -> None:
 
 
 def test_kill_during_a_close_upload(data_dir: Path) -> None:
-    """A 50 MB S3 POST streamed from a generator that pauses halfway: the server is killed
-    with the temp file half written; the upload stays pending and can be made again."""
+    """A 50 MB S3 POST killed with its temp file half written: the upload stays pending
+    and can be made again."""
     with CrmgateProcess.start(data_dir, env=NO_GRACE) as server:
         server.admin("tenant", "create", "acme")
         key = server.admin("apikey", "create", "--tenant", "acme", "--kind", "close")
-        form = new_upload(server, key)
-        halfway, resume = threading.Event(), threading.Event()
-        request = in_background(
-            lambda: requests.post(
-                form["upload"]["url"],
-                data=multipart(
-                    form["upload"]["fields"], megabytes=50, halfway=halfway, resume=resume
-                ),
-                headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
-                timeout=DEADLINE,
-            )
-        )
-        assert halfway.wait(DEADLINE)
-        wait_until(lambda: any(path.stat().st_size > 0 for path in temp_files(data_dir)))
-        server.kill()
-        resume.set()
-        request.join(DEADLINE)
+        form = kill_mid_upload(server, key, lambda: temp_files(data_dir))
     assert temp_files(data_dir), "the kill left no debris: the test proves nothing"
 
     with CrmgateProcess.start(data_dir, env=NO_GRACE) as server:
@@ -192,16 +178,77 @@ def test_kill_during_a_close_upload(data_dir: Path) -> None:
         # The URL names the first server's port; only its path matters.
         answer = requests.get(server.http_url + urlsplit(form["download"]["url"]).path, timeout=10)
         assert (answer.status_code, answer.json()["error"]) == (404, "not_found")
-        again = new_upload(server, key)
-        posted = requests.post(
-            again["upload"]["url"],
-            data=again["upload"]["fields"],
-            files={"file": ("big.bin", b"after the crash", "application/octet-stream")},
-            timeout=10,
-        )
-        assert posted.status_code == 201, posted.text
-        assert requests.get(again["download"]["url"], timeout=10).content == b"after the crash"
+        upload_again(server, key)
         assert_consistent(server)
+
+
+def kill_mid_upload(server: CrmgateProcess, key: str, temps: Callable[[], list[Path]]) -> dict:
+    """Stream a 50 MB upload from a generator that pauses halfway; SIGKILL the server once
+    the temp file holds part of it. Returns the upload form."""
+    form = new_upload(server, key)
+    halfway, resume = threading.Event(), threading.Event()
+    request = in_background(
+        lambda: requests.post(
+            form["upload"]["url"],
+            data=multipart(form["upload"]["fields"], megabytes=50, halfway=halfway, resume=resume),
+            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+            timeout=DEADLINE,
+        )
+    )
+    assert halfway.wait(DEADLINE)
+    wait_until(lambda: any(path.stat().st_size > 0 for path in temps()))
+    server.kill()
+    resume.set()
+    request.join(DEADLINE)
+    return form
+
+
+def upload_again(server: CrmgateProcess, key: str) -> str:
+    """A new upload after the crash completes and downloads; returns its key."""
+    form = new_upload(server, key)
+    posted = requests.post(
+        form["upload"]["url"],
+        data=form["upload"]["fields"],
+        files={"file": ("big.bin", b"after the crash", "application/octet-stream")},
+        timeout=10,
+    )
+    assert posted.status_code == 201, posted.text
+    assert requests.get(form["download"]["url"], timeout=10).content == b"after the crash"
+    return form["upload"]["fields"]["key"]
+
+
+def test_kill_during_a_close_upload_on_s3(tmp_path: Path, moto_env: dict[str, str]) -> None:
+    """The same on S3 storage, where temp files live in the temp dir (TMPDIR, here one of
+    the test's own: with no grace period the sweep would take anyone's)."""
+    temp_dir = tmp_path / "tmp"
+    temp_dir.mkdir()
+    env = {**moto_env, **NO_GRACE, "TMPDIR": str(temp_dir)}
+    data_dir = tmp_path / "data"
+
+    def temps() -> list[Path]:
+        return list(temp_dir.glob("crmgate-upload-*"))
+
+    with CrmgateProcess.start(data_dir, env=env) as server:
+        server.admin("tenant", "create", "acme")
+        key = server.admin("apikey", "create", "--tenant", "acme", "--kind", "close")
+        kill_mid_upload(server, key, temps)
+    assert temps(), "the kill left no debris: the test proves nothing"
+
+    with CrmgateProcess.start(data_dir, env=env) as server:
+        wait_for_sweep(server)
+        assert temps() == []
+        assert row_keys(data_dir)[UPLOAD_BUCKET] == set() == bucket_keys(moto_env)
+        stored = upload_again(server, key)
+        assert row_keys(data_dir)[UPLOAD_BUCKET] == {stored} == bucket_keys(moto_env)
+        assert run_admin(data_dir, "fsck", env=env) == "fsck: no mismatches"
+
+
+def bucket_keys(env: dict[str, str]) -> set[str]:
+    """Keys of Close uploads in the bucket, read with boto3 rather than the code under test."""
+    bucket, prefix = env["CRMGATE_STORAGE_URL"].removeprefix("s3://").split("/", 1)
+    start = f"{prefix}/{UPLOAD_BUCKET}/"
+    listing = s3_client(env).list_objects_v2(Bucket=bucket, Prefix=start)
+    return {item["Key"].removeprefix(start) for item in listing.get("Contents", [])}
 
 
 BOUNDARY = "crmgate-crash-boundary"
@@ -431,23 +478,46 @@ def test_the_fsck_command(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def s3_objects(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ObjectStorage]:
+def moto_env() -> Iterator[dict[str, str]]:
+    """A local S3 server (moto) and a new bucket on it, as crmgate's environment."""
     from moto.server import ThreadedMotoServer
 
-    from server.objects.s3 import S3Objects
     from tests.test_e2e_s3_storage import AWS, free_port
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
-    for name, value in {**AWS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}.items():
-        monkeypatch.setenv(name, value)
     # moto keeps buckets in memory across its servers: each test has a bucket of its own.
     bucket = f"crmgate-{uuid.uuid4().hex[:12]}"
-    store = S3Objects(f"s3://{bucket}/objects", temp_dir=tmp_path)
-    store._client.create_bucket(Bucket=bucket)
-    yield store
+    env = {
+        **AWS,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "CRMGATE_STORAGE_URL": f"s3://{bucket}/objects",
+    }
+    s3_client(env).create_bucket(Bucket=bucket)
+    yield env
     server.stop()
+
+
+def s3_client(env: dict[str, str]) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name=env["AWS_DEFAULT_REGION"],
+    )
+
+
+@pytest.fixture
+def s3_objects(
+    moto_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> ObjectStorage:
+    from server.objects.s3 import S3Objects
+
+    for name, value in moto_env.items():
+        monkeypatch.setenv(name, value)
+    return S3Objects(moto_env["CRMGATE_STORAGE_URL"], temp_dir=tmp_path)
 
 
 def test_fsck_on_s3(store: peewee.Database, s3_objects: ObjectStorage, tmp_path: Path) -> None:
