@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 
 import peewee
 
+from server import consistency
 from server.api_keys import create_api_key, revoke_api_key
+from server.config import Settings
 from server.crm.passwords import hash_password
 from server.database.connection import database
 from server.database.models import ApiKey, Contact, Tenant, TenantHost, User, normalize_email
+from server.objects import open_storage
 
 
 class AdminError(Exception):
@@ -104,6 +108,16 @@ def delete_user(email: str) -> None:
     deleted = User.delete().where(User.email == normalize_email(email)).execute()
     if not deleted:
         raise AdminError(f"no user with email {email!r}")
+
+
+def fsck(settings: Settings, repair: bool) -> list[consistency.Mismatch]:
+    """Every mismatch between the store and object storage, repaired if asked (see
+    consistency.repair for what that does to each kind)."""
+    buckets = open_storage(settings.storage_url, settings.data_dir)
+    mismatches = consistency.check(buckets, timedelta(seconds=settings.orphan_grace_seconds))
+    if repair:
+        consistency.repair(buckets, mismatches)
+    return mismatches
 
 
 DEMO_TENANT = "demo"

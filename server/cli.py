@@ -20,6 +20,7 @@ from gateway.forwarding import parse_networks
 from gateway.surfaces import default_surfaces
 from server import admin, logs
 from server.config import SUPPORTED_LOCALES, Settings
+from server.consistency import summary
 from server.database.connection import connect
 from server.runtime import Runtime
 
@@ -158,6 +159,21 @@ def _admin_parser(parser: argparse.ArgumentParser) -> None:
         )
     )
 
+    fsck = groups.add_parser(
+        "fsck",
+        help="check that rows and stored objects match; exit status 1 on any mismatch",
+        description="List every mismatch between the store and object storage, one a "
+        "line: rows whose object is missing, objects and temp files nothing refers to "
+        "(older than CRMGATE_ORPHAN_GRACE_SECONDS). Exit status 1 when there is any.",
+    )
+    fsck.add_argument(
+        "--repair",
+        action="store_true",
+        help="remove orphan objects and temp files; delete media and spreadsheet rows "
+        "whose object is gone; put completed uploads whose object is gone back to pending",
+    )
+    fsck.set_defaults(run=_admin(_fsck))
+
 
 AdminAction = Callable[[argparse.Namespace, Settings], object]
 
@@ -193,6 +209,16 @@ def _print_keys(args: argparse.Namespace, settings: Settings) -> None:
         print(f"{key.key_id}\t{key.kind}\t{state}\t{key.label}")
 
 
+def _fsck(args: argparse.Namespace, settings: Settings) -> None:
+    mismatches = admin.fsck(settings, args.repair)
+    for mismatch in mismatches:
+        print(mismatch)
+    if mismatches:
+        done = "repaired" if args.repair else "run with --repair to fix them"
+        raise admin.AdminError(f"fsck: {summary(mismatches)} ({done})")
+    print("fsck: no mismatches")
+
+
 # ------------------------------------------------------------------------- serving
 
 
@@ -222,7 +248,9 @@ async def _serve(
     runtime.links.served_at = http_url
     if demo:
         announce_demo(http_url, demo)
+    sweeper = runtime.start_sweeper()
     await _until_stopped()
+    sweeper.cancel()
     await runner.cleanup()
     await grpc_server.stop(grace=5)
     return 0
@@ -237,7 +265,9 @@ def run_server(args: argparse.Namespace, settings: Settings) -> int:
         port = grpc_server.add_insecure_port(f"{args.grpc_host}:{args.grpc_port}")
         await grpc_server.start()
         announce(f"grpc listening on {args.grpc_host}:{port}")
+        sweeper = runtime.start_sweeper()
         await _until_stopped()
+        sweeper.cancel()
         await grpc_server.stop(grace=5)
         return 0
 
@@ -292,7 +322,10 @@ async def _until_stopped() -> None:
 
 
 def announce(line: str) -> None:
-    print(f"crmgate: {line}", flush=True)
+    """One write per line: log lines from other threads share the stream and must not
+    land between a line and its newline (tests and scripts read the addresses off it)."""
+    sys.stdout.write(f"crmgate: {line}\n")
+    sys.stdout.flush()
 
 
 def announce_demo(url: str, demo: admin.DemoCredentials) -> None:

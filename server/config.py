@@ -25,6 +25,9 @@ class Settings:
     log_level: str = "INFO"
     default_locale: str = "en"
     dev: bool = False
+    #: How old a temp file or an object no row references must be before the orphan
+    #: sweep and fsck count it as crash debris: younger ones may be uploads in flight.
+    orphan_grace_seconds: float = 3600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -37,6 +40,7 @@ class Settings:
             public_url=(env.get("CRMGATE_PUBLIC_URL") or "").rstrip("/") or None,
             log_level=(env.get("CRMGATE_LOG_LEVEL") or "INFO").upper(),
             default_locale=env.get("CRMGATE_DEFAULT_LOCALE") or "en",
+            orphan_grace_seconds=_seconds(env, "CRMGATE_ORPHAN_GRACE_SECONDS", 3600.0),
         )
         settings.validate()
         return settings
@@ -54,6 +58,9 @@ class Settings:
                 f"CRMGATE_DEFAULT_LOCALE must be one of {', '.join(SUPPORTED_LOCALES)}"
             )
 
+        if self.orphan_grace_seconds < 0:
+            raise ValueError("CRMGATE_ORPHAN_GRACE_SECONDS must not be negative")
+
     @property
     def sqlite_path(self) -> Path:
         """The embedded database, used unless database_url names another."""
@@ -62,3 +69,13 @@ class Settings:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds") from None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import grpc
 import peewee
@@ -12,6 +14,7 @@ from server.api_keys import KeyVerifier
 from server.authentication import Authenticator, api_key_verifier
 from server.bindings import Binding, default_bindings, method_handlers
 from server.config import Settings
+from server.consistency import OrphanSweeper
 from server.crm.background import BackgroundRunner
 from server.crm.sessions import verify_session
 from server.database.connection import connect
@@ -55,6 +58,12 @@ class Runtime:
         """The gRPC server; background requests a crash left behind resume with it."""
         await self.runner.recover()
         return await build_grpc_server(self.pipeline, self.bindings)
+
+    def start_sweeper(self) -> asyncio.Task[None]:
+        """Sweep crash debris now and every ten minutes; cancel the task to stop it."""
+        grace = timedelta(seconds=self.settings.orphan_grace_seconds)
+        sweeper = OrphanSweeper(object_storage(self.settings), grace)
+        return asyncio.create_task(sweeper.run(), name="orphan-sweeper")
 
     def storage_routes(self) -> list[web.RouteDef]:
         """Embedded object storage (uploads and download URLs), served beside the gateway."""

@@ -4,6 +4,7 @@ the S3 browser-POST endpoint for Close uploads and the 24-hour download URLs.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
@@ -23,10 +24,11 @@ from server.files.uploads import (
     is_pending,
     mark_uploaded,
     resolve,
-    unmark_uploaded,
 )
 from server.objects import ObjectStorage, open_storage
 from server.signing_keys import signing_key
+
+log = logging.getLogger("crmgate.storage")
 
 STORAGE_PATH = "/storage/"
 ACCESS_KEY_ID = "crmgate"
@@ -58,9 +60,7 @@ def sign_upload_form(
 class StorageRoutes:
     def __init__(self, buckets: ObjectStorage) -> None:
         self._buckets = buckets
-        self._post = PostEndpoint(
-            buckets, self._credentials, self._authorize, self._claim, self._release
-        )
+        self._post = PostEndpoint(buckets, self._credentials, self._authorize, self._claim)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -84,10 +84,6 @@ class StorageRoutes:
     async def _claim(bucket: str, key: str, size: int, etag: str) -> bool:
         return await run_sync(mark_uploaded, bucket, key, size, etag)
 
-    @staticmethod
-    async def _release(bucket: str, key: str) -> None:
-        await run_sync(unmark_uploaded, bucket, key)
-
     async def download(self, request: web.Request) -> web.StreamResponse:
         found = await run_sync(resolve, request.match_info["token"], utcnow())
         if found is None:
@@ -95,7 +91,7 @@ class StorageRoutes:
         if found.expired:
             return _json_error(410, "expired", "This download link has expired.")
         upload = found.upload
-        return await self._buckets.respond(
+        return await self._respond(
             request,
             upload.bucket,
             upload.key,
@@ -112,7 +108,7 @@ class StorageRoutes:
         row = await run_sync(public_media, request.match_info["uuid"], request.match_info["name"])
         if row is None:
             return _json_error(404, "not_found", "No such file.")
-        return await self._buckets.respond(
+        return await self._respond(
             request,
             MEDIA_BUCKET,
             row.storage_key,
@@ -123,6 +119,17 @@ class StorageRoutes:
                 "Cache-Control": "public, max-age=31536000, immutable",
             },
         )
+
+    async def _respond(
+        self, request: web.Request, bucket: str, key: str, headers: Mapping[str, str]
+    ) -> web.StreamResponse:
+        """The object, or a JSON 404 when a row outlived it (`crmgate admin fsck` says
+        which and repairs them)."""
+        try:
+            return await self._buckets.respond(request, bucket, key, headers)
+        except FileNotFoundError:
+            log.error("object %s/%s is missing though a row points at it", bucket, key)
+            return _json_error(404, "not_found", "No such file.")
 
 
 def _json_error(status: int, code: str, message: str) -> web.Response:

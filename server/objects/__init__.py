@@ -7,7 +7,8 @@ bucket (`media`, `crmgate-files`, `spreadsheets`) and a key.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -32,10 +33,19 @@ class ObjectStorage(Protocol):
     def delete(self, bucket: str, key: str) -> None:
         """Remove an object; a missing one is not an error."""
 
+    def list(self, bucket: str) -> Iterator[tuple[str, datetime]]:
+        """Every object of a bucket as (key, last modified, aware UTC), temp files
+        excluded: what the orphan sweep and fsck hold against the rows."""
+
+    def temp_files(self) -> Iterator[tuple[Path, datetime]]:
+        """Temp files of this store (from open_temp), with their last modification: a
+        crash mid-upload leaves them behind, and only a sweep removes them."""
+
     async def respond(
         self, request: web.Request, bucket: str, key: str, headers: Mapping[str, str]
     ) -> web.StreamResponse:
-        """Serve an object over HTTP with these headers (type, disposition…)."""
+        """Serve an object over HTTP with these headers (type, disposition…); raise
+        FileNotFoundError, before anything is sent, when the object is missing."""
 
 
 def open_storage(storage_url: str | None, data_dir: Path) -> ObjectStorage:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
+
+TEMP_PREFIX = ".upload-"
 
 
 class LocalObjects:
@@ -26,17 +29,20 @@ class LocalObjects:
             or "\\" in key
             or key.startswith("/")
             or any(part in ("", ".", "..") for part in parts)
-            or "/" in bucket
-            or bucket in ("", ".", "..")
         ):
             raise ValueError(f"unsafe object key {key!r}")
-        return self.root / bucket / key
+        return self.bucket_dir(bucket) / key
+
+    def bucket_dir(self, bucket: str) -> Path:
+        if "/" in bucket or "\\" in bucket or bucket in ("", ".", ".."):
+            raise ValueError(f"unsafe bucket name {bucket!r}")
+        return self.root / bucket
 
     def open_temp(self, bucket: str, key: str) -> tuple[Path, int]:
         """A new temp file in the object's directory (so the rename stays atomic)."""
         target = self.path(bucket, key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, name = tempfile.mkstemp(prefix=".upload-", dir=target.parent)
+        descriptor, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=target.parent)
         return Path(name), descriptor
 
     def publish(self, temp: Path, bucket: str, key: str) -> None:
@@ -59,7 +65,33 @@ class LocalObjects:
     def delete(self, bucket: str, key: str) -> None:
         self.path(bucket, key).unlink(missing_ok=True)
 
+    def list(self, bucket: str) -> Iterator[tuple[str, datetime]]:
+        top = self.bucket_dir(bucket)
+        for path, modified in _walk(top):
+            if not path.name.startswith(TEMP_PREFIX):
+                yield path.relative_to(top).as_posix(), modified
+
+    def temp_files(self) -> Iterator[tuple[Path, datetime]]:
+        for path, modified in _walk(self.root):
+            if path.name.startswith(TEMP_PREFIX):
+                yield path, modified
+
     async def respond(
         self, request: web.Request, bucket: str, key: str, headers: Mapping[str, str]
     ) -> web.StreamResponse:
-        return web.FileResponse(self.path(bucket, key), headers=dict(headers))
+        path = self.path(bucket, key)
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        return web.FileResponse(path, headers=dict(headers))
+
+
+def _walk(top: Path) -> Iterator[tuple[Path, datetime]]:
+    """Files under top with their modification times; ones removed meanwhile are skipped."""
+    for directory, _, names in os.walk(top):
+        for name in names:
+            path = Path(directory, name)
+            try:
+                modified = path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            yield path, datetime.fromtimestamp(modified, UTC)

@@ -10,8 +10,10 @@ first, so a failed request never leaves a partial object behind.
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,15 +22,17 @@ from aiohttp import web
 from server.objects.local import LocalObjects
 
 CHUNK_BYTES = 256 * 1024
+TEMP_PREFIX = "crmgate-upload-"
 
 
 class S3Objects:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, temp_dir: Path | None = None) -> None:
         import boto3  # only deployments that use S3 pay for importing it
 
         parts = urlsplit(url)
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
+        self.temp_dir = temp_dir or Path(tempfile.gettempdir())
         self._client = boto3.client("s3")
         # Key rules are the same everywhere: reuse the local store's checks.
         self._keys = LocalObjects(Path("/nonexistent"))
@@ -42,7 +46,7 @@ class S3Objects:
 
     def open_temp(self, bucket: str, key: str) -> tuple[Path, int]:
         self.check_key(bucket, key)
-        descriptor, name = tempfile.mkstemp(prefix="crmgate-upload-")
+        descriptor, name = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.temp_dir)
         return Path(name), descriptor
 
     def publish(self, temp: Path, bucket: str, key: str) -> None:
@@ -61,12 +65,35 @@ class S3Objects:
     def delete(self, bucket: str, key: str) -> None:
         self._client.delete_object(Bucket=self.bucket, Key=self._name(bucket, key))
 
+    def list(self, bucket: str) -> Iterator[tuple[str, datetime]]:
+        self._keys.bucket_dir(bucket)  # the same bucket-name checks as every key
+        start = "/".join(part for part in (self.prefix, bucket) if part) + "/"
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=start
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield item["Key"][len(start) :], item["LastModified"].astimezone(UTC)
+
+    def temp_files(self) -> Iterator[tuple[Path, datetime]]:
+        """Temp files in temp_dir, which several processes may share: the sweep's grace
+        period is what keeps it off another process's upload in flight."""
+        for path in self.temp_dir.glob(TEMP_PREFIX + "*"):
+            try:
+                modified = os.stat(path).st_mtime
+            except FileNotFoundError:
+                continue
+            yield path, datetime.fromtimestamp(modified, UTC)
+
     async def respond(
         self, request: web.Request, bucket: str, key: str, headers: Mapping[str, str]
     ) -> web.StreamResponse:
-        reply = await asyncio.to_thread(
-            self._client.get_object, Bucket=self.bucket, Key=self._name(bucket, key)
-        )
+        try:
+            reply = await asyncio.to_thread(
+                self._client.get_object, Bucket=self.bucket, Key=self._name(bucket, key)
+            )
+        except self._client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"{bucket}/{key}") from None
         response = web.StreamResponse(headers=dict(headers))
         response.content_length = reply["ContentLength"]
         await response.prepare(request)

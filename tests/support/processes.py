@@ -49,15 +49,17 @@ class Launched:
     process: subprocess.Popen[str]
     output: list[str]
     addresses: dict[str, str]
+    killed: bool = False
 
     def kill(self) -> None:
-        """SIGKILL, as a crash or an evicted pod: no chance to clean up."""
+        """SIGKILL: a crash in the middle of whatever the process is doing."""
         self.process.kill()
         self.process.wait(timeout=15)
+        self.killed = True
 
     def stop(self) -> None:
         """SIGTERM, and a clean exit (status 0) soon after: the graceful shutdown."""
-        if self.process.returncode == -signal.SIGKILL:
+        if self.killed:
             return  # killed on purpose
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -223,6 +225,11 @@ class CrmgateProcess:
     @property
     def output(self) -> list[str]:
         return [line for launched in self.processes for line in launched.output]
+
+    def kill(self) -> None:
+        """SIGKILL every process of the deployment (the context then skips the clean stop)."""
+        for launched in self.processes:
+            launched.kill()
 
     def admin(self, *args: str) -> str:
         env = {"CRMGATE_DATABASE_URL": self.database_url} if self.database_url else None

@@ -2,8 +2,11 @@
 
 Fields come first and are checked against the signed policy before a byte of the file is
 read; the file then streams to a temp file (never whole in memory), capped by the
-policy's content-length-range, and is renamed into place only once the service layer has
-accepted it (`claim`). Any failure leaves nothing behind.
+policy's content-length-range. It is then published (renamed or uploaded into place)
+and only after that recorded (`claim`), so a crash at any moment never leaves a record
+of an upload whose object is not in place; what a crash leaves instead (a temp file, an
+object nothing records) is swept by server.consistency. Any other failure leaves nothing
+behind.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import asyncio
 import hashlib
 import logging
 import os
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
@@ -30,10 +35,9 @@ MAX_FIELD_BYTES = 64 * 1024
 
 #: Whether an object may be written at (bucket, key) now: None, or S3's (code, message).
 Authorize = Callable[[str, str], Awaitable[tuple[str, str] | None]]
-#: Record a stored object (bucket, key, size, etag); False refuses it (it is then removed).
+#: Record an object now in place (bucket, key, size, etag); False refuses it (it is then
+#: removed again).
 Claim = Callable[[str, str, int, str], Awaitable[bool]]
-#: Undo a claim whose object could not be put in place after all.
-Release = Callable[[str, str], Awaitable[None]]
 
 
 class PostEndpoint:
@@ -43,15 +47,17 @@ class PostEndpoint:
         credentials: Callable[[], Mapping[str, Credentials]],
         authorize: Authorize,
         claim: Claim,
-        release: Release,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._buckets = buckets
         self._credentials = credentials
         self._authorize = authorize
         self._claim = claim
-        self._release = release
         self._clock = clock
+        # One completion at a time per key: two POSTs of one form must not both publish.
+        self._completing: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         request_id = new_request_id()
@@ -118,13 +124,7 @@ class PostEndpoint:
                     "Your proposed upload is smaller than the minimum allowed size.",
                     400,
                 )
-            if not await self._claim(bucket, accepted.key, size, etag):
-                raise PolicyError("AccessDenied", "This upload has already been completed.", 403)
-            try:
-                await asyncio.to_thread(self._buckets.publish, temp, bucket, accepted.key)
-            except BaseException:
-                await self._release(bucket, accepted.key)
-                raise
+            await self._complete(temp, bucket, accepted.key, size, etag)
         finally:
             temp.unlink(missing_ok=True)
         status = form.get("success_action_status", "204")
@@ -134,6 +134,19 @@ class PostEndpoint:
         return web.Response(
             status=200 if status == "200" else 204, headers={"ETag": etag, "Location": location}
         )
+
+    async def _complete(self, temp: Path, bucket: str, key: str, size: int, etag: str) -> None:
+        """Publish the object, then record it: the record never runs ahead of the object.
+        Under the key's lock, so an upload that finished streaming second finds the
+        key taken instead of overwriting the object the first one recorded."""
+        lock = self._completing.setdefault((bucket, key), asyncio.Lock())
+        async with lock:
+            if await self._authorize(bucket, key) is not None:
+                raise _completed()
+            await asyncio.to_thread(self._buckets.publish, temp, bucket, key)
+            if not await self._claim(bucket, key, size, etag):
+                await asyncio.to_thread(self._buckets.delete, bucket, key)
+                raise _completed()
 
 
 async def _next_part(reader: object) -> object | None:
@@ -177,6 +190,10 @@ async def _stream(part: BodyPartReader, descriptor: int, max_bytes: int | None) 
 def _sync(sink: object) -> None:
     sink.flush()  # type: ignore[attr-defined]
     os.fsync(sink.fileno())  # type: ignore[attr-defined]
+
+
+def _completed() -> PolicyError:
+    return PolicyError("AccessDenied", "This upload has already been completed.", 403)
 
 
 def _malformed() -> PolicyError:
