@@ -251,6 +251,7 @@ async def _serve(
     sweeper = runtime.start_sweeper()
     await _until_stopped()
     sweeper.cancel()
+    await runtime.drain()
     await runner.cleanup()
     await grpc_server.stop(grace=5)
     return 0
@@ -268,6 +269,7 @@ def run_server(args: argparse.Namespace, settings: Settings) -> int:
         sweeper = runtime.start_sweeper()
         await _until_stopped()
         sweeper.cancel()
+        await runtime.drain()
         await grpc_server.stop(grace=5)
         return 0
 

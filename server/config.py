@@ -28,6 +28,13 @@ class Settings:
     #: How old a temp file or an object no row references must be before the orphan
     #: sweep and fsck count it as crash debris: younger ones may be uploads in flight.
     orphan_grace_seconds: float = 3600.0
+    #: How long a stopping server lets its running background requests finish before it
+    #: releases them (re-queued when idempotent, else failed).
+    drain_seconds: float = 20.0
+    #: How long a server's claim on a background request lasts unless renewed (its
+    #: heartbeat renews it every third of this): a dead server's requests settle within
+    #: 4/3 of it.
+    lease_seconds: float = 30.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +48,8 @@ class Settings:
             log_level=(env.get("CRMGATE_LOG_LEVEL") or "INFO").upper(),
             default_locale=env.get("CRMGATE_DEFAULT_LOCALE") or "en",
             orphan_grace_seconds=_seconds(env, "CRMGATE_ORPHAN_GRACE_SECONDS", 3600.0),
+            drain_seconds=_seconds(env, "CRMGATE_DRAIN_SECONDS", 20.0),
+            lease_seconds=_seconds(env, "CRMGATE_LEASE_SECONDS", 30.0),
         )
         settings.validate()
         return settings
@@ -60,6 +69,10 @@ class Settings:
 
         if self.orphan_grace_seconds < 0:
             raise ValueError("CRMGATE_ORPHAN_GRACE_SECONDS must not be negative")
+        if self.drain_seconds < 0:
+            raise ValueError("CRMGATE_DRAIN_SECONDS must not be negative")
+        if not 1 <= self.lease_seconds <= 30:
+            raise ValueError("CRMGATE_LEASE_SECONDS must be between 1 and 30")
 
     @property
     def sqlite_path(self) -> Path:

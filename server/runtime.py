@@ -49,15 +49,20 @@ class Runtime:
         )
         pipeline = CallPipeline(authenticator)
         links = PublicLinks(settings.public_url)
-        runner = BackgroundRunner(pipeline)
+        runner = BackgroundRunner(pipeline, lease=timedelta(seconds=settings.lease_seconds))
         bindings = default_bindings(settings, links, runner)
         runner.handlers = method_handlers(bindings)
         return cls(settings, db, pipeline, links, runner, bindings)
 
     async def grpc_server(self) -> grpc.aio.Server:
-        """The gRPC server; background requests a crash left behind resume with it."""
-        await self.runner.recover()
+        """The gRPC server; this process takes its share of background requests with it."""
+        self.runner.start()
         return await build_grpc_server(self.pipeline, self.bindings)
+
+    async def drain(self) -> None:
+        """Stop taking background requests; let running ones finish within the grace
+        period (CRMGATE_DRAIN_SECONDS), then release them for other servers."""
+        await self.runner.drain(self.settings.drain_seconds)
 
     def start_sweeper(self) -> asyncio.Task[None]:
         """Sweep crash debris now and every ten minutes; cancel the task to stop it."""

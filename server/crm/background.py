@@ -1,28 +1,41 @@
-"""Background requests (`?async=true`): stored, claimed with a lease, run through the
-same pipeline as a direct call, and recoverable after a crash.
+"""Background requests (`?async=true`) as cluster work: stored in the database, claimed
+by whichever server gets there first, run through the same pipeline as a direct call, and
+settled even when their server dies.
 
-A worker claims a PENDING row by moving it to PROCESSING with a lease; long jobs renew the
-lease as they report progress. A row whose lease ran out (its process died) goes back to
-PENDING for another attempt, or to FAILED after MAX_ATTEMPTS — never lost silently.
+Every server polls for PENDING rows and claims one atomically (PostgreSQL: `FOR UPDATE
+SKIP LOCKED`; SQLite: one UPDATE under the write lock), as its owner, with a lease it
+renews by a heartbeat while the work runs — independent of progress reports. Finishing
+checks ownership. A sweeper on every server re-queues requests whose owner's lease ran
+out when the contract marks their method idempotent (`idempotency_level`) and fails the
+others, so a dead server's work settles within 4/3 of the lease (30 s by default), with
+nobody polling. On SIGTERM a server stops claiming, gives running work a grace period, then
+releases what is left the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
+import os
+import secrets
+import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 import grpc
+import peewee
 from crm.v1 import crm_pb2
 from google.protobuf import any_pb2
+from google.protobuf.descriptor_pb2 import MethodOptions
 from google.rpc import status_pb2
 
 from gateway.contract import CallFailed, build_status
 from server.crm.sessions import principal_for_user
-from server.database.connection import run_sync
+from server.database.connection import database, run_sync
 from server.database.models import BackgroundRequest, User, utcnow
 from server.inprocess import InProcessContext
 from server.pipeline import CallPipeline
@@ -30,15 +43,20 @@ from server.pipeline import CallPipeline
 log = logging.getLogger("crmgate.background")
 
 _CRM = crm_pb2.DESCRIPTOR.services_by_name["Crm"]
-#: Methods a crash may have half-applied (some contacts created): running them again would
-#: not give the answer the first run would have, so an interrupted one is failed instead.
-NOT_RERUNNABLE = frozenset({"/crm.v1.Crm/CreateContact", "/crm.v1.Crm/CreateImport"})
-LEASE = timedelta(minutes=2)
+#: A claim lasts this long unless its server's heartbeat renews it; the heartbeat and the
+#: sweep for dead servers' requests both run every third of it.
+DEFAULT_LEASE = timedelta(seconds=30)
+#: How often an idle server looks for PENDING requests (StartRequest wakes it at once).
+POLL_SECONDS = 1.0
 MAX_ATTEMPTS = 3
 #: Reports progress of the current background request: (percent 0 to 100, commentary).
 Progress = Callable[[int, str], None]
 current_progress: contextvars.ContextVar[Progress | None] = contextvars.ContextVar(
     "current_progress", default=None
+)
+_PARTLY_APPLIED = (
+    "The request was interrupted and may have been partly applied, so it was not run "
+    "again; check the data before retrying."
 )
 
 
@@ -56,39 +74,87 @@ def progress_reporter() -> Progress:
     return current_progress.get() or (lambda percent, commentary: None)
 
 
-def _claim(request_id: str) -> BackgroundRequest | None:
+def rerunnable(method: str) -> bool:
+    """Whether running the method again is safe: the contract marks it idempotent."""
+    service, _, name = method.lstrip("/").partition("/")
+    found = _CRM.methods_by_name.get(name) if service == _CRM.full_name else None
+    level = found.GetOptions().idempotency_level if found is not None else None
+    return level in (MethodOptions.NO_SIDE_EFFECTS, MethodOptions.IDEMPOTENT)
+
+
+def _claim(owner: str, lease: timedelta) -> BackgroundRequest | None:
+    """Claim the oldest PENDING request for `owner`; None when there is none to claim."""
+    pending = (
+        BackgroundRequest.select(BackgroundRequest.id)
+        .where(BackgroundRequest.status == "PENDING")
+        .order_by(BackgroundRequest.id)
+        .limit(1)
+    )
+    if isinstance(database.obj, peewee.PostgresqlDatabase):
+        pending = pending.for_update(skip_locked=True)
     now = utcnow()
     claimed = (
         BackgroundRequest.update(
             status="PROCESSING",
+            owner=owner,
             attempts=BackgroundRequest.attempts + 1,
-            lease_until=now + LEASE,
+            lease_until=now + lease,
             commentary="Processing",
             updated_at=now,
         )
-        .where(BackgroundRequest.request_id == request_id, BackgroundRequest.status == "PENDING")
+        .where(BackgroundRequest.id == pending, BackgroundRequest.status == "PENDING")
+        .returning(BackgroundRequest.id)
         .execute()
     )
-    return BackgroundRequest.get(BackgroundRequest.request_id == request_id) if claimed else None
+    ids = [row.id for row in claimed]
+    return BackgroundRequest.get_by_id(ids[0]) if ids else None
 
 
-def _finish(request_id: str, result: any_pb2.Any | None, error: status_pb2.Status | None) -> None:
-    BackgroundRequest.update(
-        status="PROCESSED" if error is None else "FAILED",
-        percent_complete=100 if error is None else BackgroundRequest.percent_complete,
-        commentary="Done" if error is None else "Failed",
-        result=result.SerializeToString() if result is not None else None,
-        error=error.SerializeToString() if error is not None else None,
-        lease_until=None,
-        updated_at=utcnow(),
-    ).where(BackgroundRequest.request_id == request_id).execute()
+def _finish(
+    owner: str, request_id: str, result: any_pb2.Any | None, error: status_pb2.Status | None
+) -> bool:
+    """Record the outcome, if `owner` still owns the request; False when it lost it (its
+    lease ran out and another server took the request over or failed it)."""
+    return bool(
+        BackgroundRequest.update(
+            status="PROCESSED" if error is None else "FAILED",
+            percent_complete=100 if error is None else BackgroundRequest.percent_complete,
+            commentary="Done" if error is None else "Failed",
+            result=result.SerializeToString() if result is not None else None,
+            error=error.SerializeToString() if error is not None else None,
+            lease_until=None,
+            updated_at=utcnow(),
+        )
+        .where(
+            BackgroundRequest.request_id == request_id,
+            BackgroundRequest.owner == owner,
+            BackgroundRequest.status == "PROCESSING",
+        )
+        .execute()
+    )
 
 
-def _reporter(request_id: str) -> Progress:
-    """Progress updates, at most a few a second, each renewing the lease."""
+def _renew(owner: str, lease: timedelta) -> int:
+    """The heartbeat: extend the lease of every request this server is running."""
+    return (
+        BackgroundRequest.update(lease_until=utcnow() + lease)
+        .where(BackgroundRequest.owner == owner, BackgroundRequest.status == "PROCESSING")
+        .execute()
+    )
+
+
+class Released(Exception):
+    """Raised in a running request's worker thread at its next progress report once its
+    server has released it (stopping): the work stops at a clean boundary."""
+
+
+def _reporter(request_id: str, released: threading.Event) -> Progress:
+    """Progress updates, at most a few a second."""
     last = [0.0]
 
     def report(percent: int, commentary: str) -> None:
+        if released.is_set():
+            raise Released(request_id)
         now = time.monotonic()
         if now - last[0] < 0.2 and percent < 100:
             return
@@ -96,7 +162,6 @@ def _reporter(request_id: str) -> Progress:
         BackgroundRequest.update(
             percent_complete=max(0, min(99, percent)),
             commentary=commentary[:500],
-            lease_until=utcnow() + LEASE,
             updated_at=utcnow(),
         ).where(
             BackgroundRequest.request_id == request_id, BackgroundRequest.status == "PROCESSING"
@@ -105,64 +170,157 @@ def _reporter(request_id: str) -> Progress:
     return report
 
 
-def recover_expired() -> list[str]:
-    """Requests whose worker died: back to PENDING to retry, or FAILED when out of tries.
-    Returns the ids to run again."""
+def _settle(row: BackgroundRequest, why: str) -> None:
+    """A request its server no longer runs: queued again when safe and tries are left,
+    else failed with a message saying why. Only if nobody else settled it first."""
+    still_ours = (
+        (BackgroundRequest.id == row.id)
+        & (BackgroundRequest.status == "PROCESSING")
+        & (BackgroundRequest.owner == row.owner)
+    )
     now = utcnow()
-    expired = BackgroundRequest.select().where(
-        BackgroundRequest.status == "PROCESSING", BackgroundRequest.lease_until < now
+    if rerunnable(row.method) and row.attempts < MAX_ATTEMPTS:
+        BackgroundRequest.update(
+            status="PENDING", owner=None, lease_until=None, commentary=why, updated_at=now
+        ).where(still_ours).execute()
+        return
+    message = (
+        f"The request was interrupted {row.attempts} times and was given up."
+        if rerunnable(row.method)
+        else _PARTLY_APPLIED
     )
-    retry: list[str] = []
+    status = build_status(grpc.StatusCode.ABORTED, message, "interrupted")
+    BackgroundRequest.update(
+        status="FAILED",
+        commentary="Failed",
+        error=status.SerializeToString(),
+        lease_until=None,
+        updated_at=now,
+    ).where(still_ours).execute()
+
+
+def sweep_expired() -> int:
+    """Settle every request whose owner's lease ran out (the owner died); how many."""
+    expired = list(
+        BackgroundRequest.select().where(
+            BackgroundRequest.status == "PROCESSING", BackgroundRequest.lease_until < utcnow()
+        )
+    )
     for row in expired:
-        if row.method in NOT_RERUNNABLE:
-            status = build_status(
-                grpc.StatusCode.ABORTED,
-                "The request was interrupted and may have been partly applied, so it was "
-                "not run again; check the data before retrying.",
-                "interrupted",
-            )
-            _finish(row.request_id, None, status)
-        elif row.attempts >= MAX_ATTEMPTS:
-            status = build_status(
-                grpc.StatusCode.ABORTED,
-                f"The request was interrupted {row.attempts} times and was given up.",
-                "interrupted",
-            )
-            _finish(row.request_id, None, status)
-        else:
-            BackgroundRequest.update(
-                status="PENDING", commentary="Interrupted; queued again", updated_at=now
-            ).where(
-                BackgroundRequest.id == row.id, BackgroundRequest.status == "PROCESSING"
-            ).execute()
-            retry.append(row.request_id)
-    pending = BackgroundRequest.select(BackgroundRequest.request_id).where(
-        BackgroundRequest.status == "PENDING"
-    )
-    return sorted({*retry, *(row.request_id for row in pending)})
+        _settle(row, "Interrupted; queued again")
+    return len(expired)
+
+
+def release(owner: str, request_ids: list[str]) -> None:
+    """Settle requests this server is stopping without finishing."""
+    for row in BackgroundRequest.select().where(
+        BackgroundRequest.request_id.in_(request_ids),
+        BackgroundRequest.owner == owner,
+        BackgroundRequest.status == "PROCESSING",
+    ):
+        _settle(row, "The server stopped; queued again")
 
 
 class BackgroundRunner:
-    """Runs stored requests in this process, through the call pipeline."""
+    """This server's share of the cluster's background requests: claims them (at most
+    `concurrency` at a time), runs them through the call pipeline, keeps their leases
+    alive, and sweeps up after dead servers."""
 
-    def __init__(self, pipeline: CallPipeline) -> None:
+    def __init__(
+        self, pipeline: CallPipeline, concurrency: int = 2, lease: timedelta = DEFAULT_LEASE
+    ) -> None:
         self._pipeline = pipeline
+        self._lease = lease
         self.handlers: Mapping[str, grpc.RpcMethodHandler] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._concurrency = concurrency
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._draining = False
+        self._released = threading.Event()
 
-    def start(self, request_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._run(request_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def start(self) -> None:
+        """Begin claiming, heartbeating and sweeping (call on the server's loop)."""
+        self._loops = [
+            asyncio.get_running_loop().create_task(loop())
+            for loop in (self._poll, self._heartbeat, self._sweep)
+        ]
 
-    async def recover(self) -> None:
-        for request_id in await run_sync(recover_expired):
-            self.start(request_id)
+    def wake(self) -> None:
+        """A request was just stored: look for work now rather than at the next poll."""
+        self._wake.set()
 
-    async def _run(self, request_id: str) -> None:
-        row = await run_sync(_claim, request_id)
-        if row is None:
-            return  # another worker has it, or it is done
+    async def sweep(self) -> None:
+        """Settle requests of dead servers now (a poll found one past its lease)."""
+        await run_sync(sweep_expired)
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Stop claiming; give running requests `grace_seconds`, then release the rest."""
+        self._draining = True
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        running = list(self._running.values())
+        if running:
+            await asyncio.wait(running, timeout=grace_seconds)
+        left = [request_id for request_id, task in self._running.items() if not task.done()]
+        if left:
+            log.warning("stopping with %d background requests unfinished; released", len(left))
+            self._released.set()  # their worker threads stop at their next progress report
+            await run_sync(release, self.owner, left)
+            await asyncio.wait([self._running[request_id] for request_id in left])
+
+    async def _poll(self) -> None:
+        while True:
+            while len(self._running) < self._concurrency:
+                try:
+                    row = await run_sync(_claim, self.owner, self._lease)
+                except peewee.PeeweeException:
+                    log.exception("claiming a background request failed")
+                    row = None
+                if row is None:
+                    break
+                self._running[row.request_id] = asyncio.get_running_loop().create_task(
+                    self._run(row)
+                )
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease.total_seconds() / 3)
+            if self._running:
+                try:
+                    await run_sync(_renew, self.owner, self._lease)
+                except peewee.PeeweeException:
+                    log.exception("renewing background leases failed")
+
+    async def _sweep(self) -> None:
+        while True:
+            try:
+                if await run_sync(sweep_expired):
+                    self.wake()
+            except peewee.PeeweeException:
+                log.exception("sweeping background requests failed")
+            await asyncio.sleep(self._lease.total_seconds() / 3)
+
+    async def _run(self, row: BackgroundRequest) -> None:
+        try:
+            result, error = await self._outcome(row)
+            if not await run_sync(_finish, self.owner, row.request_id, result, error):
+                log.warning(
+                    "background request %s was taken over; its result is dropped", row.request_id
+                )
+        finally:
+            self._running.pop(row.request_id, None)
+            if not self._draining:
+                self.wake()
+
+    async def _outcome(
+        self, row: BackgroundRequest
+    ) -> tuple[any_pb2.Any | None, status_pb2.Status | None]:
         handler = self.handlers.get(row.method)
         user = await run_sync(User.get_or_none, User.id == row.user_id)
         principal = await run_sync(principal_for_user, user) if user else None
@@ -170,29 +328,20 @@ class BackgroundRunner:
             status = build_status(
                 grpc.StatusCode.FAILED_PRECONDITION, "The request can no longer run.", "gone"
             )
-            await run_sync(_finish, request_id, None, status)
-            return
-        packed = any_pb2.Any.FromString(row.request)
-        request = handler.request_deserializer(packed.value)
-        token = current_progress.set(_reporter(request_id))
+            return None, status
+        request = handler.request_deserializer(any_pb2.Any.FromString(row.request).value)
+        token = current_progress.set(_reporter(row.request_id, self._released))
         try:
             response = await self._pipeline.run(
-                row.method,
-                handler.unary_unary,
-                request,
-                {},
-                InProcessContext({}),
-                run_as=principal,
+                row.method, handler.unary_unary, request, {}, InProcessContext({}), run_as=principal
             )
         except CallFailed as failure:
-            await run_sync(_finish, request_id, None, failure.status)
+            return None, failure.status
         except Exception:  # the pipeline turns errors into statuses; this is a last guard
-            log.exception("background request %s failed", request_id)
-            status = build_status(grpc.StatusCode.INTERNAL, "internal error", "internal")
-            await run_sync(_finish, request_id, None, status)
-        else:
-            result = any_pb2.Any()
-            result.Pack(response)
-            await run_sync(_finish, request_id, result, None)
+            log.exception("background request %s failed", row.request_id)
+            return None, build_status(grpc.StatusCode.INTERNAL, "internal error", "internal")
         finally:
             current_progress.reset(token)
+        result = any_pb2.Any()
+        result.Pack(response)
+        return result, None

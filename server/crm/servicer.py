@@ -165,7 +165,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         if request.method not in self._runner.handlers or not background_allowed(request.method):
             raise invalid_argument(f"{request.method} cannot run in the background.")
         request_id = await run_sync(requests.enqueue, principal, request.method, request.request)
-        self._runner.start(request_id)
+        self._runner.wake()
         return pb.StartRequestResponse(request_id=request_id)
 
     async def GetRequestStatus(
@@ -174,7 +174,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         principal = require_principal()
         report = await run_sync(requests.report, principal.user_id, request.request_id)
         if report.stale:
-            await self._runner.recover()  # its worker died: retry it or give up on it
+            await self._runner.sweep()  # its server died: settle it now, not at the next sweep
             report = await run_sync(requests.report, principal.user_id, request.request_id)
         return pb.GetRequestStatusResponse(
             status=report.status, method=report.method, error=report.error

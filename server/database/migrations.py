@@ -466,6 +466,10 @@ _V6_IMPORT_PROGRESS = Ddl(
 )
 
 
+# 7: background requests are claimed by whichever server gets there first, as their owner.
+_V7_REQUEST_OWNER = Ddl(both=('ALTER TABLE "background_request" ADD COLUMN "owner" VARCHAR(100)',))
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core tables", ddl(_V1_TENANTS, _USER_TABLES, _V1_CONTACTS)),
     (2, "contact media", ddl(_V2_MEDIA)),
@@ -481,6 +485,7 @@ MIGRATIONS: list[Migration] = [
         _repair_databases_begun_before_voyzu,
     ),
     (6, "imports recorded before their rows", ddl(_V6_IMPORT_PROGRESS)),
+    (7, "background requests claimed by a server", ddl(_V7_REQUEST_OWNER)),
 ]
 
 

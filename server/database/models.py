@@ -257,5 +257,7 @@ class BackgroundRequest(BaseModel):
     error = peewee.BlobField(null=True)  # serialized google.rpc.Status
     attempts = peewee.IntegerField(default=0)
     lease_until = peewee.DateTimeField(null=True)
+    # The server running it (host:pid:random), set when claimed; finishing checks it.
+    owner = peewee.CharField(max_length=100, null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
