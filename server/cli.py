@@ -21,7 +21,8 @@ from gateway.surfaces import default_surfaces
 from server import admin, logs
 from server.config import SUPPORTED_LOCALES, Settings
 from server.consistency import summary
-from server.database.connection import connect
+from server.database.connection import connect, database
+from server.database.migrations import current_version
 from server.runtime import Runtime
 
 
@@ -173,6 +174,16 @@ def _admin_parser(parser: argparse.ArgumentParser) -> None:
         "whose object is gone; put completed uploads whose object is gone back to pending",
     )
     fsck.set_defaults(run=_admin(_fsck))
+
+    migrate = groups.add_parser(
+        "migrate",
+        help="bring the database schema up to date and print its version",
+        description="Every process migrates at start; this lets a deployment do it first, "
+        "once (a Kubernetes Job), before servers roll out.",
+    )
+    migrate.set_defaults(
+        run=_admin(lambda _a, _s: print(f"schema version {current_version(database.obj)}"))
+    )
 
 
 AdminAction = Callable[[argparse.Namespace, Settings], object]

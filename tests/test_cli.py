@@ -84,3 +84,11 @@ def test_bad_locale_setting_is_refused(tmp_path: Path) -> None:
     assert (
         result.returncode == 2 and "CRMGATE_DEFAULT_LOCALE must be one of en, es" in result.stderr
     )
+
+
+def test_migrate_brings_the_schema_up_to_date(tmp_path: Path) -> None:
+    from server.database.migrations import MIGRATIONS
+
+    done = admin(tmp_path, "migrate")
+    assert (done.returncode, done.stdout) == (0, f"schema version {MIGRATIONS[-1][0]}\n")
+    assert (tmp_path / "crmgate.sqlite3").exists()
