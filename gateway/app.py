@@ -12,7 +12,15 @@ from google.protobuf.descriptor import FileDescriptor
 
 from gateway.calls import Caller
 from gateway.contract import MAX_MESSAGE_BYTES, CallFailed
-from gateway.errors import BODY_TOO_LARGE, INVALID_JSON, INVALID_REQUEST, reject
+from gateway.errors import (
+    BODY_TOO_LARGE,
+    INVALID_JSON,
+    INVALID_REQUEST,
+    JSON_TOO_DEEP,
+    NUL_CHARACTER,
+    NUMBER_TOO_LONG,
+    reject,
+)
 from gateway.forwarding import Network, forwarded_middleware
 from gateway.json_reader import TranscodeError, build_request
 from gateway.routes import Route, discover_routes
@@ -20,6 +28,8 @@ from gateway.routing import Router
 from gateway.surfaces.base import Surface
 from gateway.surfaces.fallback import FallbackSurface
 
+#: Enough for any 64-bit integer (20 digits), with room for leading zeros.
+MAX_INTEGER_DIGITS = 32
 #: Base64 grows bytes by a third; the largest documented JSON body fits in this.
 MAX_BODY_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 1024 * 1024
 
@@ -99,13 +109,46 @@ async def read_json(request: web.Request) -> Any:
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
+        document = json.loads(raw, parse_int=_bounded_int)
+        if _holds_nul(document):
+            raise reject(grpc.StatusCode.INVALID_ARGUMENT, NUL_CHARACTER)
+        return document
+    except NumberTooLong:
+        raise reject(
+            grpc.StatusCode.INVALID_ARGUMENT, NUMBER_TOO_LONG, max=MAX_INTEGER_DIGITS
+        ) from None
+    except RecursionError:
+        raise reject(grpc.StatusCode.INVALID_ARGUMENT, JSON_TOO_DEEP) from None
     except json.JSONDecodeError as error:
         line, column = error.lineno, error.colno
     except UnicodeDecodeError as error:
         line = raw.count(b"\n", 0, error.start) + 1
         column = error.start - raw.rfind(b"\n", 0, error.start)
     raise reject(grpc.StatusCode.INVALID_ARGUMENT, INVALID_JSON, line=line, column=column)
+
+
+class NumberTooLong(ValueError):
+    """A JSON integer with more digits than any field can hold."""
+
+
+def _bounded_int(text: str) -> int:
+    """JSON integers as Python ints, refusing before conversion those no 64-bit field can
+    hold (Python would convert up to 4,300 digits, slowly, then raise)."""
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise NumberTooLong(text[:20])
+    return int(text)
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether a string anywhere in the document holds U+0000, which no field takes (and
+    PostgreSQL cannot store)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def build_app(

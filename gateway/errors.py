@@ -23,6 +23,9 @@ from gateway.localisation import translate
 ROUTE_NOT_FOUND = "route_not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 INVALID_JSON = "invalid_json"
+JSON_TOO_DEEP = "json_too_deep"
+NUMBER_TOO_LONG = "number_too_long"
+NUL_CHARACTER = "nul_character"
 INVALID_REQUEST = "invalid_request"
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
 BODY_TOO_LARGE = "body_too_large"
@@ -39,6 +42,9 @@ GATEWAY_WORDED = frozenset(
         ROUTE_NOT_FOUND,
         METHOD_NOT_ALLOWED,
         INVALID_JSON,
+        JSON_TOO_DEEP,
+        NUMBER_TOO_LONG,
+        NUL_CHARACTER,
         INVALID_REQUEST,
         UNSUPPORTED_MEDIA_TYPE,
         BODY_TOO_LARGE,

@@ -94,6 +94,18 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "en": "The body is not valid JSON (line {line}, column {column}).",
         "es": "El cuerpo no es JSON válido (línea {line}, columna {column}).",
     },
+    "json_too_deep": {
+        "en": "The body is nested too deeply to read.",
+        "es": "El cuerpo está anidado a demasiada profundidad para leerlo.",
+    },
+    "number_too_long": {
+        "en": "The body holds an integer of more than {max} digits.",
+        "es": "El cuerpo contiene un número entero de más de {max} dígitos.",
+    },
+    "nul_character": {
+        "en": "The body holds a NUL character (\\u0000), which no field accepts.",
+        "es": "El cuerpo contiene un carácter NUL (\\u0000), que ningún campo acepta.",
+    },
     "invalid_request": {
         "en": "The given data was invalid.",
         "es": "Los datos proporcionados no son válidos.",

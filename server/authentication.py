@@ -51,8 +51,8 @@ def api_key_verifier(verifier: KeyVerifier, kind: str) -> CredentialVerifier:
 
     async def verify(metadata: Mapping[str, str]) -> Principal | None:
         token = bearer_token(metadata)
-        if token is None:
-            return None
+        if token is None or not token.isascii():
+            return None  # keys are ASCII; anything else (an in-process caller's) is none
         host = metadata.get(HOST_KEY) or None
         hit, principal = verifier.cached(token, kind, host)
         if hit:

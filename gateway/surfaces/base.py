@@ -45,6 +45,15 @@ def request_host(request: web.Request) -> str:
     return name if colon and ":" not in port else host
 
 
+def header_text(value: str | None) -> str:
+    """A header's value if it can travel as call metadata (printable ASCII), else "": a
+    value with bytes that are not UTF-8 reaches here with lone surrogates, and counts as
+    absent (a credential made of them is no credential)."""
+    if value and value.isascii() and value.isprintable():
+        return value
+    return ""
+
+
 class Surface:
     """A public API served by the gateway. Subclasses override what they do differently."""
 
@@ -61,12 +70,13 @@ class Surface:
         return self.base_metadata(request)
 
     def base_metadata(self, request: web.Request) -> list[tuple[str, str]]:
+        host = header_text(request.host)
         metadata = [
-            (REQUEST_ID_KEY, request.headers.get("X-Request-Id") or new_request_id()),
-            (HOST_KEY, request_host(request)),
-            (BASE_URL_KEY, f"{request.scheme}://{request.host}"),
+            (REQUEST_ID_KEY, header_text(request.headers.get("X-Request-Id")) or new_request_id()),
+            (HOST_KEY, request_host(request) if host else ""),
+            (BASE_URL_KEY, f"{request.scheme}://{host}" if host else ""),
         ]
-        language = request.headers.get("Accept-Language")
+        language = header_text(request.headers.get("Accept-Language"))
         if language:
             metadata.append((ACCEPT_LANGUAGE_KEY, language))
         return metadata

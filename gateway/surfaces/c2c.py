@@ -27,8 +27,11 @@ from gateway.errors import (
     GATEWAY_WORDED,
     INVALID_JSON,
     INVALID_REQUEST,
+    JSON_TOO_DEEP,
     METHOD_NOT_ALLOWED,
     MISSING_API_VERSION,
+    NUL_CHARACTER,
+    NUMBER_TOO_LONG,
     ROUTE_NOT_FOUND,
     UNSUPPORTED_API_VERSION,
     UNSUPPORTED_MEDIA_TYPE,
@@ -40,14 +43,23 @@ from gateway.json_options import JsonOptions
 from gateway.json_writer import response_payload
 from gateway.localisation import choose_locale, field_message, summary, translate
 from gateway.routes import Route
-from gateway.surfaces.base import Surface, error_map, json_response
+from gateway.surfaces.base import Surface, error_map, header_text, json_response
 
 SUPPORTED_VERSIONS = frozenset({"v1"})
 #: Methods whose success is not a plain 200.
 SUCCESS_STATUS = {"/c2c.v1.ContactAssets/AttachAssets": 201}
 LOCALE_METHOD = "/c2c.v1.ContactAssets/GetMessageLocale"
 #: Refusals about the body: a caller without a valid key learns nothing from them.
-BODY_FEEDBACK = frozenset({INVALID_JSON, INVALID_REQUEST, UNSUPPORTED_MEDIA_TYPE})
+BODY_FEEDBACK = frozenset(
+    {
+        INVALID_JSON,
+        JSON_TOO_DEEP,
+        NUMBER_TOO_LONG,
+        NUL_CHARACTER,
+        INVALID_REQUEST,
+        UNSUPPORTED_MEDIA_TYPE,
+    }
+)
 
 
 def decode_content(text: str) -> bytes:
@@ -70,6 +82,9 @@ STATUSES: StatusTable[tuple[int, str]] = StatusTable(
         "contact_not_found": (422, "contact_not_found"),
         "store_failed": (500, "store_failed"),
         INVALID_JSON: (422, "validation_failed"),
+        JSON_TOO_DEEP: (422, "validation_failed"),
+        NUMBER_TOO_LONG: (422, "validation_failed"),
+        NUL_CHARACTER: (422, "validation_failed"),
         INVALID_REQUEST: (422, "validation_failed"),
         ROUTE_NOT_FOUND: (404, "not_found"),
         METHOD_NOT_ALLOWED: (405, "method_not_allowed"),
@@ -173,10 +188,10 @@ def presented_key(request: web.Request) -> str | None:
     """The key from `Authorization: Bearer …` or `X-Api-Key`. Two different keys at once
     are refused (the contract says: exactly one), by presenting neither."""
     bearer = None
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, token = header_text(request.headers.get("Authorization")).partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         bearer = token.strip()
-    header = request.headers.get("X-Api-Key", "").strip() or None
+    header = header_text(request.headers.get("X-Api-Key")).strip() or None
     if bearer and header and bearer != header:
         return None
     return bearer or header

@@ -14,7 +14,7 @@ from gateway.contract import AUTHORIZATION_KEY, field_violations
 from gateway.errors import StatusTable, default_http_status
 from gateway.json_options import JsonOptions
 from gateway.routes import Route
-from gateway.surfaces.base import Surface, error_map, json_response
+from gateway.surfaces.base import Surface, error_map, header_text, json_response
 
 #: Close answers bad input with 400 and its validation envelope.
 STATUSES: StatusTable[int] = StatusTable(by_code={grpc.StatusCode.INVALID_ARGUMENT: 400})
@@ -28,7 +28,7 @@ class CloseSurface(Surface):
 
     def call_metadata(self, request: web.Request, route: Route) -> list[tuple[str, str]]:
         metadata = self.base_metadata(request)
-        key = basic_user(request.headers.get("Authorization", ""))
+        key = basic_user(header_text(request.headers.get("Authorization")))
         if key:
             metadata.append((AUTHORIZATION_KEY, f"Bearer {key}"))
         return metadata
@@ -51,4 +51,4 @@ def basic_user(header: str) -> str | None:
         user = BasicAuth.decode(header, encoding="utf-8").login
     except ValueError:
         return None
-    return user or None
+    return header_text(user) or None

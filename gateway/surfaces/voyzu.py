@@ -24,7 +24,7 @@ from gateway.errors import MALFORMED_REPLY, METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND,
 from gateway.json_options import JsonOptions
 from gateway.json_writer import message_to_json, response_payload
 from gateway.routes import Route
-from gateway.surfaces.base import Surface, json_response, request_host
+from gateway.surfaces.base import Surface, header_text, json_response, request_host
 
 SESSION_COOKIE = "voyzu_session_id"
 START_REQUEST = "/crm.v1.Crm/StartRequest"
@@ -91,9 +91,9 @@ class VoyzuSurface(Surface):
 
     def call_metadata(self, request: web.Request, route: Route) -> list[tuple[str, str]]:
         metadata = self.base_metadata(request)
-        session = request.cookies.get(SESSION_COOKIE)
+        session = header_text(request.cookies.get(SESSION_COOKIE))
         if not session and self._dev:
-            session = request.query.get("voyzu-session-id")
+            session = header_text(request.query.get("voyzu-session-id"))
         if session:
             metadata.append((SESSION_KEY, session))
         return metadata

@@ -69,6 +69,6 @@ def principal_for_user(user: User) -> Principal:
 async def verify_session(metadata: Mapping[str, str]) -> Principal | None:
     """The pipeline's verifier for the "session" credential kind."""
     session_id = metadata.get(SESSION_KEY, "")
-    if not session_id or len(session_id) > 200:
+    if not session_id or len(session_id) > 200 or not session_id.isascii():
         return None
     return await run_sync(principal_for, session_id)
