@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping
 import grpc
 
 from server.api_keys import KeyVerifier
-from server.database.connection import run_sync
 from server.errors import ApiError
+from server.executors import run_db
 from server.pipeline import HOST_KEY
 from server.principal import Principal
 
@@ -57,7 +57,7 @@ def api_key_verifier(verifier: KeyVerifier, kind: str) -> CredentialVerifier:
         hit, principal = verifier.cached(token, kind, host)
         if hit:
             return principal
-        return await run_sync(verifier.verify, token, kind, host)
+        return await run_db(verifier.verify, token, kind, host)
 
     return verify
 

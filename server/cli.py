@@ -18,7 +18,7 @@ from gateway.contract import FILE_DESCRIPTORS
 from gateway.surfaces import default_surfaces
 from server import admin, logs
 from server.config import SUPPORTED_LOCALES, Settings
-from server.database.connection import connect
+from server.database.connection import connect, unit_of_work
 from server.runtime import Runtime
 
 
@@ -180,7 +180,7 @@ def _print_keys(args: argparse.Namespace, settings: Settings) -> None:
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     logs.configure(settings.log_level)
     runtime = Runtime.start(settings)
-    demo = admin.bootstrap_demo() if args.demo else None
+    demo = unit_of_work(admin.bootstrap_demo) if args.demo else None
     return asyncio.run(_serve(args, settings, runtime, demo))
 
 

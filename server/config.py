@@ -10,12 +10,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from gateway.localisation import SUPPORTED_LOCALES
 
 #: The largest request the contract documents: C2C allows 50 MiB of files, sent as bytes,
 #: plus the envelope around them.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,10 @@ class Settings:
     log_level: str = "INFO"
     default_locale: str = "en"
     dev: bool = False
+    #: Database threads per process.
+    db_pool_size: int = 8
+    #: Background (`?async=true`) requests one process runs at once; the rest wait.
+    background_limit: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +48,8 @@ class Settings:
             public_url=(env.get("CRMGATE_PUBLIC_URL") or "").rstrip("/") or None,
             log_level=(env.get("CRMGATE_LOG_LEVEL") or "INFO").upper(),
             default_locale=env.get("CRMGATE_DEFAULT_LOCALE") or "en",
+            db_pool_size=_number(env, "CRMGATE_DB_POOL_SIZE", int, cls.db_pool_size),
+            background_limit=_number(env, "CRMGATE_BACKGROUND_LIMIT", int, cls.background_limit),
         )
         settings.validate()
         return settings
@@ -66,3 +75,17 @@ class Settings:
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+
+def _number(env: Mapping[str, str], name: str, kind: type[N], default: N) -> N:
+    """A positive number from the environment; unset keeps the default."""
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = kind(0)
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive number, not {text!r}")
+    return value

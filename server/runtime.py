@@ -8,6 +8,7 @@ import grpc
 import peewee
 from aiohttp import web
 
+from server import executors
 from server.api_keys import KeyVerifier
 from server.authentication import Authenticator, api_key_verifier
 from server.bindings import Binding, default_bindings, method_handlers
@@ -35,6 +36,7 @@ class Runtime:
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
+        executors.configure(executors.PoolSizes(database=settings.db_pool_size))
         db = connect(settings)
         verifier = KeyVerifier()
         authenticator = Authenticator(
@@ -46,7 +48,7 @@ class Runtime:
         )
         pipeline = CallPipeline(authenticator)
         links = PublicLinks(settings.public_url)
-        runner = BackgroundRunner(pipeline)
+        runner = BackgroundRunner(pipeline, settings.background_limit)
         bindings = default_bindings(settings, links, runner)
         runner.handlers = method_handlers(bindings)
         return cls(settings, db, pipeline, links, runner, bindings)

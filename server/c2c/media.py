@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from server.c2c.rules import PreparedFile
 from server.database.models import Contact, Media, normalize_email
+from server.executors import run_db, run_storage
 from server.files.uploads import safe_name
 from server.objects import ObjectStorage
 
@@ -34,43 +35,60 @@ def find_contact(tenant_id: int, email: str) -> Contact | None:
     )
 
 
-def store_assets(
+async def store_assets(
     buckets: ObjectStorage, contact: Contact, files: Sequence[PreparedFile]
 ) -> list[Media]:
-    written: list[str] = []
+    rows = []
+    for prepared in files:
+        media_uuid = uuid.uuid4()
+        file_name = safe_name(prepared.name)
+        rows.append(
+            {
+                "uuid": media_uuid,
+                "tenant": contact.tenant_id,
+                "contact": contact.id,
+                "collection": COLLECTION,
+                "name": prepared.name,
+                "file_name": file_name,
+                "storage_key": media_key(contact.tenant_id, media_uuid, file_name),
+                "mime_type": prepared.mime_type,
+                "size": len(prepared.data),
+                "sha256": prepared.sha256,
+                "custom_properties": json.dumps(
+                    {"alt": prepared.alt, "description": prepared.description}
+                ),
+            }
+        )
+    keys = [row["storage_key"] for row in rows]
+    await run_storage(_write_files, buckets, keys, [prepared.data for prepared in files])
     try:
-        rows = []
-        for prepared in files:
-            media_uuid = uuid.uuid4()
-            file_name = safe_name(prepared.name)
-            key = media_key(contact.tenant_id, media_uuid, file_name)
-            buckets.write(MEDIA_BUCKET, key, prepared.data)
-            written.append(key)
-            rows.append(
-                {
-                    "uuid": media_uuid,
-                    "tenant": contact.tenant_id,
-                    "contact": contact.id,
-                    "collection": COLLECTION,
-                    "name": prepared.name,
-                    "file_name": file_name,
-                    "storage_key": key,
-                    "mime_type": prepared.mime_type,
-                    "size": len(prepared.data),
-                    "sha256": prepared.sha256,
-                    "custom_properties": json.dumps(
-                        {"alt": prepared.alt, "description": prepared.description}
-                    ),
-                }
-            )
-        with Media._meta.database.atomic():
-            return [Media.create(**row) for row in rows]
+        return await run_db(_insert, rows)
     except BaseException:
-        for key in written:
-            buckets.delete(MEDIA_BUCKET, key)
+        await run_storage(_delete_files, buckets, keys)
         raise
 
 
-def delete_asset(buckets: ObjectStorage, media: Media) -> None:
-    media.delete_instance()
-    buckets.delete(MEDIA_BUCKET, media.storage_key)
+def _write_files(buckets: ObjectStorage, keys: list[str], contents: list[bytes]) -> None:
+    written: list[str] = []
+    try:
+        for key, data in zip(keys, contents, strict=True):
+            buckets.write(MEDIA_BUCKET, key, data)
+            written.append(key)
+    except BaseException:
+        _delete_files(buckets, written)
+        raise
+
+
+def _delete_files(buckets: ObjectStorage, keys: list[str]) -> None:
+    for key in keys:
+        buckets.delete(MEDIA_BUCKET, key)
+
+
+def _insert(rows: list[dict[str, object]]) -> list[Media]:
+    with Media._meta.database.atomic():
+        return [Media.create(**row) for row in rows]
+
+
+async def delete_asset(buckets: ObjectStorage, media: Media) -> None:
+    await run_db(media.delete_instance)
+    await run_storage(buckets.delete, MEDIA_BUCKET, media.storage_key)

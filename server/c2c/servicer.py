@@ -15,10 +15,9 @@ from c2c.v1 import contact_assets_pb2_grpc
 from gateway.localisation import choose_locale, summary, translate
 from server.c2c.media import MEDIA_BUCKET, delete_asset, find_contact, store_assets
 from server.c2c.rules import FileInput, PreparedFile, Violation, check_request, prepare
-from server.cpu import run_cpu
-from server.database.connection import run_sync
 from server.database.models import Contact, Media
 from server.errors import ApiError
+from server.executors import run_cpu, run_db, run_storage
 from server.files.storage_http import PUBLIC_MEDIA_PATH
 from server.links import PublicLinks, call_metadata
 from server.objects import ObjectStorage
@@ -58,7 +57,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
         del files
         if violations:
             raise validation_failed(violations, locale)
-        contact = await run_sync(find_contact, principal.tenant_id, request.email)
+        contact = await run_db(find_contact, principal.tenant_id, request.email)
         if contact is None:
             raise ApiError(
                 grpc.StatusCode.NOT_FOUND,
@@ -66,7 +65,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
                 translate("contact_not_found", locale),
             )
         try:
-            rows = await run_sync(store_assets, self._buckets, contact, prepared)
+            rows = await store_assets(self._buckets, contact, prepared)
         except Exception:
             log.exception(
                 "storing %d assets for tenant %s failed", len(prepared), principal.tenant_name
@@ -98,7 +97,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
                 assets=[_details(row, contact, base) for row in rows]
             )
 
-        return await run_sync(listing)
+        return await run_db(listing)
 
     async def GetAsset(
         self, request: pb.GetAssetRequest, context: grpc.aio.ServicerContext
@@ -106,25 +105,22 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
         principal = require_principal()
         base = self._links.base(call_metadata(context))
 
-        def get() -> pb.GetAssetResponse:
+        def get() -> tuple[Media, Contact]:
             row = _media(principal, request.uuid)
-            content = b""
-            if request.include_content:
-                content = self._buckets.read(MEDIA_BUCKET, row.storage_key)
-            return pb.GetAssetResponse(asset=_details(row, row.contact, base), content=content)
+            return row, row.contact
 
-        return await run_sync(get)
+        row, contact = await run_db(get)
+        content = b""
+        if request.include_content:
+            content = await run_storage(self._buckets.read, MEDIA_BUCKET, row.storage_key)
+        return pb.GetAssetResponse(asset=_details(row, contact, base), content=content)
 
     async def DeleteAsset(
         self, request: pb.DeleteAssetRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteAssetResponse:
         principal = require_principal()
-
-        def delete() -> pb.DeleteAssetResponse:
-            delete_asset(self._buckets, _media(principal, request.uuid))
-            return pb.DeleteAssetResponse()
-
-        return await run_sync(delete)
+        await delete_asset(self._buckets, await run_db(_media, principal, request.uuid))
+        return pb.DeleteAssetResponse()
 
 
 def validation_failed(violations: Sequence[Violation], locale: str) -> ApiError:

@@ -23,9 +23,9 @@ from google.rpc import status_pb2
 
 from server.crm.contacts import iso
 from server.crm.sessions import principal_for_user
-from server.database.connection import run_sync
 from server.database.models import BackgroundRequest, User, utcnow
 from server.errors import CallFailed, build_status
+from server.executors import run_db
 from server.inprocess import InProcessContext
 from server.pipeline import CallPipeline
 from server.principal import Principal
@@ -168,12 +168,15 @@ def recover_expired() -> list[str]:
 
 
 class BackgroundRunner:
-    """Runs stored requests in this process, through the call pipeline."""
+    """Runs stored requests in this process, through the call pipeline, at most `limit`
+    at once: the rest stay PENDING until one finishes, so a burst of background imports
+    cannot take every thread from direct calls."""
 
-    def __init__(self, pipeline: CallPipeline) -> None:
+    def __init__(self, pipeline: CallPipeline, limit: int = 2) -> None:
         self._pipeline = pipeline
         self.handlers: Mapping[str, grpc.RpcMethodHandler] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(limit)
 
     def start(self, request_id: str) -> None:
         task = asyncio.get_running_loop().create_task(self._run(request_id))
@@ -181,21 +184,25 @@ class BackgroundRunner:
         task.add_done_callback(self._tasks.discard)
 
     async def recover(self) -> None:
-        for request_id in await run_sync(recover_expired):
+        for request_id in await run_db(recover_expired):
             self.start(request_id)
 
     async def _run(self, request_id: str) -> None:
-        row = await run_sync(_claim, request_id)
+        async with self._slots:
+            await self._run_claimed(request_id)
+
+    async def _run_claimed(self, request_id: str) -> None:
+        row = await run_db(_claim, request_id)
         if row is None:
             return  # another worker has it, or it is done
         handler = self.handlers.get(row.method)
-        user = await run_sync(User.get_or_none, User.id == row.user_id)
-        principal = await run_sync(principal_for_user, user) if user else None
+        user = await run_db(User.get_or_none, User.id == row.user_id)
+        principal = await run_db(principal_for_user, user) if user else None
         if handler is None or principal is None:
             status = build_status(
                 grpc.StatusCode.FAILED_PRECONDITION, "The request can no longer run.", "gone"
             )
-            await run_sync(_finish, request_id, None, status)
+            await run_db(_finish, request_id, None, status)
             return
         packed = any_pb2.Any.FromString(row.request)
         request = handler.request_deserializer(packed.value)
@@ -210,14 +217,14 @@ class BackgroundRunner:
                 run_as=principal,
             )
         except CallFailed as failure:
-            await run_sync(_finish, request_id, None, failure.status)
+            await run_db(_finish, request_id, None, failure.status)
         except Exception:  # the pipeline turns errors into statuses; this is a last guard
             log.exception("background request %s failed", request_id)
             status = build_status(grpc.StatusCode.INTERNAL, "internal error", "internal")
-            await run_sync(_finish, request_id, None, status)
+            await run_db(_finish, request_id, None, status)
         else:
             result = any_pb2.Any()
             result.Pack(response)
-            await run_sync(_finish, request_id, result, None)
+            await run_db(_finish, request_id, result, None)
         finally:
             current_progress.reset(token)

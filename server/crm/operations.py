@@ -11,9 +11,9 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2
 
 from server.crm.background import request_status
-from server.database.connection import run_sync
 from server.database.models import BackgroundRequest, utcnow
 from server.errors import ApiError, build_status
+from server.executors import run_db
 from server.principal import require_principal
 
 PREFIX = "requests/"
@@ -73,7 +73,7 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):
         self, request: operations_pb2.GetOperationRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.Operation:
         principal = require_principal()
-        return await run_sync(lambda: _operation(_owned(principal.user_id, request.name)))
+        return await run_db(lambda: _operation(_owned(principal.user_id, request.name)))
 
     async def ListOperations(
         self, request: operations_pb2.ListOperationsRequest, context: grpc.aio.ServicerContext
@@ -95,7 +95,7 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):
                 next_page_token=str(offset + size) if len(rows) > size else "",
             )
 
-        return await run_sync(listing)
+        return await run_db(listing)
 
     async def DeleteOperation(
         self, request: operations_pb2.DeleteOperationRequest, context: grpc.aio.ServicerContext
@@ -113,13 +113,13 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):
             row.delete_instance()
             return empty_pb2.Empty()
 
-        return await run_sync(delete)
+        return await run_db(delete)
 
     async def CancelOperation(
         self, request: operations_pb2.CancelOperationRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         principal = require_principal()
-        await run_sync(lambda: _cancel(_owned(principal.user_id, request.name)))
+        await run_db(lambda: _cancel(_owned(principal.user_id, request.name)))
         return empty_pb2.Empty()
 
     async def WaitOperation(
@@ -132,7 +132,7 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):
         )
         deadline = time.monotonic() + min(timeout, MAX_WAIT_SECONDS)
         while True:
-            operation = await run_sync(lambda: _operation(_owned(principal.user_id, request.name)))
+            operation = await run_db(lambda: _operation(_owned(principal.user_id, request.name)))
             if operation.done or time.monotonic() >= deadline:
                 return operation
             await asyncio.sleep(WAIT_POLL_SECONDS)

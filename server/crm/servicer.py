@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Iterator
 
 import grpc
 from crm.v1 import crm_pb2 as pb
@@ -20,14 +22,25 @@ from server.crm.background import (
 )
 from server.crm.contacts import bad_input, iso
 from server.crm.sessions import sign_in
-from server.database.connection import run_sync
-from server.database.models import BackgroundRequest, Spreadsheet, Tenant, User, UserShare, utcnow
+from server.database.models import (
+    BackgroundRequest,
+    Contact,
+    Spreadsheet,
+    Tenant,
+    User,
+    UserShare,
+    utcnow,
+)
 from server.errors import ApiError
+from server.executors import run_cpu, run_db, run_storage
 from server.files.uploads import safe_name
 from server.objects import ObjectStorage
 from server.principal import Principal, require_principal
 
 SPREADSHEET_BUCKET = "spreadsheets"
+#: Import rows written per database unit: small enough that other calls get a thread
+#: between units, large enough that an import is not mostly queueing.
+IMPORT_CHUNK = 50
 CONTENT_TYPES = {
     "csv": "text/csv; charset=utf-8",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -65,6 +78,49 @@ def _spreadsheet(row: Spreadsheet) -> pb.Spreadsheet:
     )
 
 
+def _import_rows(
+    user: User,
+    targets: dict[str, str],
+    rows: list[list[str]],
+    start: int,
+    total: int,
+    progress: Progress,
+) -> list[pb.RowError]:
+    """Create one contact per row (each in its own transaction); the rows refused."""
+    errors = []
+    for index, row in enumerate(rows, start):
+        fields, values = spreadsheets.row_values(targets, row)
+        web = pb.WebContact(
+            first_name=fields.get("FirstName", ""),
+            last_name=fields.get("LastName", ""),
+            email=fields.get("Email", ""),
+            phone=fields.get("Phone", ""),
+            company=fields.get("Company", ""),
+            custom_fields=values,
+        )
+        try:
+            contacts.create(user, web)
+        except ApiError as error:
+            errors.append(pb.RowError(row=index + 2, message=error.message))
+        progress(int((index + 1) * 100 / total), f"Imported {index + 1} of {total} rows")
+    return errors
+
+
+def _rows(matches: list[Contact], names: list[str]) -> Iterator[list[str]]:
+    for contact in matches:
+        values = {value.name: value.value for value in contact.custom_values}
+        yield [
+            contact.first_name,
+            contact.last_name,
+            contact.email,
+            contact.phone,
+            contact.company,
+            iso(contact.created_at),
+            iso(contact.updated_at),
+            *(values.get(name, "") for name in names),
+        ]
+
+
 class CrmService(crm_pb2_grpc.CrmServicer):
     def __init__(self, buckets: ObjectStorage, runner: BackgroundRunner) -> None:
         self._buckets = buckets
@@ -73,7 +129,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
     async def Authenticate(
         self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext
     ) -> pb.AuthenticateResponse:
-        session = await run_sync(sign_in, request.input.email, request.input.password)
+        session = await sign_in(request.input.email, request.input.password)
         if session is None:
             raise ApiError(
                 grpc.StatusCode.UNAUTHENTICATED, "invalid_credentials", "Invalid email or password."
@@ -110,7 +166,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
                 datatable=contacts.page_of(_user(principal), request.input)
             )
 
-        return await run_sync(search)
+        return await run_db(search)
 
     async def CreateContact(
         self, request: pb.CreateContactRequest, context: grpc.aio.ServicerContext
@@ -121,7 +177,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             contact = contacts.create(_user(principal), request.contact)
             return pb.CreateContactResponse(contact=contacts.to_web(contact))
 
-        return await run_sync(create)
+        return await run_db(create)
 
     async def GetContact(
         self, request: pb.GetContactRequest, context: grpc.aio.ServicerContext
@@ -133,22 +189,20 @@ class CrmService(crm_pb2_grpc.CrmServicer):
                 contact=contacts.to_web(contacts.find(_user(principal), request.id))
             )
 
-        return await run_sync(get)
+        return await run_db(get)
 
     async def UpdateContact(
         self, request: pb.UpdateContactRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateContactResponse:
         principal = require_principal()
-        await run_sync(
-            contacts.update, await run_sync(_user, principal), request.id, request.contact
-        )
+        await run_db(contacts.update, await run_db(_user, principal), request.id, request.contact)
         return pb.UpdateContactResponse()
 
     async def DeleteContact(
         self, request: pb.DeleteContactRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteContactResponse:
         principal = require_principal()
-        await run_sync(contacts.delete, await run_sync(_user, principal), request.id)
+        await run_db(contacts.delete, await run_db(_user, principal), request.id)
         return pb.DeleteContactResponse()
 
     async def UpdateCustomFields(
@@ -167,7 +221,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
                 fields=pb.CustomFieldList(fields=[custom_fields.to_message(f) for f in fields])
             )
 
-        return await run_sync(update)
+        return await run_db(update)
 
     async def ListSpreadsheets(
         self, request: pb.ListSpreadsheetsRequest, context: grpc.aio.ServicerContext
@@ -184,14 +238,14 @@ class CrmService(crm_pb2_grpc.CrmServicer):
                 list=pb.SpreadsheetList(spreadsheets=[_spreadsheet(row) for row in rows])
             )
 
-        return await run_sync(listing)
+        return await run_db(listing)
 
     async def GetSpreadsheet(
         self, request: pb.GetSpreadsheetRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSpreadsheetResponse:
         principal = require_principal()
 
-        def get() -> pb.GetSpreadsheetResponse:
+        def find() -> Spreadsheet:
             try:
                 parsed = uuid.UUID(request.id)
             except ValueError:
@@ -201,30 +255,28 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             )
             if row is None:
                 raise bad_input(f"No spreadsheet {request.id}.")
-            data = self._buckets.read(SPREADSHEET_BUCKET, row.storage_key)
-            return pb.GetSpreadsheetResponse(
-                file=httpbody_pb2.HttpBody(content_type=CONTENT_TYPES[row.format], data=data)
-            )
+            return row
 
-        return await run_sync(get)
+        row = await run_db(find)
+        data = await run_storage(self._buckets.read, SPREADSHEET_BUCKET, row.storage_key)
+        return pb.GetSpreadsheetResponse(
+            file=httpbody_pb2.HttpBody(content_type=CONTENT_TYPES[row.format], data=data)
+        )
 
     async def CreateImport(
         self, request: pb.CreateImportRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateImportResponse:
+        """Parsing runs on the CPU pool and rows are written IMPORT_CHUNK at a time, so an
+        import takes turns with other calls for database threads instead of holding one."""
         principal = require_principal()
-        result = await run_sync(self._import, principal, request.input, _progress())
-        return pb.CreateImportResponse(result=result)
-
-    def _import(
-        self, principal: Principal, given: pb.ImportInput, progress: Progress
-    ) -> pb.ImportResult:
-        user = _user(principal)
+        given, progress = request.input, _progress()
+        user = await run_db(_user, principal)
         _paid(user)
         try:
-            sheet = spreadsheets.read(given.file_name, given.content)
+            sheet = await run_cpu(spreadsheets.read, given.file_name, given.content)
         except spreadsheets.SpreadsheetError as error:
             raise bad_input(str(error)) from None
-        names = [field.name for field in custom_fields.definitions(user.tenant_id)]
+        names = [field.name for field in await run_db(custom_fields.definitions, user.tenant_id)]
         allowed = {*spreadsheets.STANDARD_FIELDS, *(f"custom:{name}" for name in names)}
         wrong = sorted(target for target in given.mapping.values() if target not in allowed)
         if wrong:
@@ -238,72 +290,47 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         if "Email" not in targets:
             raise bad_input("No column maps to Email; add it to Mapping.")
         errors: list[pb.RowError] = []
-        imported = 0
         total = len(sheet.rows)
-        for index, row in enumerate(sheet.rows):
-            fields, values = spreadsheets.row_values(targets, row)
-            web = pb.WebContact(
-                first_name=fields.get("FirstName", ""),
-                last_name=fields.get("LastName", ""),
-                email=fields.get("Email", ""),
-                phone=fields.get("Phone", ""),
-                company=fields.get("Company", ""),
-                custom_fields=values,
+        for start in range(0, total, IMPORT_CHUNK):
+            chunk = sheet.rows[start : start + IMPORT_CHUNK]
+            errors += await run_db(_import_rows, user, targets, chunk, start, total, progress)
+        stored = await self._store_sheet(user, given.file_name, "import", given.content, total)
+        return pb.CreateImportResponse(
+            result=pb.ImportResult(
+                imported_count=total - len(errors),
+                errors=errors,
+                ignored_columns=ignored,
+                spreadsheet=_spreadsheet(stored),
             )
-            try:
-                contacts.create(user, web)
-                imported += 1
-            except ApiError as error:
-                errors.append(pb.RowError(row=index + 2, message=error.message))
-            progress(int((index + 1) * 100 / total), f"Imported {index + 1} of {total} rows")
-        stored = self._store_sheet(user, given.file_name, "import", given.content, total)
-        return pb.ImportResult(
-            imported_count=imported,
-            errors=errors,
-            ignored_columns=ignored,
-            spreadsheet=_spreadsheet(stored),
         )
 
     async def CreateExport(
         self, request: pb.CreateExportRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateExportResponse:
         principal = require_principal()
-        result = await run_sync(self._export, principal, request.input, _progress())
-        return pb.CreateExportResponse(result=result)
-
-    def _export(
-        self, principal: Principal, given: pb.ExportInput, progress: Progress
-    ) -> pb.ExportResult:
-        user = _user(principal)
-        _paid(user)
+        given, progress = request.input, _progress()
         format_ = given.format or "csv"
-        if format_ not in CONTENT_TYPES:
-            raise bad_input("Format must be csv or xlsx.")
-        names = [field.name for field in custom_fields.definitions(user.tenant_id)]
+
+        def load() -> tuple[User, list[str], list[Contact]]:
+            user = _user(principal)
+            _paid(user)
+            if format_ not in CONTENT_TYPES:
+                raise bad_input("Format must be csv or xlsx.")
+            names = [field.name for field in custom_fields.definitions(user.tenant_id)]
+            matches = list(contacts.every_match(user, given.search))
+            progress(10, f"Writing {len(matches)} contacts")
+            return user, names, matches
+
+        user, names, matches = await run_db(load)
         headers = [*spreadsheets.STANDARD_FIELDS, "CreatedDate", "UpdatedDate", *names]
-        matches = list(contacts.every_match(user, given.search))
-        progress(10, f"Writing {len(matches)} contacts")
-
-        def rows():  # type: ignore[no-untyped-def]
-            for contact in matches:
-                values = {value.name: value.value for value in contact.custom_values}
-                yield [
-                    contact.first_name,
-                    contact.last_name,
-                    contact.email,
-                    contact.phone,
-                    contact.company,
-                    iso(contact.created_at),
-                    iso(contact.updated_at),
-                    *(values.get(name, "") for name in names),
-                ]
-
-        data, count = spreadsheets.write(format_, headers, rows())
+        data, count = await run_cpu(spreadsheets.write, format_, headers, _rows(matches, names))
         name = f"contacts-{utcnow():%Y%m%d-%H%M%S}.{format_}"
-        stored = self._store_sheet(user, name, "export", data, count)
-        return pb.ExportResult(spreadsheet=_spreadsheet(stored))
+        stored = await self._store_sheet(user, name, "export", data, count)
+        return pb.CreateExportResponse(result=pb.ExportResult(spreadsheet=_spreadsheet(stored)))
 
-    def _store_sheet(self, user: User, name: str, kind: str, data: bytes, rows: int) -> Spreadsheet:
+    async def _store_sheet(
+        self, user: User, name: str, kind: str, data: bytes, rows: int
+    ) -> Spreadsheet:
         row = Spreadsheet(
             tenant=user.tenant_id,
             owner=user,
@@ -314,11 +341,11 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             row_count=rows,
         )
         row.storage_key = f"tenants/{user.tenant_id}/spreadsheets/{row.uuid}/{safe_name(name)}"
-        self._buckets.write(SPREADSHEET_BUCKET, row.storage_key, data)
+        await run_storage(self._buckets.write, SPREADSHEET_BUCKET, row.storage_key, data)
         try:
-            row.save(force_insert=True)
+            await run_db(functools.partial(row.save, force_insert=True))
         except BaseException:
-            self._buckets.delete(SPREADSHEET_BUCKET, row.storage_key)
+            await run_storage(self._buckets.delete, SPREADSHEET_BUCKET, row.storage_key)
             raise
         return row
 
@@ -333,7 +360,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
                 list=pb.UserList(users=[pb.WebUser(id=str(u.uuid), email=u.email) for u in users])
             )
 
-        return await run_sync(listing)
+        return await run_db(listing)
 
     async def UpdateUserNotification(
         self, request: pb.UpdateUserNotificationRequest, context: grpc.aio.ServicerContext
@@ -350,7 +377,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             user.save()
             return pb.UpdateUserNotificationResponse(settings=request.input)
 
-        return await run_sync(update)
+        return await run_db(update)
 
     async def UpdateUserSharing(
         self, request: pb.UpdateUserSharingRequest, context: grpc.aio.ServicerContext
@@ -375,7 +402,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
                 sharing=pb.UserSharingInput(shared_with_user_ids=list(chosen))
             )
 
-        return await run_sync(update)
+        return await run_db(update)
 
     async def StartRequest(
         self, request: pb.StartRequestRequest, context: grpc.aio.ServicerContext
@@ -388,7 +415,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             or not request.method.startswith("/crm.v1.Crm/")
         ):
             raise bad_input(f"{request.method} cannot run in the background.")
-        request_id = await run_sync(enqueue, principal, request.method, request.request)
+        request_id = await run_db(enqueue, principal, request.method, request.request)
         self._runner.start(request_id)
         return pb.StartRequestResponse(request_id=request_id)
 
@@ -396,7 +423,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         self, request: pb.GetRequestStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRequestStatusResponse:
         principal = require_principal()
-        row = await run_sync(
+        row = await run_db(
             BackgroundRequest.get_or_none,
             (BackgroundRequest.request_id == request.request_id)
             & (BackgroundRequest.user == principal.user_id),
@@ -405,6 +432,6 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             raise bad_input(f"No request {request.request_id}.")
         if row.status == "PROCESSING" and row.lease_until and row.lease_until < utcnow():
             await self._runner.recover()  # its worker died: retry it or give up on it
-            row = await run_sync(BackgroundRequest.get_by_id, row.id)
+            row = await run_db(BackgroundRequest.get_by_id, row.id)
         status, error = request_status(row)
         return pb.GetRequestStatusResponse(status=status, method=row.method, error=error)

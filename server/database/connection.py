@@ -1,15 +1,13 @@
-"""Opening the database named by the settings, and running blocking queries off the loop."""
+"""Opening the database named by the settings."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import peewee
+from playhouse.pool import PooledDatabase
 
 from server.config import Settings
 
@@ -55,16 +53,16 @@ def connect(settings: Settings) -> peewee.Database:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(settings.resolved_database_url)
     database.initialize(db)
-    migrate(db)
+    unit_of_work(migrate, db)
     return db
 
 
-# Peewee is synchronous: queries run on a small pool so the event loop keeps serving.
-# Each pool thread keeps its own connection (Peewee connections are thread-local).
-_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="crmgate-db")
-
-
-async def run_sync(function: Callable[..., T], *args: object) -> T:
-    """Run blocking work (queries, file I/O, image conversion) on the worker pool."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor, functools.partial(function, *args))
+def unit_of_work(function: Callable[..., T], *args: object) -> T:
+    """Run database work on this thread; a pooled connection goes back to the pool after,
+    so no thread holds one while idle."""
+    try:
+        return function(*args)
+    finally:
+        db = database.obj
+        if isinstance(db, PooledDatabase):
+            db.close()

@@ -12,9 +12,9 @@ from datetime import datetime
 import grpc
 from files.v1 import files_pb2, files_pb2_grpc
 
-from server.database.connection import run_sync
 from server.database.models import Contact, EmailActivity, EmailAttachment
 from server.errors import ApiError
+from server.executors import run_db
 from server.files.uploads import attachable, content_disposition, create_upload, download_url
 from server.links import PublicLinks, call_metadata
 from server.principal import require_principal
@@ -74,7 +74,7 @@ class FilesService(files_pb2_grpc.FilesServicer):
                 download=files_pb2.DownloadLink(url=download_url(base, upload)),
             )
 
-        return await run_sync(create)
+        return await run_db(create)
 
     async def CreateEmailActivity(
         self, request: files_pb2.CreateEmailActivityRequest, context: grpc.aio.ServicerContext
@@ -135,7 +135,7 @@ class FilesService(files_pb2_grpc.FilesServicer):
                     )
             return files_pb2.CreateEmailActivityResponse(activity=_activity(activity))
 
-        return await run_sync(create)
+        return await run_db(create)
 
     async def GetEmailActivity(
         self, request: files_pb2.GetEmailActivityRequest, context: grpc.aio.ServicerContext
@@ -153,7 +153,7 @@ class FilesService(files_pb2_grpc.FilesServicer):
                 )
             return files_pb2.GetEmailActivityResponse(activity=_activity(activity))
 
-        return await run_sync(get)
+        return await run_db(get)
 
 
 def _contact(tenant_id: int, close_id: str, violations: Violations) -> Contact | None:

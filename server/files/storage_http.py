@@ -13,8 +13,8 @@ from aiohttp import web
 
 from server.c2c.media import MEDIA_BUCKET
 from server.config import Settings
-from server.database.connection import run_sync
 from server.database.models import Media, utcnow
+from server.executors import run_db
 from server.files.s3post.endpoint import PostEndpoint
 from server.files.s3post.policy import Credentials, build_form
 from server.files.uploads import (
@@ -77,20 +77,20 @@ class StorageRoutes:
 
     @staticmethod
     async def _authorize(bucket: str, key: str) -> tuple[str, str] | None:
-        if await run_sync(is_pending, bucket, key):
+        if await run_db(is_pending, bucket, key):
             return None
         return "AccessDenied", "No pending upload for this key (it may be complete already)."
 
     @staticmethod
     async def _claim(bucket: str, key: str, size: int, etag: str) -> bool:
-        return await run_sync(mark_uploaded, bucket, key, size, etag)
+        return await run_db(mark_uploaded, bucket, key, size, etag)
 
     @staticmethod
     async def _release(bucket: str, key: str) -> None:
-        await run_sync(unmark_uploaded, bucket, key)
+        await run_db(unmark_uploaded, bucket, key)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        found = await run_sync(resolve, request.match_info["token"], utcnow())
+        found = await run_db(resolve, request.match_info["token"], utcnow())
         if found is None:
             return _json_error(404, "not_found", "No such file.")
         if found.expired:
@@ -110,7 +110,7 @@ class StorageRoutes:
     async def media(self, request: web.Request) -> web.StreamResponse:
         """C2C media on the tenants' public disk, served so a browser never sniffs or runs
         it: the stored type, nosniff, and a sandboxing Content-Security-Policy."""
-        row = await run_sync(public_media, request.match_info["uuid"], request.match_info["name"])
+        row = await run_db(public_media, request.match_info["uuid"], request.match_info["name"])
         if row is None:
             return _json_error(404, "not_found", "No such file.")
         return await self._buckets.respond(

@@ -9,7 +9,7 @@ first, so a failed request never leaves a partial object behind.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from server.executors import run_storage
 from server.objects.local import LocalObjects
 
 CHUNK_BYTES = 256 * 1024
@@ -64,15 +65,17 @@ class S3Objects:
     async def respond(
         self, request: web.Request, bucket: str, key: str, headers: Mapping[str, str]
     ) -> web.StreamResponse:
-        reply = await asyncio.to_thread(
-            self._client.get_object, Bucket=self.bucket, Key=self._name(bucket, key)
+        reply = await run_storage(
+            functools.partial(
+                self._client.get_object, Bucket=self.bucket, Key=self._name(bucket, key)
+            )
         )
         response = web.StreamResponse(headers=dict(headers))
         response.content_length = reply["ContentLength"]
         await response.prepare(request)
         body = reply["Body"]
         try:
-            while chunk := await asyncio.to_thread(body.read, CHUNK_BYTES):
+            while chunk := await run_storage(body.read, CHUNK_BYTES):
                 await response.write(chunk)
         finally:
             body.close()

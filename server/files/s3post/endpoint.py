@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from aiohttp import BodyPartReader, web
 
+from server.executors import run_storage
 from server.files.s3post import responses
 from server.files.s3post.policy import Credentials, PolicyError, verify_form
 from server.objects import ObjectStorage
@@ -121,7 +122,7 @@ class PostEndpoint:
             if not await self._claim(bucket, accepted.key, size, etag):
                 raise PolicyError("AccessDenied", "This upload has already been completed.", 403)
             try:
-                await asyncio.to_thread(self._buckets.publish, temp, bucket, accepted.key)
+                await run_storage(self._buckets.publish, temp, bucket, accepted.key)
             except BaseException:
                 await self._release(bucket, accepted.key)
                 raise
@@ -169,8 +170,8 @@ async def _stream(part: BodyPartReader, descriptor: int, max_bytes: int | None) 
                     "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.", 400
                 )
             digest.update(chunk)
-            await asyncio.to_thread(sink.write, chunk)
-        await asyncio.to_thread(_sync, sink)
+            await run_storage(sink.write, chunk)
+        await run_storage(_sync, sink)
     return size, f'"{digest.hexdigest()}"'
 
 
