@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import peewee
 
 from server.api_keys import create_api_key, revoke_api_key
 from server.crm.passwords import hash_password
 from server.database.models import ApiKey, Contact, Tenant, TenantHost, User, normalize_email
+
+T = TypeVar("T")
 
 
 class AdminError(Exception):
@@ -20,10 +24,11 @@ def create_tenant(
     name: str, hosts: list[str], locale: str, honor_accept_language: bool = True
 ) -> Tenant:
     with Tenant._meta.database.atomic():
-        if Tenant.get_or_none(Tenant.name == name):
-            raise AdminError(f"tenant {name!r} already exists")
-        tenant = Tenant.create(
-            name=name, locale=locale, honor_accept_language=honor_accept_language
+        tenant = _insert(
+            lambda: Tenant.create(
+                name=name, locale=locale, honor_accept_language=honor_accept_language
+            ),
+            f"tenant {name!r} already exists",
         )
         for host in hosts:
             bind_host(tenant, host)
@@ -33,10 +38,21 @@ def create_tenant(
 def bind_host(tenant: Tenant, host: str) -> None:
     host = host.strip().lower()
     owner = TenantHost.get_or_none(TenantHost.host == host)
+    taken = f"host {host!r} is bound to another tenant"
     if owner is not None and owner.tenant_id != tenant.id:
-        raise AdminError(f"host {host!r} is bound to another tenant")
+        raise AdminError(taken)
     if owner is None:
-        TenantHost.create(tenant=tenant, host=host)
+        _insert(lambda: TenantHost.create(tenant=tenant, host=host), taken)
+
+
+def _insert(create: Callable[[], T], duplicate: str) -> T:
+    """Run an insert; the database refusing a duplicate is the operator's mistake
+    `duplicate`, whoever got there first (another admin command, a running server)."""
+    try:
+        with Tenant._meta.database.atomic():  # a savepoint when already in a transaction
+            return create()
+    except peewee.IntegrityError:
+        raise AdminError(duplicate) from None
 
 
 def tenant_named(name: str) -> Tenant:
@@ -65,16 +81,16 @@ def list_keys(tenant_name: str) -> list[ApiKey]:
 
 def create_contact(tenant_name: str, email: str, first_name: str, last_name: str) -> Contact:
     tenant = tenant_named(tenant_name)
-    try:
-        return Contact.create(
+    return _insert(
+        lambda: Contact.create(
             tenant=tenant,
             email=email.strip(),
             email_normalized=normalize_email(email),
             first_name=first_name,
             last_name=last_name,
-        )
-    except peewee.IntegrityError as error:
-        raise AdminError(f"cannot create contact: {error}") from None
+        ),
+        f"tenant {tenant_name!r} has a contact with email {normalize_email(email)!r} already",
+    )
 
 
 PLANS = ("free", "paid")
@@ -89,13 +105,15 @@ def create_user(tenant_name: str, email: str, password: str, plan: str | None) -
     if len(password) < 8:
         raise AdminError("passwords need at least 8 characters")
     tenant = tenant_named(tenant_name)
+    password_hash = hash_password(password)
     with Tenant._meta.database.atomic():
-        if User.get_or_none(User.email == email):
-            raise AdminError(f"a user with email {email!r} exists already")
         if plan is not None:
             tenant.plan = plan
             tenant.save()
-        return User.create(tenant=tenant, email=email, password_hash=hash_password(password))
+        return _insert(
+            lambda: User.create(tenant=tenant, email=email, password_hash=password_hash),
+            f"a user with email {email!r} exists already",
+        )
 
 
 def delete_user(email: str) -> None:

@@ -112,3 +112,67 @@ def test_add_columns_brings_an_old_table_up_to_date(database_url: str) -> None:
         add_columns(Contact, "phone")(db)  # nothing left to add: no error
     finally:
         db.close()
+
+
+def test_one_live_contact_per_email_is_a_database_rule(store: peewee.Database) -> None:
+    acme = admin.create_tenant("acme", [], "en")
+    other = admin.create_tenant("other", [], "en")
+    first = Contact.create(tenant=acme, email="a@x.example", email_normalized="a@x.example")
+    with pytest.raises(peewee.IntegrityError), store.atomic():
+        Contact.create(tenant=acme, email="A@x.example", email_normalized="a@x.example")
+    Contact.create(tenant=other, email="a@x.example", email_normalized="a@x.example")
+    first.deleted_at = first.created_at
+    first.save()  # a deleted contact frees its email
+    Contact.create(tenant=acme, email="a@x.example", email_normalized="a@x.example")
+    assert Contact.select().where(Contact.tenant == acme).count() == 2
+
+
+def test_custom_field_names_are_unique_ignoring_case(store: peewee.Database) -> None:
+    from server.database.models import CustomField
+
+    acme = admin.create_tenant("acme", [], "en")
+    other = admin.create_tenant("other", [], "en")
+    CustomField.create(tenant=acme, name="Tier", type="text")
+    with pytest.raises(peewee.IntegrityError), store.atomic():
+        CustomField.create(tenant=acme, name="TIER", type="text")
+    CustomField.create(tenant=other, name="tier", type="text")
+
+
+def test_uniqueness_migration_settles_duplicates_raced_in_before(database_url: str) -> None:
+    """A database from before migration 5 (non-unique indexes) that races filled with
+    duplicates: the oldest contact stays live, later ones are soft-deleted, the later
+    custom field spelled differently is removed, and the rules then hold."""
+    from server.database.connection import database, open_database
+    from server.database.models import CustomField
+
+    db = open_database(database_url)
+    database.initialize(db)
+    try:
+        migrate(db)
+        for statement in (
+            "DROP INDEX contact_tenant_live_email",
+            "CREATE INDEX contact_tenant_id_email_normalized ON contact (tenant_id, email_normalized)",
+            "DROP INDEX custom_field_tenant_name_nocase",
+            "CREATE UNIQUE INDEX custom_field_tenant_id_name ON custom_field (tenant_id, name)",
+            "DELETE FROM schema_version WHERE version = 5",
+        ):
+            db.execute_sql(statement)
+        acme = admin.create_tenant("acme", [], "en")
+        ids = [
+            Contact.create(tenant=acme, email=email, email_normalized="a@x.example").id
+            for email in ("a@x.example", "A@x.example", "a@X.example")
+        ]
+        CustomField.create(tenant=acme, name="Tier", type="text")
+        CustomField.create(tenant=acme, name="tier", type="number")
+
+        assert migrate(db) == [5]
+        live = Contact.select().where(Contact.deleted_at.is_null())
+        assert [contact.id for contact in live] == ids[:1]
+        assert Contact.select().count() == 3  # the others are soft-deleted, not gone
+        assert [(f.name, f.type) for f in CustomField.select()] == [("Tier", "text")]
+        with pytest.raises(peewee.IntegrityError), db.atomic():
+            Contact.create(tenant=acme, email="a@x.example", email_normalized="a@x.example")
+        with pytest.raises(peewee.IntegrityError), db.atomic():
+            CustomField.create(tenant=acme, name="TIER", type="text")
+    finally:
+        db.close()

@@ -9,7 +9,8 @@ from datetime import date
 
 from crm.v1 import crm_pb2
 
-from server.database.models import CustomField
+from server.database.connection import lock_rows
+from server.database.models import CustomField, Tenant
 
 TYPES = ("text", "number", "date", "boolean", "select")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9 _-]{0,99}")
@@ -49,7 +50,10 @@ def check_definitions(fields: Sequence[crm_pb2.CustomFieldDefinition]) -> list[s
 
 
 def define(tenant_id: int, fields: Sequence[crm_pb2.CustomFieldDefinition]) -> None:
-    """Create or change each field (matched by name, ignoring case)."""
+    """Create or change each field (matched by name, ignoring case). Call it in a
+    transaction: it locks the tenant's row so two definitions of one new
+    field run one after the other, and the second changes what the first created."""
+    lock_rows(Tenant.select(Tenant.id).where(Tenant.id == tenant_id))
     existing = {field.name.lower(): field for field in definitions(tenant_id)}
     for field in fields:
         row = existing.get(field.name.lower())

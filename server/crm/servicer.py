@@ -22,6 +22,7 @@ from server.crm.background import (
 )
 from server.crm.contacts import bad_input, iso
 from server.crm.sessions import sign_in
+from server.database.connection import lock_rows
 from server.database.models import (
     BackgroundRequest,
     Contact,
@@ -395,6 +396,9 @@ class CrmService(crm_pb2_grpc.CrmServicer):
                 raise bad_input(f"Not users of your customer: {', '.join(unknown)}.")
             chosen = dict.fromkeys(request.input.shared_with_user_ids)
             with User._meta.database.atomic():
+                # Two changes of one user's sharing run one after the other, so the last
+                # one wins whole instead of the two merging (or clashing on the index).
+                lock_rows(User.select(User.id).where(User.id == user.id))
                 UserShare.delete().where(UserShare.owner == user).execute()
                 for user_id in chosen:
                     UserShare.create(owner=user, viewer=colleagues[user_id])

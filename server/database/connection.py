@@ -120,3 +120,11 @@ def unit_of_work(function: Callable[..., T], *args: object) -> T:
         db = database.obj
         if isinstance(db, PooledDatabase):
             db.close()
+
+
+def lock_rows(query: peewee.ModelSelect) -> None:
+    """Lock the rows a query selects until the transaction ends, so transactions that
+    read, then write them run one after the other (PostgreSQL). SQLite needs nothing:
+    its write transactions already run one at a time."""
+    if query.model._meta.database.for_update:
+        query.for_update().execute()
