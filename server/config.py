@@ -32,8 +32,11 @@ class Settings:
     log_level: str = "INFO"
     default_locale: str = "en"
     dev: bool = False
-    #: Database threads per process.
+    #: Database threads per process; on PostgreSQL also the pooled connections (plus one
+    #: for the health probe).
     db_pool_size: int = 8
+    #: PostgreSQL cancels a statement running longer than this (seconds).
+    db_statement_timeout: float = 30.0
     #: Background (`?async=true`) requests one process runs at once; the rest wait.
     background_limit: int = 2
 
@@ -49,6 +52,9 @@ class Settings:
             log_level=(env.get("CRMGATE_LOG_LEVEL") or "INFO").upper(),
             default_locale=env.get("CRMGATE_DEFAULT_LOCALE") or "en",
             db_pool_size=_number(env, "CRMGATE_DB_POOL_SIZE", int, cls.db_pool_size),
+            db_statement_timeout=_number(
+                env, "CRMGATE_DB_STATEMENT_TIMEOUT", float, cls.db_statement_timeout
+            ),
             background_limit=_number(env, "CRMGATE_BACKGROUND_LIMIT", int, cls.background_limit),
         )
         settings.validate()

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+import grpc
+import peewee
+from playhouse.pool import MaxConnectionsExceeded
+
 from server.database.connection import unit_of_work
+from server.errors import ApiError
+
+log = logging.getLogger("crmgate.database")
 
 T = TypeVar("T")
 
@@ -59,8 +67,19 @@ async def _run(kind: str, function: Callable[..., T], *args: object) -> T:
 
 
 async def run_db(function: Callable[..., T], *args: object) -> T:
-    """Database work: a unit that holds one connection (pooled ones go back afterwards)."""
-    return await _run("database", unit_of_work, function, *args)
+    """Database work: a unit that holds one connection (pooled ones go back afterwards).
+    A database that cannot answer (down, restarting, connection lost, statement timed
+    out, no pooled connection free in time) is UNAVAILABLE to the caller: worth a retry,
+    and not a bug."""
+    try:
+        return await _run("database", unit_of_work, function, *args)
+    except (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded) as error:
+        log.warning("database unavailable: %s", error)
+        raise ApiError(
+            grpc.StatusCode.UNAVAILABLE,
+            "database_unavailable",
+            "The database did not answer; try again shortly.",
+        ) from None
 
 
 async def run_cpu(function: Callable[..., T], *args: object) -> T:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import peewee
 import pytest
@@ -11,6 +15,7 @@ from server import admin
 from server.api_keys import KeyVerifier, create_api_key, revoke_api_key
 from server.database.migrations import MIGRATIONS, SchemaVersion, current_version, migrate
 from server.database.models import ApiKey, Contact, Tenant
+from tests.conftest import create_postgres_database, drop_postgres_database
 
 
 def test_migrations_are_recorded_once(store: peewee.Database) -> None:
@@ -174,5 +179,86 @@ def test_uniqueness_migration_settles_duplicates_raced_in_before(database_url: s
             Contact.create(tenant=acme, email="a@x.example", email_normalized="a@x.example")
         with pytest.raises(peewee.IntegrityError), db.atomic():
             CustomField.create(tenant=acme, name="TIER", type="text")
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: object) -> Iterator[str]:
+    name = create_postgres_database(postgres_admin)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        drop_postgres_database(postgres_admin, name)
+
+
+def backends(admin_connection: object, url: str) -> list[int]:
+    with admin_connection.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (url.rsplit("/", 1)[1],)
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def terminate_backends(admin_connection: object, url: str) -> None:
+    """pg_terminate_backend on every connection to the database, and wait until they
+    are gone (the server ends them asynchronously)."""
+    pids = backends(admin_connection, url)
+    with admin_connection.cursor() as cursor:  # type: ignore[attr-defined]
+        cursor.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s) AS pid", (pids,))
+    deadline = time.monotonic() + 10
+    while set(pids) & set(backends(admin_connection, url)):
+        assert time.monotonic() < deadline, "terminated backends linger"
+        time.sleep(0.01)
+
+
+def test_postgres_pool_is_bounded_and_replaces_lost_connections(
+    postgres_admin: object, postgres_url: str
+) -> None:
+    from server.database.connection import database, open_database, unit_of_work
+
+    db = open_database(postgres_url, pool_size=2)
+    database.initialize(db)
+    migrate(db)
+    db.close()
+    admin.create_tenant("acme", [], "en")
+    db.close()
+    barrier = threading.Barrier(6)
+
+    def busy() -> int:
+        barrier.wait(timeout=10)  # six units at once, for two connections (and a spare)
+        return db.execute_sql("SELECT count(*) FROM tenant").fetchone()[0]
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        counts = list(pool.map(lambda _: unit_of_work(busy), range(6)))
+    assert counts == [1] * 6
+    assert 1 <= len(backends(postgres_admin, postgres_url)) <= 3
+
+    terminate_backends(postgres_admin, postgres_url)
+    # Every pooled connection is dead now: each next unit still succeeds, on a new one.
+    assert unit_of_work(lambda: Tenant.select().count()) == 1
+    assert unit_of_work(lambda: admin.create_tenant("globex", [], "en").name) == "globex"
+
+    def lost_while_checked_out() -> list[str]:
+        db.execute_sql("SELECT 1")  # this unit holds a connection now
+        terminate_backends(postgres_admin, postgres_url)
+        names = [tenant.name for tenant in Tenant.select().order_by(Tenant.id)]  # a read
+        terminate_backends(postgres_admin, postgres_url)
+        with db.atomic():  # BEGIN
+            Tenant.create(name="initech")
+        return names
+
+    assert unit_of_work(lost_while_checked_out) == ["acme", "globex"]
+    assert unit_of_work(lambda: Tenant.select().count()) == 3
+
+
+def test_postgres_statements_have_a_time_limit(postgres_url: str) -> None:
+    from server.database.connection import open_database
+
+    db = open_database(postgres_url, statement_timeout=0.2)
+    try:
+        with pytest.raises(peewee.OperationalError, match="statement timeout"):
+            db.execute_sql("SELECT pg_sleep(5)")
+        assert db.execute_sql("SELECT 1").fetchone() == (1,)
     finally:
         db.close()

@@ -1,5 +1,5 @@
 """Opening the database named by the settings: SQLite that several processes can write
-at once, or PostgreSQL."""
+at once, or PostgreSQL through a bounded pool that outlives lost connections."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import peewee
-from playhouse.pool import PooledDatabase
+from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
 
 from server.config import Settings
 
@@ -79,8 +79,44 @@ def _retry_busy(attempt: Callable[[], T]) -> T:
         delay = min(delay * 2, 0.5)
 
 
-def open_database(url: str) -> peewee.Database:
-    """A Peewee database for `sqlite:///path` or `postgresql://user@host:port/name`."""
+class PostgresStore(PooledPostgresqlDatabase):
+    """PostgreSQL through a bounded pool. Each unit of work (see `unit_of_work`) checks a
+    connection out and gives it back; the pool pings an idle one before handing it out and
+    replaces it when the server dropped it (a restart, pg_terminate_backend).
+
+    A connection lost while checked out is replaced, and the statement retried, only where
+    nothing can have been committed: at BEGIN, and for a read outside a transaction. Past
+    BEGIN the transaction dies with the connection, and the caller hears of it.
+    """
+
+    def begin(self, isolation_level: int | None = None) -> None:
+        self._again_if_lost(lambda: super(PostgresStore, self).begin(isolation_level))
+
+    def execute_sql(self, sql: str, params: object = None) -> object:
+        if self.in_transaction() or sql.lstrip()[:6].upper() != "SELECT":
+            return super().execute_sql(sql, params)
+        return self._again_if_lost(lambda: super(PostgresStore, self).execute_sql(sql, params))
+
+    def _again_if_lost(self, attempt: Callable[[], T]) -> T:
+        try:
+            return attempt()
+        except (peewee.OperationalError, peewee.InterfaceError):
+            connection = self._state.conn
+            if connection is None or not connection.closed:
+                raise  # not a lost connection: a real error, or none could be opened
+            log.warning("database connection lost; retrying on a new one")
+            self.close()  # the pool discards a closed connection
+            self.close_idle()  # its idle siblings most likely went with it
+        return attempt()
+
+
+def open_database(
+    url: str, *, pool_size: int = 8, statement_timeout: float = 30.0
+) -> peewee.Database:
+    """A Peewee database for `sqlite:///path` or `postgresql://user@host:port/name`.
+
+    PostgreSQL gets `pool_size` connections for queries and one for the health probe.
+    """
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = unquote(parts.path)
@@ -88,13 +124,18 @@ def open_database(url: str) -> peewee.Database:
             path = path[1:]
         return SqliteStore(path)
     if parts.scheme in ("postgres", "postgresql"):
-        return peewee.PostgresqlDatabase(
+        return PostgresStore(
             unquote(parts.path.lstrip("/")),
             user=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             host=parts.hostname,
             port=parts.port,
             autoconnect=True,
+            max_connections=pool_size + 1,
+            stale_timeout=300,  # recycle connections now and then
+            timeout=BUSY_RETRY_SECONDS,  # wait for a free connection this long
+            connect_timeout=5,
+            options=f"-c statement_timeout={int(statement_timeout * 1000)}",
         )
     raise ValueError(f"unsupported database URL scheme {parts.scheme!r}")
 
@@ -105,7 +146,11 @@ def connect(settings: Settings) -> peewee.Database:
 
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = open_database(settings.resolved_database_url)
+    db = open_database(
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        statement_timeout=settings.db_statement_timeout,
+    )
     database.initialize(db)
     unit_of_work(migrate, db)
     return db
