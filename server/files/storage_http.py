@@ -13,6 +13,7 @@ from aiohttp import web
 
 from server.c2c.media import MEDIA_BUCKET
 from server.config import Settings
+from server.database.connection import unit_of_work
 from server.database.models import Media, utcnow
 from server.executors import run_db
 from server.files.s3post.endpoint import PostEndpoint
@@ -59,6 +60,7 @@ def sign_upload_form(
 class StorageRoutes:
     def __init__(self, buckets: ObjectStorage) -> None:
         self._buckets = buckets
+        unit_of_work(storage_credentials)  # read once, now: never a query on the event loop
         self._post = PostEndpoint(
             buckets, self._credentials, self._authorize, self._claim, self._release
         )
