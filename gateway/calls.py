@@ -45,6 +45,10 @@ class ChannelCaller:
         )
         self._stubs: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
 
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        return self._channel
+
     async def call(
         self,
         method: str,

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -15,6 +15,7 @@ from aiohttp import web
 from gateway.app import build_app
 from gateway.calls import Caller, ChannelCaller
 from gateway.contract import FILE_DESCRIPTORS
+from gateway.health import backend_checks, health_routes
 from gateway.surfaces import default_surfaces
 from server import admin, logs
 from server.config import SUPPORTED_LOCALES, Settings
@@ -199,11 +200,13 @@ async def _serve(
         caller = ChannelCaller(f"{args.grpc_host}:{grpc_port}")
     else:
         caller = runtime.in_process_caller()
-    runner, http_url = await _start_gateway(caller, args, settings, runtime.storage_routes())
+    routes = [*runtime.health_routes(), *runtime.storage_routes()]
+    runner, http_url = await _start_gateway(caller, args, settings, routes)
     runtime.links.served_at = http_url
     if demo:
         announce_demo(http_url, demo)
-    await _until_stopped()
+    async with _watching(runtime):
+        await _until_stopped()
     await runner.cleanup()
     await grpc_server.stop(grace=5)
     return 0
@@ -218,7 +221,8 @@ def run_server(args: argparse.Namespace, settings: Settings) -> int:
         port = grpc_server.add_insecure_port(f"{args.grpc_host}:{args.grpc_port}")
         await grpc_server.start()
         announce(f"grpc listening on {args.grpc_host}:{port}")
-        await _until_stopped()
+        async with _watching(runtime):
+            await _until_stopped()
         await grpc_server.stop(grace=5)
         return 0
 
@@ -229,7 +233,9 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
     logs.configure(settings.log_level)
 
     async def serve() -> int:
-        runner, _ = await _start_gateway(ChannelCaller(args.grpc_target), args, settings)
+        caller = ChannelCaller(args.grpc_target)
+        routes = health_routes(backend_checks(caller.channel))
+        runner, _ = await _start_gateway(caller, args, settings, routes)
         await _until_stopped()
         await runner.cleanup()
         return 0
@@ -257,6 +263,18 @@ async def _start_gateway(
     url = f"http://{host}:{port}"
     announce(f"http listening on {url}")
     return runner, url
+
+
+@contextlib.asynccontextmanager
+async def _watching(runtime: Runtime) -> AsyncIterator[None]:
+    """Keep probing the database and storage (for gRPC health and /readyz) meanwhile."""
+    watch = asyncio.create_task(runtime.readiness.watch())
+    try:
+        yield
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
 
 
 async def _until_stopped() -> None:

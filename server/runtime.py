@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import grpc
 import peewee
 from aiohttp import web
 
+from gateway.health import health_routes
 from server import executors
 from server.api_keys import KeyVerifier
 from server.authentication import Authenticator, api_key_verifier
@@ -18,6 +20,7 @@ from server.crm.sessions import verify_session
 from server.database.connection import connect
 from server.files.storage_http import StorageRoutes, object_storage
 from server.grpc_server import build_grpc_server
+from server.health import Readiness
 from server.inprocess import InProcessCaller
 from server.links import PublicLinks
 from server.pipeline import CallPipeline
@@ -32,6 +35,7 @@ class Runtime:
     pipeline: CallPipeline
     links: PublicLinks
     runner: BackgroundRunner
+    readiness: Readiness
     bindings: list[Binding] = field(default_factory=list)
 
     @classmethod
@@ -51,16 +55,26 @@ class Runtime:
         runner = BackgroundRunner(pipeline, settings.background_limit)
         bindings = default_bindings(settings, links, runner)
         runner.handlers = method_handlers(bindings)
-        return cls(settings, db, pipeline, links, runner, bindings)
+        readiness = Readiness(object_storage(settings))
+        return cls(settings, db, pipeline, links, runner, readiness, bindings)
 
     async def grpc_server(self) -> grpc.aio.Server:
         """The gRPC server; background requests a crash left behind resume with it."""
         await self.runner.recover()
-        return await build_grpc_server(self.pipeline, self.bindings)
+        await self.readiness.probe()
+        return await build_grpc_server(self.pipeline, self.bindings, self.readiness)
 
     def storage_routes(self) -> list[web.RouteDef]:
         """Embedded object storage (uploads and download URLs), served beside the gateway."""
         return StorageRoutes(object_storage(self.settings)).routes()
+
+    def health_routes(self) -> list[web.RouteDef]:
+        """/healthz and /readyz, reporting this process's database and storage."""
+
+        async def checks() -> Mapping[str, bool]:
+            return self.readiness.checks()
+
+        return health_routes(checks)
 
     def in_process_caller(self) -> InProcessCaller:
         return InProcessCaller(self.pipeline, self.runner.handlers)

@@ -38,6 +38,9 @@ class S3Objects:
         self._keys.check_key(bucket, key)
         return "/".join(part for part in (self.prefix, bucket, key) if part)
 
+    def check(self) -> None:
+        self._client.head_bucket(Bucket=self.bucket)
+
     def check_key(self, bucket: str, key: str) -> None:
         self._keys.check_key(bucket, key)
 
