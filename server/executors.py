@@ -21,7 +21,7 @@ import grpc
 import peewee
 from playhouse.pool import MaxConnectionsExceeded
 
-from server.database.connection import unit_of_work
+from server.database.connection import unavailable, unit_of_work
 from server.errors import ApiError
 
 log = logging.getLogger("crmgate.database")
@@ -73,7 +73,9 @@ async def run_db(function: Callable[..., T], *args: object) -> T:
     and not a bug."""
     try:
         return await _run("database", unit_of_work, function, *args)
-    except (peewee.OperationalError, peewee.InterfaceError, MaxConnectionsExceeded) as error:
+    except (peewee.PeeweeException, MaxConnectionsExceeded) as error:
+        if not unavailable(error):
+            raise
         log.warning("database unavailable: %s", error)
         raise ApiError(
             grpc.StatusCode.UNAVAILABLE,

@@ -10,7 +10,7 @@ from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import peewee
-from playhouse.pool import PooledDatabase, PooledPostgresqlDatabase
+from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase
 
 from server.config import Settings
 
@@ -25,6 +25,7 @@ BUSY_TIMEOUT_SECONDS = 10.0
 #: How long a transaction that SQLite still refused is retried before the caller hears.
 BUSY_RETRY_SECONDS = 30.0
 SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
 
 #: WAL lets readers run beside the one writer; the busy timeout (set first, so the other
 #: pragmas wait too) makes a writer queue behind another process's instead of failing.
@@ -62,6 +63,19 @@ class SqliteStore(peewee.SqliteDatabase):
         if self.in_transaction():
             return super().execute_sql(sql, params)
         return _retry_busy(lambda: super(SqliteStore, self).execute_sql(sql, params))
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether a database error means it could not answer now — lost or refused
+    connections, a statement cancelled for time, SQLite still locked after the retries,
+    no pooled connection free in time — so the caller may retry, rather than a bug."""
+    if isinstance(error, peewee.InterfaceError | MaxConnectionsExceeded):
+        return True
+    if not isinstance(error, peewee.OperationalError):
+        return False
+    code = getattr(getattr(error, "orig", None), "sqlite_errorcode", None)
+    # PostgreSQL's OperationalErrors are all of that kind; SQLite's include "no such table".
+    return code is None or code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
 
 
 def _retry_busy(attempt: Callable[[], T]) -> T:
