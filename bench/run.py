@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import c2c_upload, close_upload, health
+from bench import c2c_upload, close_upload, concurrency, health
 
 if __name__ == "__main__":
     health.main()
@@ -15,3 +15,5 @@ if __name__ == "__main__":
     c2c_upload.main()
     print()
     close_upload.main()
+    print()
+    raise SystemExit(concurrency.main())

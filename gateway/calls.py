@@ -56,6 +56,11 @@ class ChannelCaller:
         self._timeout = timeout
         self._stubs: dict[str, grpc.aio.UnaryUnaryMultiCallable] = {}
 
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The channel, for the gateway's own health checks of its backends."""
+        return self._channel
+
     async def call(
         self,
         method: str,
@@ -67,7 +72,7 @@ class ChannelCaller:
         if stub is None:
             # Bytes in, bytes out: parsing the reply here lets a malformed one be told
             # apart from a server error.
-            stub = self._channel.unary_unary(method)
+            stub = self.channel.unary_unary(method)
             self._stubs[method] = stub
         try:
             reply = await stub(
@@ -85,7 +90,7 @@ class ChannelCaller:
             ) from None
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self.channel.close()
 
 
 def status_from_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import TypeVar
 
 import peewee
 
@@ -16,6 +18,8 @@ from server.database.connection import database
 from server.database.models import ApiKey, Contact, Tenant, TenantHost, User, normalize_email
 from server.objects import open_storage
 
+T = TypeVar("T")
+
 
 class AdminError(Exception):
     """An operator mistake, reported as one line and exit status 1."""
@@ -25,10 +29,11 @@ def create_tenant(
     name: str, hosts: list[str], locale: str, honor_accept_language: bool = True
 ) -> Tenant:
     with database.atomic():
-        if Tenant.get_or_none(Tenant.name == name):
-            raise AdminError(f"tenant {name!r} already exists")
-        tenant = Tenant.create(
-            name=name, locale=locale, honor_accept_language=honor_accept_language
+        tenant = _insert(
+            lambda: Tenant.create(
+                name=name, locale=locale, honor_accept_language=honor_accept_language
+            ),
+            f"tenant {name!r} already exists",
         )
         for host in hosts:
             bind_host(tenant, host)
@@ -38,10 +43,21 @@ def create_tenant(
 def bind_host(tenant: Tenant, host: str) -> None:
     host = host.strip().lower()
     owner = TenantHost.get_or_none(TenantHost.host == host)
+    taken = f"host {host!r} is bound to another tenant"
     if owner is not None and owner.tenant_id != tenant.id:
-        raise AdminError(f"host {host!r} is bound to another tenant")
+        raise AdminError(taken)
     if owner is None:
-        TenantHost.create(tenant=tenant, host=host)
+        _insert(lambda: TenantHost.create(tenant=tenant, host=host), taken)
+
+
+def _insert(create: Callable[[], T], duplicate: str) -> T:
+    """Run an insert; the database refusing a duplicate is the operator's mistake
+    `duplicate`, whoever got there first (another admin command, a running server)."""
+    try:
+        with database.atomic():  # a savepoint when already in a transaction
+            return create()
+    except peewee.IntegrityError:
+        raise AdminError(duplicate) from None
 
 
 def tenant_named(name: str) -> Tenant:
@@ -70,16 +86,16 @@ def list_keys(tenant_name: str) -> list[ApiKey]:
 
 def create_contact(tenant_name: str, email: str, first_name: str, last_name: str) -> Contact:
     tenant = tenant_named(tenant_name)
-    try:
-        return Contact.create(
+    return _insert(
+        lambda: Contact.create(
             tenant=tenant,
             email=email.strip(),
             email_normalized=normalize_email(email),
             first_name=first_name,
             last_name=last_name,
-        )
-    except peewee.IntegrityError as error:
-        raise AdminError(f"cannot create contact: {error}") from None
+        ),
+        f"tenant {tenant_name!r} has a contact with email {normalize_email(email)!r} already",
+    )
 
 
 PLANS = ("free", "paid")
@@ -94,13 +110,15 @@ def create_user(tenant_name: str, email: str, password: str, plan: str | None) -
     if len(password) < 8:
         raise AdminError("passwords need at least 8 characters")
     tenant = tenant_named(tenant_name)
+    password_hash = hash_password(password)
     with database.atomic():
-        if User.get_or_none(User.email == email):
-            raise AdminError(f"a user with email {email!r} exists already")
         if plan is not None:
             tenant.plan = plan
             tenant.save()
-        return User.create(tenant=tenant, email=email, password_hash=hash_password(password))
+        return _insert(
+            lambda: User.create(tenant=tenant, email=email, password_hash=password_hash),
+            f"a user with email {email!r} exists already",
+        )
 
 
 def delete_user(email: str) -> None:

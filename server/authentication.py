@@ -13,8 +13,8 @@ import grpc
 
 from gateway.contract import HOST_KEY
 from server.api_keys import KeyVerifier
-from server.database.connection import run_sync
 from server.errors import ApiError
+from server.executors import run_db
 from server.principal import Principal
 
 #: The credential each service's methods need.
@@ -57,7 +57,7 @@ def api_key_verifier(verifier: KeyVerifier, kind: str) -> CredentialVerifier:
         hit, principal = verifier.cached(token, kind, host)
         if hit:
             return principal
-        return await run_sync(verifier.verify, token, kind, host)
+        return await run_db(verifier.verify, token, kind, host)
 
     return verify
 

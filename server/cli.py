@@ -8,7 +8,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 from aiohttp import web
@@ -17,11 +17,12 @@ from gateway.app import build_app
 from gateway.calls import Caller, ChannelCaller
 from gateway.contract import FILE_DESCRIPTORS
 from gateway.forwarding import parse_networks
+from gateway.health import backend_checks, health_routes
 from gateway.surfaces import default_surfaces
 from server import admin, logs
 from server.config import SUPPORTED_LOCALES, Settings
 from server.consistency import summary
-from server.database.connection import connect, database
+from server.database.connection import connect, database, unit_of_work
 from server.database.migrations import current_version
 from server.runtime import Runtime
 
@@ -236,7 +237,7 @@ def _fsck(args: argparse.Namespace, settings: Settings) -> None:
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     logs.configure(settings.log_level)
     runtime = Runtime.start(settings)
-    demo = admin.bootstrap_demo() if args.demo else None
+    demo = unit_of_work(admin.bootstrap_demo) if args.demo else None
     return asyncio.run(_serve(args, settings, runtime, demo))
 
 
@@ -255,14 +256,13 @@ async def _serve(
         caller = ChannelCaller(f"{args.grpc_host}:{grpc_port}")
     else:
         caller = runtime.in_process_caller()
-    runner, http_url = await _start_gateway(caller, args, settings, runtime.storage_routes())
+    routes = [*runtime.health_routes(), *runtime.storage_routes()]
+    runner, http_url = await _start_gateway(caller, args, settings, routes)
     runtime.links.served_at = http_url
     if demo:
         announce_demo(http_url, demo)
-    sweeper = runtime.start_sweeper()
-    await _until_stopped()
-    sweeper.cancel()
-    await runtime.drain()
+    async with _watching(runtime):
+        await _until_stopped()
     await runner.cleanup()
     await grpc_server.stop(grace=5)
     return 0
@@ -277,10 +277,8 @@ def run_server(args: argparse.Namespace, settings: Settings) -> int:
         port = grpc_server.add_insecure_port(f"{args.grpc_host}:{args.grpc_port}")
         await grpc_server.start()
         announce(f"grpc listening on {args.grpc_host}:{port}")
-        sweeper = runtime.start_sweeper()
-        await _until_stopped()
-        sweeper.cancel()
-        await runtime.drain()
+        async with _watching(runtime):
+            await _until_stopped()
         await grpc_server.stop(grace=5)
         return 0
 
@@ -291,7 +289,9 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
     logs.configure(settings.log_level)
 
     async def serve() -> int:
-        runner, _ = await _start_gateway(ChannelCaller(args.grpc_target), args, settings)
+        caller = ChannelCaller(args.grpc_target)
+        routes = health_routes(backend_checks(caller.channel))
+        runner, _ = await _start_gateway(caller, args, settings, routes)
         await _until_stopped()
         await runner.cleanup()
         return 0
@@ -320,6 +320,20 @@ async def _start_gateway(
     url = f"http://{host}:{port}"
     announce(f"http listening on {url}")
     return runner, url
+
+
+@contextlib.asynccontextmanager
+async def _watching(runtime: Runtime) -> AsyncIterator[None]:
+    """While serving, keep probing the database and storage (for gRPC health and /readyz)
+    and sweeping crash debris; on the way out, drain background requests."""
+    tasks = [asyncio.create_task(runtime.readiness.watch()), runtime.start_sweeper()]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await runtime.drain()
 
 
 async def _until_stopped() -> None:

@@ -10,8 +10,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 from gateway.localisation import SUPPORTED_LOCALES
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,13 @@ class Settings:
     #: heartbeat renews it every third of this): a dead server's requests settle within
     #: 4/3 of it.
     lease_seconds: float = 30.0
+    #: Database threads per process; on PostgreSQL also the pooled connections (plus one
+    #: for the health probe).
+    db_pool_size: int = 8
+    #: PostgreSQL cancels a statement running longer than this (seconds).
+    db_statement_timeout: float = 30.0
+    #: Background (`?async=true`) requests one process runs at once; the rest wait.
+    background_limit: int = 2
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -47,9 +57,18 @@ class Settings:
             public_url=(env.get("CRMGATE_PUBLIC_URL") or "").rstrip("/") or None,
             log_level=(env.get("CRMGATE_LOG_LEVEL") or "INFO").upper(),
             default_locale=env.get("CRMGATE_DEFAULT_LOCALE") or "en",
-            orphan_grace_seconds=_seconds(env, "CRMGATE_ORPHAN_GRACE_SECONDS", 3600.0),
-            drain_seconds=_seconds(env, "CRMGATE_DRAIN_SECONDS", 20.0),
-            lease_seconds=_seconds(env, "CRMGATE_LEASE_SECONDS", 30.0),
+            orphan_grace_seconds=_number(
+                env, "CRMGATE_ORPHAN_GRACE_SECONDS", float, cls.orphan_grace_seconds, zero=True
+            ),
+            drain_seconds=_number(
+                env, "CRMGATE_DRAIN_SECONDS", float, cls.drain_seconds, zero=True
+            ),
+            lease_seconds=_number(env, "CRMGATE_LEASE_SECONDS", float, cls.lease_seconds),
+            db_pool_size=_number(env, "CRMGATE_DB_POOL_SIZE", int, cls.db_pool_size),
+            db_statement_timeout=_number(
+                env, "CRMGATE_DB_STATEMENT_TIMEOUT", float, cls.db_statement_timeout
+            ),
+            background_limit=_number(env, "CRMGATE_BACKGROUND_LIMIT", int, cls.background_limit),
         )
         settings.validate()
         return settings
@@ -84,11 +103,18 @@ class Settings:
         return self.database_url or f"sqlite:///{self.sqlite_path}"
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    value = env.get(name)
-    if not value:
+def _number(
+    env: Mapping[str, str], name: str, kind: type[N], default: N, *, zero: bool = False
+) -> N:
+    """A positive number (or zero, when `zero`) from the environment; unset keeps the
+    default."""
+    text = env.get(name)
+    if not text:
         return default
     try:
-        return float(value)
+        value = kind(text)
     except ValueError:
-        raise ValueError(f"{name} must be a number of seconds") from None
+        value = kind(-1)
+    if value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be a positive number, not {text!r}")
+    return value

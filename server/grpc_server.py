@@ -9,10 +9,15 @@ from grpc_reflection.v1alpha import reflection
 
 from gateway.contract import FILE_DESCRIPTORS, MAX_MESSAGE_BYTES
 from server.bindings import Binding
+from server.health import Readiness
 from server.pipeline import CallPipeline, PipelineInterceptor
 
 
-async def build_grpc_server(pipeline: CallPipeline, bindings: list[Binding]) -> grpc.aio.Server:
+async def build_grpc_server(
+    pipeline: CallPipeline, bindings: list[Binding], readiness: Readiness
+) -> grpc.aio.Server:
+    """Health says SERVING while the process is ready (its database and storage answer)
+    and NOT_SERVING while not, for the whole server and for each service."""
     server = grpc.aio.server(
         interceptors=[PipelineInterceptor(pipeline)],
         options=[
@@ -33,8 +38,16 @@ async def build_grpc_server(pipeline: CallPipeline, bindings: list[Binding]) -> 
         for file in (*FILE_DESCRIPTORS, operations_pb2.DESCRIPTOR)
         for service in file.services_by_name.values()
     ]
-    for name in ("", *names):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def report(ready: bool) -> None:
+        status = health_pb2.HealthCheckResponse.NOT_SERVING
+        if ready:
+            status = health_pb2.HealthCheckResponse.SERVING
+        for name in ("", *names):
+            await health_servicer.set(name, status)
+
+    await report(readiness.ready)
+    readiness.subscribe(report)
     reflection.enable_server_reflection(
         (
             *names,

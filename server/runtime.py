@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -10,6 +11,8 @@ import grpc
 import peewee
 from aiohttp import web
 
+from gateway.health import health_routes
+from server import executors
 from server.api_keys import KeyVerifier
 from server.authentication import Authenticator, api_key_verifier
 from server.bindings import Binding, default_bindings, method_handlers
@@ -20,6 +23,7 @@ from server.crm.sessions import verify_session
 from server.database.connection import connect
 from server.files.storage_http import StorageRoutes, object_storage
 from server.grpc_server import build_grpc_server
+from server.health import Readiness
 from server.inprocess import InProcessCaller
 from server.links import PublicLinks
 from server.pipeline import CallPipeline
@@ -34,10 +38,12 @@ class Runtime:
     pipeline: CallPipeline
     links: PublicLinks
     runner: BackgroundRunner
+    readiness: Readiness
     bindings: list[Binding] = field(default_factory=list)
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
+        executors.configure(executors.PoolSizes(database=settings.db_pool_size))
         db = connect(settings)
         verifier = KeyVerifier()
         authenticator = Authenticator(
@@ -49,15 +55,19 @@ class Runtime:
         )
         pipeline = CallPipeline(authenticator)
         links = PublicLinks(settings.public_url)
-        runner = BackgroundRunner(pipeline, lease=timedelta(seconds=settings.lease_seconds))
+        runner = BackgroundRunner(
+            pipeline, settings.background_limit, timedelta(seconds=settings.lease_seconds)
+        )
         bindings = default_bindings(settings, links, runner)
         runner.handlers = method_handlers(bindings)
-        return cls(settings, db, pipeline, links, runner, bindings)
+        readiness = Readiness(object_storage(settings))
+        return cls(settings, db, pipeline, links, runner, readiness, bindings)
 
     async def grpc_server(self) -> grpc.aio.Server:
         """The gRPC server; this process takes its share of background requests with it."""
         self.runner.start()
-        return await build_grpc_server(self.pipeline, self.bindings)
+        await self.readiness.probe()
+        return await build_grpc_server(self.pipeline, self.bindings, self.readiness)
 
     async def drain(self) -> None:
         """Stop taking background requests; let running ones finish within the grace
@@ -73,6 +83,14 @@ class Runtime:
     def storage_routes(self) -> list[web.RouteDef]:
         """Embedded object storage (uploads and download URLs), served beside the gateway."""
         return StorageRoutes(object_storage(self.settings)).routes()
+
+    def health_routes(self) -> list[web.RouteDef]:
+        """/healthz and /readyz, reporting this process's database and storage."""
+
+        async def checks() -> Mapping[str, bool]:
+            return self.readiness.checks()
+
+        return health_routes(checks)
 
     def in_process_caller(self) -> InProcessCaller:
         return InProcessCaller(self.pipeline, self.runner.handlers)

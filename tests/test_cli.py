@@ -72,6 +72,19 @@ def test_operator_mistakes_are_one_line(
     assert (result.returncode, result.stderr, result.stdout) == (1, message, "")
 
 
+def test_a_duplicate_contact_is_one_line(tmp_path: Path) -> None:
+    """The live-email rule holds for operators too: same email, any case or spacing."""
+    admin(tmp_path, "tenant", "create", "acme")
+    created = admin(tmp_path, "contact", "create", "--tenant", "acme", "--email", "a@x.example")
+    assert created.returncode == 0
+    result = admin(tmp_path, "contact", "create", "--tenant", "acme", "--email", " A@X.example")
+    assert (result.returncode, result.stderr, result.stdout) == (
+        1,
+        "crmgate: tenant 'acme' has a contact with email 'a@x.example' already\n",
+        "",
+    )
+
+
 def test_bad_locale_setting_is_refused(tmp_path: Path) -> None:
     result = subprocess.run(
         crmgate_command("admin", "--data-dir", str(tmp_path), "tenant", "create", "x"),

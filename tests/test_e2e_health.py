@@ -236,6 +236,14 @@ def test_one_log_line_per_call_without_secrets(
     assert all(key not in everything for key in tenants.values())
 
 
+def test_liveness_and_readiness(crmgate: CrmgateProcess) -> None:
+    assert http(crmgate, "/healthz", {})[::2] == (200, {"status": "ok"})
+    assert http(crmgate, "/readyz", {})[::2] == (
+        200,
+        {"status": "ready", "checks": {"database": "ok", "storage": "ok"}},
+    )
+
+
 @pytest.fixture
 def channel(crmgate: CrmgateProcess) -> Iterator[grpc.Channel]:
     with grpc.insecure_channel(crmgate.grpc_target) as channel:

@@ -17,9 +17,8 @@ from gateway.contract import ACCEPT_LANGUAGE_KEY
 from gateway.localisation import choose_locale, summary, translate
 from server.c2c import media
 from server.c2c.rules import FileInput, PreparedFile, Violation, check_request, prepare
-from server.cpu import run_cpu
-from server.database.connection import run_sync
 from server.errors import ApiError
+from server.executors import run_cpu, run_db
 from server.links import PublicLinks, call_metadata
 from server.objects import ObjectStorage
 from server.principal import Principal, require_principal
@@ -63,7 +62,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
         del files
         if violations:
             raise validation_failed(violations, locale)
-        contact = await run_sync(media.find_contact, principal.tenant_id, request.email)
+        contact = await run_db(media.find_contact, principal.tenant_id, request.email)
         if contact is None:
             raise ApiError(
                 grpc.StatusCode.NOT_FOUND,
@@ -71,7 +70,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
                 translate("contact_not_found", locale),
             )
         try:
-            attached = await run_sync(media.store_assets, self._buckets, contact, prepared)
+            attached = await run_db(media.store_assets, self._buckets, contact, prepared)
         except Exception:
             log.exception(
                 "storing %d assets for tenant %s failed", len(prepared), principal.tenant_name
@@ -86,7 +85,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
     ) -> pb.ListContactAssetsResponse:
         principal = require_principal()
         base = self._links.base(call_metadata(context))
-        assets = await run_sync(media.assets_of, principal.tenant_id, request.contact_uuid, base)
+        assets = await run_db(media.assets_of, principal.tenant_id, request.contact_uuid, base)
         return pb.ListContactAssetsResponse(assets=assets)
 
     async def GetAsset(
@@ -94,7 +93,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
     ) -> pb.GetAssetResponse:
         principal = require_principal()
         base = self._links.base(call_metadata(context))
-        asset, content = await run_sync(
+        asset, content = await run_db(
             media.asset,
             self._buckets,
             principal.tenant_id,
@@ -108,7 +107,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
         self, request: pb.DeleteAssetRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteAssetResponse:
         principal = require_principal()
-        await run_sync(media.delete_asset, self._buckets, principal.tenant_id, request.uuid)
+        await run_db(media.delete_asset, self._buckets, principal.tenant_id, request.uuid)
         return pb.DeleteAssetResponse()
 
 

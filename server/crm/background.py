@@ -35,8 +35,9 @@ from google.rpc import status_pb2
 
 from gateway.contract import CallFailed, build_status
 from server.crm.sessions import principal_for_user
-from server.database.connection import database, run_sync
+from server.database.connection import database
 from server.database.models import BackgroundRequest, User, utcnow
+from server.executors import run_db
 from server.inprocess import InProcessContext
 from server.pipeline import CallPipeline
 
@@ -253,7 +254,7 @@ class BackgroundRunner:
 
     async def sweep(self) -> None:
         """Settle requests of dead servers now (a poll found one past its lease)."""
-        await run_sync(sweep_expired)
+        await run_db(sweep_expired)
 
     async def drain(self, grace_seconds: float) -> None:
         """Stop claiming; give running requests `grace_seconds`, then release the rest."""
@@ -268,14 +269,14 @@ class BackgroundRunner:
         if left:
             log.warning("stopping with %d background requests unfinished; released", len(left))
             self._released.set()  # their worker threads stop at their next progress report
-            await run_sync(release, self.owner, left)
+            await run_db(release, self.owner, left)
             await asyncio.wait([self._running[request_id] for request_id in left])
 
     async def _poll(self) -> None:
         while True:
             while len(self._running) < self._concurrency:
                 try:
-                    row = await run_sync(_claim, self.owner, self._lease)
+                    row = await run_db(_claim, self.owner, self._lease)
                 except peewee.PeeweeException:
                     log.exception("claiming a background request failed")
                     row = None
@@ -293,14 +294,14 @@ class BackgroundRunner:
             await asyncio.sleep(self._lease.total_seconds() / 3)
             if self._running:
                 try:
-                    await run_sync(_renew, self.owner, self._lease)
+                    await run_db(_renew, self.owner, self._lease)
                 except peewee.PeeweeException:
                     log.exception("renewing background leases failed")
 
     async def _sweep(self) -> None:
         while True:
             try:
-                if await run_sync(sweep_expired):
+                if await run_db(sweep_expired):
                     self.wake()
             except peewee.PeeweeException:
                 log.exception("sweeping background requests failed")
@@ -309,7 +310,7 @@ class BackgroundRunner:
     async def _run(self, row: BackgroundRequest) -> None:
         try:
             result, error = await self._outcome(row)
-            if not await run_sync(_finish, self.owner, row.request_id, result, error):
+            if not await run_db(_finish, self.owner, row.request_id, result, error):
                 log.warning(
                     "background request %s was taken over; its result is dropped", row.request_id
                 )
@@ -322,8 +323,8 @@ class BackgroundRunner:
         self, row: BackgroundRequest
     ) -> tuple[any_pb2.Any | None, status_pb2.Status | None]:
         handler = self.handlers.get(row.method)
-        user = await run_sync(User.get_or_none, User.id == row.user_id)
-        principal = await run_sync(principal_for_user, user) if user else None
+        user = await run_db(User.get_or_none, User.id == row.user_id)
+        principal = await run_db(principal_for_user, user) if user else None
         if handler is None or principal is None:
             status = build_status(
                 grpc.StatusCode.FAILED_PRECONDITION, "The request can no longer run.", "gone"

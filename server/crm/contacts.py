@@ -84,21 +84,14 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
 
 
-def _ensure_unique(user: User, email: str, except_id: int | None = None) -> None:
-    query = Contact.select().where(
-        Contact.tenant == user.tenant_id,
-        Contact.email_normalized == normalize_email(email),
-        Contact.deleted_at.is_null(),
+def _duplicate() -> ApiError:
+    """What the live-email index refusing a contact means to the caller: a domain rule,
+    not malformed input (the surface answers 540)."""
+    return ApiError(
+        grpc.StatusCode.ALREADY_EXISTS,
+        "duplicate_contact",
+        "A contact with this email already exists for this customer.",
     )
-    if except_id is not None:
-        query = query.where(Contact.id != except_id)
-    if query.exists():
-        # A domain rule, not malformed input: the surface answers 540.
-        raise ApiError(
-            grpc.StatusCode.ALREADY_EXISTS,
-            "duplicate_contact",
-            "A contact with this email already exists for this customer.",
-        )
 
 
 def _write_values(contact: Contact, values: dict[str, str]) -> None:
@@ -111,19 +104,21 @@ def _write_values(contact: Contact, values: dict[str, str]) -> None:
 def add(user: User, web: crm_pb2.WebContact) -> Contact:
     """A new contact owned by the user; imports add many, one transaction each."""
     values = _checked(user, web)
-    with database.atomic():
-        _ensure_unique(user, web.email)
-        contact = Contact.create(
-            tenant=user.tenant_id,
-            owner=user,
-            email=web.email.strip(),
-            email_normalized=normalize_email(web.email),
-            first_name=web.first_name,
-            last_name=web.last_name,
-            phone=web.phone,
-            company=web.company,
-        )
-        _write_values(contact, values)
+    try:
+        with database.atomic():
+            contact = Contact.create(
+                tenant=user.tenant_id,
+                owner=user,
+                email=web.email.strip(),
+                email_normalized=normalize_email(web.email),
+                first_name=web.first_name,
+                last_name=web.last_name,
+                phone=web.phone,
+                company=web.company,
+            )
+            _write_values(contact, values)
+    except peewee.IntegrityError:
+        raise _duplicate() from None
     return contact
 
 
@@ -139,15 +134,17 @@ def update(user_id: int | None, contact_id: str, web: crm_pb2.WebContact) -> Non
     user = signed_in(user_id)
     contact = find(user, contact_id)
     values = _checked(user, web)
-    with database.atomic():
-        _ensure_unique(user, web.email, except_id=contact.id)
-        contact.email = web.email.strip()
-        contact.email_normalized = normalize_email(web.email)
-        contact.first_name, contact.last_name = web.first_name, web.last_name
-        contact.phone, contact.company = web.phone, web.company
-        contact.updated_at = utcnow()
-        contact.save()
-        _write_values(contact, values)
+    try:
+        with database.atomic():
+            contact.email = web.email.strip()
+            contact.email_normalized = normalize_email(web.email)
+            contact.first_name, contact.last_name = web.first_name, web.last_name
+            contact.phone, contact.company = web.phone, web.company
+            contact.updated_at = utcnow()
+            contact.save()
+            _write_values(contact, values)
+    except peewee.IntegrityError:
+        raise _duplicate() from None
 
 
 def delete(user_id: int | None, contact_id: str) -> None:

@@ -10,8 +10,8 @@ from datetime import date
 from crm.v1 import crm_pb2
 
 from server.crm import messages
-from server.database.connection import database
-from server.database.models import CustomField
+from server.database.connection import database, lock_rows
+from server.database.models import CustomField, Tenant
 from server.errors import invalid_argument
 
 TYPES = ("text", "number", "date", "boolean", "select")
@@ -59,6 +59,9 @@ def define(
     if problems:
         raise invalid_argument(" ".join(problems))
     with database.atomic():
+        # Two definitions of one new field run one after the other (PostgreSQL locks the
+        # tenant's row), so the second changes what the first created.
+        lock_rows(Tenant.select(Tenant.id).where(Tenant.id == tenant_id))
         existing = {field.name.lower(): field for field in definitions(tenant_id)}
         for field in fields:
             row = existing.get(field.name.lower())

@@ -11,7 +11,7 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2
 
 from server.crm import requests
-from server.database.connection import run_sync
+from server.executors import run_db
 from server.principal import require_principal
 
 MAX_PAGE = 100
@@ -25,7 +25,7 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):
         self, request: operations_pb2.GetOperationRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.Operation:
         principal = require_principal()
-        return await run_sync(requests.operation, principal.user_id, request.name)
+        return await run_db(requests.operation, principal.user_id, request.name)
 
     async def ListOperations(
         self, request: operations_pb2.ListOperationsRequest, context: grpc.aio.ServicerContext
@@ -33,7 +33,7 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):
         principal = require_principal()
         size = min(request.page_size or MAX_PAGE, MAX_PAGE)
         offset = int(request.page_token) if request.page_token.isdigit() else 0
-        found, more = await run_sync(requests.operations, principal.user_id, offset, size)
+        found, more = await run_db(requests.operations, principal.user_id, offset, size)
         return operations_pb2.ListOperationsResponse(
             operations=found, next_page_token=str(offset + size) if more else ""
         )
@@ -42,14 +42,14 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):
         self, request: operations_pb2.DeleteOperationRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         principal = require_principal()
-        await run_sync(requests.delete, principal.user_id, request.name)
+        await run_db(requests.delete, principal.user_id, request.name)
         return empty_pb2.Empty()
 
     async def CancelOperation(
         self, request: operations_pb2.CancelOperationRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         principal = require_principal()
-        await run_sync(requests.cancel, principal.user_id, request.name)
+        await run_db(requests.cancel, principal.user_id, request.name)
         return empty_pb2.Empty()
 
     async def WaitOperation(
@@ -62,7 +62,7 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):
         )
         deadline = time.monotonic() + min(timeout, MAX_WAIT_SECONDS)
         while True:
-            operation = await run_sync(requests.operation, principal.user_id, request.name)
+            operation = await run_db(requests.operation, principal.user_id, request.name)
             if operation.done or time.monotonic() >= deadline:
                 return operation
             await asyncio.sleep(WAIT_POLL_SECONDS)

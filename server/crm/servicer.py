@@ -12,8 +12,8 @@ from server.crm import contacts, custom_fields, exports, imports, jsclasses, req
 from server.crm.background import BackgroundRunner, background_allowed, progress_reporter
 from server.crm.dates import iso
 from server.crm.sessions import sign_in
-from server.database.connection import run_sync
 from server.errors import ApiError, invalid_argument, not_found
+from server.executors import run_db, run_db_bulk
 from server.objects import ObjectStorage
 from server.principal import require_principal
 
@@ -26,7 +26,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
     async def Authenticate(
         self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext
     ) -> pb.AuthenticateResponse:
-        session = await run_sync(sign_in, request.input.email, request.input.password)
+        session = await sign_in(request.input.email, request.input.password)
         if session is None:
             raise ApiError(
                 grpc.StatusCode.UNAUTHENTICATED, "invalid_credentials", "Invalid email or password."
@@ -55,63 +55,63 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         self, request: pb.SearchContactsRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchContactsResponse:
         principal = require_principal()
-        datatable = await run_sync(contacts.search, principal.user_id, request.input)
+        datatable = await run_db(contacts.search, principal.user_id, request.input)
         return pb.SearchContactsResponse(datatable=datatable)
 
     async def CreateContact(
         self, request: pb.CreateContactRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateContactResponse:
         principal = require_principal()
-        contact = await run_sync(contacts.create, principal.user_id, request.contact)
+        contact = await run_db(contacts.create, principal.user_id, request.contact)
         return pb.CreateContactResponse(contact=contact)
 
     async def GetContact(
         self, request: pb.GetContactRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetContactResponse:
         principal = require_principal()
-        contact = await run_sync(contacts.get, principal.user_id, request.id)
+        contact = await run_db(contacts.get, principal.user_id, request.id)
         return pb.GetContactResponse(contact=contact)
 
     async def UpdateContact(
         self, request: pb.UpdateContactRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateContactResponse:
         principal = require_principal()
-        await run_sync(contacts.update, principal.user_id, request.id, request.contact)
+        await run_db(contacts.update, principal.user_id, request.id, request.contact)
         return pb.UpdateContactResponse()
 
     async def DeleteContact(
         self, request: pb.DeleteContactRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteContactResponse:
         principal = require_principal()
-        await run_sync(contacts.delete, principal.user_id, request.id)
+        await run_db(contacts.delete, principal.user_id, request.id)
         return pb.DeleteContactResponse()
 
     async def UpdateCustomFields(
         self, request: pb.UpdateCustomFieldsRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateCustomFieldsResponse:
         principal = require_principal()
-        fields = await run_sync(custom_fields.define, principal.tenant_id, request.input.fields)
+        fields = await run_db(custom_fields.define, principal.tenant_id, request.input.fields)
         return pb.UpdateCustomFieldsResponse(fields=fields)
 
     async def ListSpreadsheets(
         self, request: pb.ListSpreadsheetsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListSpreadsheetsResponse:
         principal = require_principal()
-        found = await run_sync(sheets.listing, principal.user_id)
+        found = await run_db(sheets.listing, principal.user_id)
         return pb.ListSpreadsheetsResponse(list=pb.SpreadsheetList(spreadsheets=found))
 
     async def GetSpreadsheet(
         self, request: pb.GetSpreadsheetRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetSpreadsheetResponse:
         principal = require_principal()
-        file = await run_sync(sheets.download, self._buckets, principal.user_id, request.id)
+        file = await run_db(sheets.download, self._buckets, principal.user_id, request.id)
         return pb.GetSpreadsheetResponse(file=file)
 
     async def CreateImport(
         self, request: pb.CreateImportRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateImportResponse:
         principal = require_principal()
-        result = await run_sync(
+        result = await run_db_bulk(
             imports.import_contacts,
             self._buckets,
             principal.user_id,
@@ -124,7 +124,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         self, request: pb.CreateExportRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateExportResponse:
         principal = require_principal()
-        result = await run_sync(
+        result = await run_db_bulk(
             exports.export_contacts,
             self._buckets,
             principal.user_id,
@@ -137,21 +137,21 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         self, request: pb.ListUsersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListUsersResponse:
         principal = require_principal()
-        found = await run_sync(users.listing, principal.tenant_id)
+        found = await run_db(users.listing, principal.tenant_id)
         return pb.ListUsersResponse(list=pb.UserList(users=found))
 
     async def UpdateUserNotification(
         self, request: pb.UpdateUserNotificationRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateUserNotificationResponse:
         principal = require_principal()
-        await run_sync(users.set_notifications, principal.user_id, request.id, request.input)
+        await run_db(users.set_notifications, principal.user_id, request.id, request.input)
         return pb.UpdateUserNotificationResponse(settings=request.input)
 
     async def UpdateUserSharing(
         self, request: pb.UpdateUserSharingRequest, context: grpc.aio.ServicerContext
     ) -> pb.UpdateUserSharingResponse:
         principal = require_principal()
-        chosen = await run_sync(
+        chosen = await run_db(
             users.share_with, principal.user_id, list(request.input.shared_with_user_ids)
         )
         return pb.UpdateUserSharingResponse(
@@ -164,7 +164,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         principal = require_principal()
         if request.method not in self._runner.handlers or not background_allowed(request.method):
             raise invalid_argument(f"{request.method} cannot run in the background.")
-        request_id = await run_sync(requests.enqueue, principal, request.method, request.request)
+        request_id = await run_db(requests.enqueue, principal, request.method, request.request)
         self._runner.wake()
         return pb.StartRequestResponse(request_id=request_id)
 
@@ -172,10 +172,10 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         self, request: pb.GetRequestStatusRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetRequestStatusResponse:
         principal = require_principal()
-        report = await run_sync(requests.report, principal.user_id, request.request_id)
+        report = await run_db(requests.report, principal.user_id, request.request_id)
         if report.stale:
             await self._runner.sweep()  # its server died: settle it now, not at the next sweep
-            report = await run_sync(requests.report, principal.user_id, request.request_id)
+            report = await run_db(requests.report, principal.user_id, request.request_id)
         return pb.GetRequestStatusResponse(
             status=report.status, method=report.method, error=report.error
         )

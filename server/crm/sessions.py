@@ -10,8 +10,9 @@ from datetime import datetime, timedelta
 from gateway.contract import SESSION_KEY
 from server.api_keys import hash_secret
 from server.crm.passwords import verify_password
-from server.database.connection import database, run_sync
+from server.database.connection import database
 from server.database.models import Session, Tenant, User, utcnow
+from server.executors import run_cpu, run_db
 from server.principal import Principal
 
 SESSION_LIFETIME = timedelta(hours=12)
@@ -24,12 +25,18 @@ class NewSession:
     expires_at: datetime
 
 
-def sign_in(email: str, password: str) -> NewSession | None:
+async def sign_in(email: str, password: str) -> NewSession | None:
     """A new session for the user with these credentials, else None (whichever was
-    wrong: the caller cannot tell, and the timing does not tell either)."""
-    user = User.get_or_none(User.email == email.strip().lower())
-    if not verify_password(password, user.password_hash if user else None) or user is None:
+    wrong: the caller cannot tell, and the timing does not tell either). The hash is
+    checked on the CPU pool so a flood of sign-ins never holds a database thread."""
+    user = await run_db(User.get_or_none, User.email == email.strip().lower())
+    stored = user.password_hash if user else None
+    if not await run_cpu(verify_password, password, stored) or user is None:
         return None
+    return await run_db(_open_session, user)
+
+
+def _open_session(user: User) -> NewSession:
     session_id = secrets.token_urlsafe(32)
     now = utcnow()
     with database.atomic():
@@ -38,8 +45,7 @@ def sign_in(email: str, password: str) -> NewSession | None:
         Session.create(
             token_hash=hash_secret(session_id), user=user, expires_at=now + SESSION_LIFETIME
         )
-    expires_at = now + SESSION_LIFETIME
-    return NewSession(session_id, user, expires_at)
+    return NewSession(session_id, user, now + SESSION_LIFETIME)
 
 
 def principal_for(session_id: str) -> Principal | None:
@@ -71,4 +77,4 @@ async def verify_session(metadata: Mapping[str, str]) -> Principal | None:
     session_id = metadata.get(SESSION_KEY, "")
     if not session_id or len(session_id) > 200 or not session_id.isascii():
         return None
-    return await run_sync(principal_for, session_id)
+    return await run_db(principal_for, session_id)

@@ -1,48 +1,155 @@
-"""Opening the database named by the settings, and running blocking queries off the loop."""
+"""Opening the database named by the settings: SQLite that several processes can write
+at once, or PostgreSQL through a bounded pool that outlives lost connections."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
+import logging
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import peewee
+from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase
 
 from server.config import Settings
+
+log = logging.getLogger("crmgate.database")
 
 database = peewee.DatabaseProxy()
 
 T = TypeVar("T")
 
-#: SQLite in WAL mode lets readers run beside the one writer; the busy timeout makes a
-#: second process (an admin command beside a running server) wait instead of failing.
+#: How long a statement waits for another writer's lock before SQLite gives up on it.
+BUSY_TIMEOUT_SECONDS = 10.0
+#: How long a transaction that SQLite still refused is retried before the caller hears.
+BUSY_RETRY_SECONDS = 30.0
+SQLITE_BUSY = 5
+SQLITE_LOCKED = 6
+
+#: WAL lets readers run beside the one writer; the busy timeout (set first, so the other
+#: pragmas wait too) makes a writer queue behind another process's instead of failing.
 SQLITE_PRAGMAS = {
+    "busy_timeout": int(BUSY_TIMEOUT_SECONDS * 1000),
     "journal_mode": "wal",
-    "busy_timeout": 10_000,
     "foreign_keys": 1,
     "synchronous": "normal",
 }
 
 
-def open_database(url: str) -> peewee.Database:
-    """A Peewee database for `sqlite:///path` or `postgresql://user@host:port/name`."""
+class SqliteStore(peewee.SqliteDatabase):
+    """SQLite whose write transactions take the write lock at BEGIN (IMMEDIATE).
+
+    A deferred transaction that reads, then writes, must upgrade its lock; when another
+    writer got there first SQLite fails it at once with SQLITE_BUSY, which no busy timeout
+    helps. Taking the lock up front makes writers queue instead. A BEGIN or a statement
+    outside a transaction that is still refused after the busy timeout has done nothing,
+    so it is tried again, for up to BUSY_RETRY_SECONDS.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            path,
+            pragmas=SQLITE_PRAGMAS,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            lock_type="IMMEDIATE",
+            autoconnect=True,
+        )
+
+    def begin(self, lock_type: str | None = None) -> None:
+        _retry_busy(lambda: super(SqliteStore, self).begin(lock_type))
+
+    def execute_sql(self, sql: str, params: object = None) -> object:
+        if self.in_transaction():
+            return super().execute_sql(sql, params)
+        return _retry_busy(lambda: super(SqliteStore, self).execute_sql(sql, params))
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether a database error means it could not answer now — lost or refused
+    connections, a statement cancelled for time, SQLite still locked after the retries,
+    no pooled connection free in time — so the caller may retry, rather than a bug."""
+    if isinstance(error, peewee.InterfaceError | MaxConnectionsExceeded):
+        return True
+    if not isinstance(error, peewee.OperationalError):
+        return False
+    code = getattr(getattr(error, "orig", None), "sqlite_errorcode", None)
+    # PostgreSQL's OperationalErrors are all of that kind; SQLite's include "no such table".
+    return code is None or code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+
+
+def _retry_busy(attempt: Callable[[], T]) -> T:
+    deadline = time.monotonic() + BUSY_RETRY_SECONDS
+    delay = 0.01
+    while True:
+        try:
+            return attempt()
+        except peewee.OperationalError as error:
+            code = getattr(getattr(error, "orig", None), "sqlite_errorcode", None)
+            if code is None or code & 0xFF != SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            log.warning("SQLite stayed busy for %.0f s; trying again", BUSY_TIMEOUT_SECONDS)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+
+
+class PostgresStore(PooledPostgresqlDatabase):
+    """PostgreSQL through a bounded pool. Each unit of work (see `unit_of_work`) checks a
+    connection out and gives it back; the pool pings an idle one before handing it out and
+    replaces it when the server dropped it (a restart, pg_terminate_backend).
+
+    A connection lost while checked out is replaced, and the statement retried, only where
+    nothing can have been committed: at BEGIN, and for a read outside a transaction. Past
+    BEGIN the transaction dies with the connection, and the caller hears of it.
+    """
+
+    def begin(self, isolation_level: int | None = None) -> None:
+        self._again_if_lost(lambda: super(PostgresStore, self).begin(isolation_level))
+
+    def execute_sql(self, sql: str, params: object = None) -> object:
+        if self.in_transaction() or sql.lstrip()[:6].upper() != "SELECT":
+            return super().execute_sql(sql, params)
+        return self._again_if_lost(lambda: super(PostgresStore, self).execute_sql(sql, params))
+
+    def _again_if_lost(self, attempt: Callable[[], T]) -> T:
+        try:
+            return attempt()
+        except (peewee.OperationalError, peewee.InterfaceError):
+            connection = self._state.conn
+            if connection is None or not connection.closed:
+                raise  # not a lost connection: a real error, or none could be opened
+            log.warning("database connection lost; retrying on a new one")
+            self.close()  # the pool discards a closed connection
+            self.close_idle()  # its idle siblings most likely went with it
+        return attempt()
+
+
+def open_database(
+    url: str, *, pool_size: int = 8, statement_timeout: float = 30.0
+) -> peewee.Database:
+    """A Peewee database for `sqlite:///path` or `postgresql://user@host:port/name`.
+
+    PostgreSQL gets `pool_size` connections for queries and one for the health probe.
+    """
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = unquote(parts.path)
         if path.startswith("//") or path.startswith("/"):  # sqlite:////abs/path
             path = path[1:]
-        return peewee.SqliteDatabase(path, pragmas=SQLITE_PRAGMAS, autoconnect=True)
+        return SqliteStore(path)
     if parts.scheme in ("postgres", "postgresql"):
-        return peewee.PostgresqlDatabase(
+        return PostgresStore(
             unquote(parts.path.lstrip("/")),
             user=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             host=parts.hostname,
             port=parts.port,
             autoconnect=True,
+            max_connections=pool_size + 1,
+            stale_timeout=300,  # recycle connections now and then
+            timeout=BUSY_RETRY_SECONDS,  # wait for a free connection this long
+            connect_timeout=5,
+            options=f"-c statement_timeout={int(statement_timeout * 1000)}",
         )
     raise ValueError(f"unsupported database URL scheme {parts.scheme!r}")
 
@@ -53,18 +160,30 @@ def connect(settings: Settings) -> peewee.Database:
 
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = open_database(settings.resolved_database_url)
+    db = open_database(
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        statement_timeout=settings.db_statement_timeout,
+    )
     database.initialize(db)
-    migrate(db)
+    unit_of_work(migrate, db)
     return db
 
 
-# Peewee is synchronous: queries run on a small pool so the event loop keeps serving.
-# Each pool thread keeps its own connection (Peewee connections are thread-local).
-_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="crmgate-db")
+def unit_of_work(function: Callable[..., T], *args: object) -> T:
+    """Run database work on this thread; a pooled connection goes back to the pool after,
+    so no thread holds one while idle."""
+    try:
+        return function(*args)
+    finally:
+        db = database.obj
+        if isinstance(db, PooledDatabase):
+            db.close()
 
 
-async def run_sync(function: Callable[..., T], *args: object) -> T:
-    """Run blocking work (queries, file I/O, image conversion) on the worker pool."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor, functools.partial(function, *args))
+def lock_rows(query: peewee.ModelSelect) -> None:
+    """Lock the rows a query selects until the transaction ends, so transactions that
+    read, then write them run one after the other (PostgreSQL). SQLite needs nothing:
+    its write transactions already run one at a time."""
+    if query.model._meta.database.for_update:
+        query.for_update().execute()

@@ -470,6 +470,43 @@ _V6_IMPORT_PROGRESS = Ddl(
 _V7_REQUEST_OWNER = Ddl(both=('ALTER TABLE "background_request" ADD COLUMN "owner" VARCHAR(100)',))
 
 
+# 8: uniqueness rules that were checked in Python become unique indexes.
+def unique_in_the_database(db: peewee.Database) -> None:
+    """Uniqueness rules checked in Python become unique indexes, so racing writers cannot
+    both pass: one live contact per (tenant, email) — a partial index, deleted contacts
+    free their email — and custom field names per tenant ignoring case.
+
+    Plain DDL that reads no model, so it means the same whatever the models become.
+    Duplicates that races let in before are settled first, keeping the oldest: later
+    live contacts with the same email are soft-deleted (their rows stay), and later
+    custom field definitions whose name differs only in case are removed.
+    """
+    postgres = isinstance(db, peewee.PostgresqlDatabase)
+    if postgres:
+        db.execute_sql("SET LOCAL statement_timeout = 0")  # index builds may take a while
+    now = "(now() AT TIME ZONE 'UTC')" if postgres else "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+    for statement in (
+        f"""UPDATE contact SET deleted_at = {now}
+            WHERE deleted_at IS NULL AND EXISTS (
+                SELECT 1 FROM contact AS kept
+                WHERE kept.tenant_id = contact.tenant_id
+                  AND kept.email_normalized = contact.email_normalized
+                  AND kept.deleted_at IS NULL AND kept.id < contact.id)""",
+        "DROP INDEX IF EXISTS contact_tenant_id_email_normalized",
+        'CREATE UNIQUE INDEX IF NOT EXISTS "contact_tenant_live_email" '
+        'ON "contact" ("tenant_id", "email_normalized") WHERE ("deleted_at" IS NULL)',
+        """DELETE FROM custom_field WHERE EXISTS (
+                SELECT 1 FROM custom_field AS kept
+                WHERE kept.tenant_id = custom_field.tenant_id
+                  AND lower(kept.name) = lower(custom_field.name)
+                  AND kept.id < custom_field.id)""",
+        "DROP INDEX IF EXISTS custom_field_tenant_id_name",
+        """CREATE UNIQUE INDEX IF NOT EXISTS custom_field_tenant_name_nocase
+            ON custom_field (tenant_id, lower(name))""",
+    ):
+        db.execute_sql(statement)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core tables", ddl(_V1_TENANTS, _USER_TABLES, _V1_CONTACTS)),
     (2, "contact media", ddl(_V2_MEDIA)),
@@ -486,6 +523,7 @@ MIGRATIONS: list[Migration] = [
     ),
     (6, "imports recorded before their rows", ddl(_V6_IMPORT_PROGRESS)),
     (7, "background requests claimed by a server", ddl(_V7_REQUEST_OWNER)),
+    (8, "uniqueness rules as unique indexes", unique_in_the_database),
 ]
 
 

@@ -109,8 +109,16 @@ class Contact(BaseModel):
     # The voyzu user who owns it; None (made by an operator) means every user sees it.
     owner = peewee.ForeignKeyField(User, null=True, backref="contacts", on_delete="SET NULL")
 
-    class Meta:
-        indexes = ((("tenant", "email_normalized"), False),)
+
+# One live contact per email in a tenant, enforced by the database so that racing creates
+# cannot both pass a check; a deleted contact frees its email. Also serves C2C lookups.
+Contact.add_index(
+    Contact.tenant,
+    Contact.email_normalized,
+    unique=True,
+    where=Contact.deleted_at.is_null(),
+    name="contact_tenant_live_email",
+)
 
 
 def normalize_email(email: str) -> str:
@@ -200,8 +208,14 @@ class CustomField(BaseModel):
     type = peewee.CharField(max_length=16)  # text, number, date, boolean, select
     options = peewee.TextField(default="[]")  # JSON list, for select
 
-    class Meta:
-        indexes = ((("tenant", "name"), True),)
+
+# Field names are matched ignoring case, so they are unique ignoring case.
+CustomField.add_index(
+    CustomField.tenant,
+    peewee.fn.LOWER(CustomField.name),
+    unique=True,
+    name="custom_field_tenant_name_nocase",
+)
 
 
 class CustomFieldValue(BaseModel):

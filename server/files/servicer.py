@@ -7,7 +7,7 @@ from __future__ import annotations
 import grpc
 from files.v1 import files_pb2, files_pb2_grpc
 
-from server.database.connection import run_sync
+from server.executors import run_db
 from server.files import activities, uploads
 from server.files.uploads import FormSigner
 from server.links import PublicLinks, call_metadata
@@ -24,7 +24,7 @@ class FilesService(files_pb2_grpc.FilesServicer):
     ) -> files_pb2.CreateUploadResponse:
         principal = require_principal()
         base = self._links.base(call_metadata(context))
-        upload, download = await run_sync(
+        upload, download = await run_db(
             uploads.begin,
             principal.tenant_id,
             request.filename,
@@ -38,12 +38,12 @@ class FilesService(files_pb2_grpc.FilesServicer):
         self, request: files_pb2.CreateEmailActivityRequest, context: grpc.aio.ServicerContext
     ) -> files_pb2.CreateEmailActivityResponse:
         principal = require_principal()
-        activity = await run_sync(activities.create, principal.tenant_id, request)
+        activity = await run_db(activities.create, principal.tenant_id, request)
         return files_pb2.CreateEmailActivityResponse(activity=activity)
 
     async def GetEmailActivity(
         self, request: files_pb2.GetEmailActivityRequest, context: grpc.aio.ServicerContext
     ) -> files_pb2.GetEmailActivityResponse:
         principal = require_principal()
-        activity = await run_sync(activities.get, principal.tenant_id, request.id)
+        activity = await run_db(activities.get, principal.tenant_id, request.id)
         return files_pb2.GetEmailActivityResponse(activity=activity)

@@ -14,8 +14,9 @@ from aiohttp import web
 from server.c2c.media import MEDIA_BUCKET, public_media
 from server.c2c.messages import PUBLIC_MEDIA_PATH
 from server.config import Settings
-from server.database.connection import run_sync
+from server.database.connection import unit_of_work
 from server.database.models import utcnow
+from server.executors import run_db
 from server.files.s3post.endpoint import PostEndpoint
 from server.files.s3post.policy import Credentials, build_form
 from server.files.uploads import (
@@ -60,6 +61,7 @@ def sign_upload_form(
 class StorageRoutes:
     def __init__(self, buckets: ObjectStorage) -> None:
         self._buckets = buckets
+        unit_of_work(storage_credentials)  # read once, now: never a query on the event loop
         self._post = PostEndpoint(buckets, self._credentials, self._authorize, self._claim)
 
     def routes(self) -> list[web.RouteDef]:
@@ -76,16 +78,16 @@ class StorageRoutes:
 
     @staticmethod
     async def _authorize(bucket: str, key: str) -> tuple[str, str] | None:
-        if await run_sync(is_pending, bucket, key):
+        if await run_db(is_pending, bucket, key):
             return None
         return "AccessDenied", "No pending upload for this key (it may be complete already)."
 
     @staticmethod
     async def _claim(bucket: str, key: str, size: int, etag: str) -> bool:
-        return await run_sync(mark_uploaded, bucket, key, size, etag)
+        return await run_db(mark_uploaded, bucket, key, size, etag)
 
     async def download(self, request: web.Request) -> web.StreamResponse:
-        found = await run_sync(resolve, request.match_info["token"], utcnow())
+        found = await run_db(resolve, request.match_info["token"], utcnow())
         if found is None:
             return _json_error(404, "not_found", "No such file.")
         if found.expired:
@@ -105,7 +107,7 @@ class StorageRoutes:
     async def media(self, request: web.Request) -> web.StreamResponse:
         """C2C media on the tenants' public disk, served so a browser never sniffs or runs
         it: the stored type, nosniff, and a sandboxing Content-Security-Policy."""
-        row = await run_sync(public_media, request.match_info["uuid"], request.match_info["name"])
+        row = await run_db(public_media, request.match_info["uuid"], request.match_info["name"])
         if row is None:
             return _json_error(404, "not_found", "No such file.")
         return await self._respond(

@@ -16,6 +16,9 @@ from aiohttp import web
 
 
 class ObjectStorage(Protocol):
+    def check(self) -> None:
+        """Raise when the store cannot be reached or written (the readiness probe)."""
+
     def check_key(self, bucket: str, key: str) -> None:
         """Raise ValueError for a key that is empty, absolute or climbs out of its bucket."""
 

@@ -19,6 +19,11 @@ class LocalObjects:
     def __init__(self, root: Path) -> None:
         self.root = root
 
+    def check(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write in {self.root}")
+
     def check_key(self, bucket: str, key: str) -> None:
         self.path(bucket, key)
 

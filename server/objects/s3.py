@@ -9,7 +9,7 @@ first, so a failed request never leaves a partial object behind.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from server.executors import run_storage
 from server.objects.local import LocalObjects
 
 CHUNK_BYTES = 256 * 1024
@@ -40,6 +41,9 @@ class S3Objects:
     def _name(self, bucket: str, key: str) -> str:
         self._keys.check_key(bucket, key)
         return "/".join(part for part in (self.prefix, bucket, key) if part)
+
+    def check(self) -> None:
+        self._client.head_bucket(Bucket=self.bucket)
 
     def check_key(self, bucket: str, key: str) -> None:
         self._keys.check_key(bucket, key)
@@ -89,8 +93,10 @@ class S3Objects:
         self, request: web.Request, bucket: str, key: str, headers: Mapping[str, str]
     ) -> web.StreamResponse:
         try:
-            reply = await asyncio.to_thread(
-                self._client.get_object, Bucket=self.bucket, Key=self._name(bucket, key)
+            reply = await run_storage(
+                functools.partial(
+                    self._client.get_object, Bucket=self.bucket, Key=self._name(bucket, key)
+                )
             )
         except self._client.exceptions.NoSuchKey:
             raise FileNotFoundError(f"{bucket}/{key}") from None
@@ -99,7 +105,7 @@ class S3Objects:
         await response.prepare(request)
         body = reply["Body"]
         try:
-            while chunk := await asyncio.to_thread(body.read, CHUNK_BYTES):
+            while chunk := await run_storage(body.read, CHUNK_BYTES):
                 await response.write(chunk)
         finally:
             body.close()

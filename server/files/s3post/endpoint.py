@@ -23,6 +23,7 @@ from pathlib import Path
 from aiohttp import BodyPartReader, web
 
 from gateway.contract import new_request_id
+from server.executors import run_storage
 from server.files.s3post import responses
 from server.files.s3post.policy import Credentials, PolicyError, verify_form
 from server.objects import ObjectStorage
@@ -143,9 +144,9 @@ class PostEndpoint:
         async with lock:
             if await self._authorize(bucket, key) is not None:
                 raise _completed()
-            await asyncio.to_thread(self._buckets.publish, temp, bucket, key)
+            await run_storage(self._buckets.publish, temp, bucket, key)
             if not await self._claim(bucket, key, size, etag):
-                await asyncio.to_thread(self._buckets.delete, bucket, key)
+                await run_storage(self._buckets.delete, bucket, key)
                 raise _completed()
 
 
@@ -182,8 +183,8 @@ async def _stream(part: BodyPartReader, descriptor: int, max_bytes: int | None) 
                     "EntityTooLarge", "Your proposed upload exceeds the maximum allowed size.", 400
                 )
             digest.update(chunk)
-            await asyncio.to_thread(sink.write, chunk)
-        await asyncio.to_thread(_sync, sink)
+            await run_storage(sink.write, chunk)
+        await run_storage(_sync, sink)
     return size, f'"{digest.hexdigest()}"'
 
 
