@@ -19,6 +19,7 @@ from gateway.routes import Route, discover_routes
 from gateway.routing import Router
 from gateway.surfaces.base import Surface
 from gateway.surfaces.fallback import FallbackSurface
+from gateway.surfaces.storage import StorageSurface
 
 #: Base64 grows bytes by a third; the largest documented JSON body fits in this.
 MAX_BODY_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 1024 * 1024
@@ -113,10 +114,9 @@ def build_app(
     surfaces: Sequence[Surface],
     files: Iterable[FileDescriptor],
     *,
-    extra_routes: Iterable[web.RouteDef] = (),
     trusted_proxies: Iterable[Network] = (),
 ) -> web.Application:
-    """The gateway app: `extra_routes` (non-RPC endpoints such as object storage) first,
+    """The gateway app: the object routes (uploads, downloads, media; streamed) first,
     then every annotated RPC route through one dispatcher. X-Forwarded-* headers count
     only from `trusted_proxies`."""
     routes = discover_routes(files)
@@ -124,7 +124,7 @@ def build_app(
     trusted = list(trusted_proxies)
     middlewares = [forwarded_middleware(trusted)] if trusted else []
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
-    app.router.add_routes(list(extra_routes))
+    app.router.add_routes(StorageSurface(caller).routes())
     for route in routes:
         app.router.add_route(route.http_method, route.path.router_path(), gateway.handler(route))
     app.router.add_route("*", "/{tail:.*}", gateway.unrouted)

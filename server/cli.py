@@ -244,7 +244,7 @@ async def _serve(
         caller = ChannelCaller(f"{args.grpc_host}:{grpc_port}")
     else:
         caller = runtime.in_process_caller()
-    runner, http_url = await _start_gateway(caller, args, settings, runtime.storage_routes())
+    runner, http_url = await _start_gateway(caller, args, settings)
     runtime.links.served_at = http_url
     if demo:
         announce_demo(http_url, demo)
@@ -290,13 +290,11 @@ async def _start_gateway(
     caller: Caller,
     args: argparse.Namespace,
     settings: Settings,
-    extra_routes: list[web.RouteDef] | None = None,
 ) -> tuple[web.AppRunner, str]:
     app = build_app(
         caller,
         default_surfaces(dev=settings.dev),
         FILE_DESCRIPTORS,
-        extra_routes=extra_routes or [],
         trusted_proxies=args.trusted_networks,
     )
     runner = web.AppRunner(app, access_log=None)

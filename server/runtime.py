@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import grpc
 import peewee
-from aiohttp import web
 
 from server.api_keys import KeyVerifier
 from server.authentication import Authenticator, api_key_verifier
@@ -18,7 +17,7 @@ from server.consistency import OrphanSweeper
 from server.crm.background import BackgroundRunner
 from server.crm.sessions import verify_session
 from server.database.connection import connect
-from server.files.storage_http import StorageRoutes, object_storage
+from server.files.storage import object_storage
 from server.grpc_server import build_grpc_server
 from server.inprocess import InProcessCaller
 from server.links import PublicLinks
@@ -64,10 +63,6 @@ class Runtime:
         grace = timedelta(seconds=self.settings.orphan_grace_seconds)
         sweeper = OrphanSweeper(object_storage(self.settings), grace)
         return asyncio.create_task(sweeper.run(), name="orphan-sweeper")
-
-    def storage_routes(self) -> list[web.RouteDef]:
-        """Embedded object storage (uploads and download URLs), served beside the gateway."""
-        return StorageRoutes(object_storage(self.settings)).routes()
 
     def in_process_caller(self) -> InProcessCaller:
         return InProcessCaller(self.pipeline, self.runner.handlers)

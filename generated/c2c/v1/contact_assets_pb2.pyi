@@ -508,7 +508,7 @@ class GetMediaRequest(_message.Message):
     uuid: _builtins.str
     """The asset's UUID."""
     name: _builtins.str
-    """The stored file name (AssetDetails.asset.name); it must match."""
+    """The file name the media URL ends with (AssetDetails.url); it must match."""
     def __init__(
         self,
         *,
