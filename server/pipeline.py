@@ -2,9 +2,10 @@
 
 `CallPipeline.run` (and `.stream`, for server-streaming methods) authenticates the
 caller, runs the servicer method with the principal in a context variable, turns every
-outcome into a response or a google.rpc.Status, and writes one structured log line. The gRPC server reaches it through `PipelineInterceptor`;
-the in-process caller (`server.inprocess`) calls it directly, so both paths share auth,
-logging and error details to the letter.
+outcome into a response or a google.rpc.Status, and writes one structured log line. The
+gRPC server reaches it through `PipelineInterceptor`; the in-process caller
+(`server.inprocess`) calls it directly, so both paths share auth, logging and error
+details to the letter.
 """
 
 from __future__ import annotations
