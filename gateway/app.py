@@ -27,6 +27,7 @@ from gateway.routes import Route, discover_routes
 from gateway.routing import Router
 from gateway.surfaces.base import Surface
 from gateway.surfaces.fallback import FallbackSurface
+from gateway.surfaces.storage import StorageSurface
 
 #: Enough for any 64-bit integer (20 digits), with room for leading zeros.
 MAX_INTEGER_DIGITS = 32
@@ -159,15 +160,16 @@ def build_app(
     extra_routes: Iterable[web.RouteDef] = (),
     trusted_proxies: Iterable[Network] = (),
 ) -> web.Application:
-    """The gateway app: `extra_routes` (non-RPC endpoints such as object storage) first,
-    then every annotated RPC route through one dispatcher. X-Forwarded-* headers count
-    only from `trusted_proxies`."""
+    """The gateway app: `extra_routes` (the process's own, such as /healthz and /readyz)
+    and the object routes (uploads, downloads, media; streamed) first, then every
+    annotated RPC route through one dispatcher. X-Forwarded-* headers count only from
+    `trusted_proxies`."""
     routes = discover_routes(files)
     gateway = Gateway(caller, surfaces, routes)
     trusted = list(trusted_proxies)
     middlewares = [forwarded_middleware(trusted)] if trusted else []
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
-    app.router.add_routes(list(extra_routes))
+    app.router.add_routes([*extra_routes, *StorageSurface(caller).routes()])
     for route in routes:
         app.router.add_route(route.http_method, route.path.router_path(), gateway.handler(route))
     app.router.add_route("*", "/{tail:.*}", gateway.unrouted)

@@ -1,14 +1,19 @@
 """The one narrow interface the gateway reaches services through.
 
 `Caller.call(method, request, metadata, response_type)` returns the response message or
-raises gateway.contract.CallFailed with the full google.rpc.Status. Two implementations:
+raises gateway.contract.CallFailed with the full google.rpc.Status; `call_stream_in` sends
+a stream of requests for one response (uploads), `call_stream_out` yields a stream of
+responses (downloads), failing with CallFailed at whichever point the call fails. Both
+pull one message at a time, so bytes stream through in bounded memory. Two
+implementations:
 `ChannelCaller` here (a grpc.aio channel to a remote server) and the server's in-process
 caller (the same servicers, in the same process, for `crmgate serve`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Protocol
 
 import grpc
@@ -38,6 +43,22 @@ class Caller(Protocol):
         metadata: Sequence[tuple[str, str]],
         response_type: type[Message],
     ) -> Message: ...
+
+    async def call_stream_in(
+        self,
+        method: str,
+        requests: AsyncIterator[Message],
+        metadata: Sequence[tuple[str, str]],
+        response_type: type[Message],
+    ) -> Message: ...
+
+    def call_stream_out(
+        self,
+        method: str,
+        request: Message,
+        metadata: Sequence[tuple[str, str]],
+        response_type: type[Message],
+    ) -> AsyncIterator[Message]: ...
 
     async def close(self) -> None: ...
 
@@ -72,7 +93,7 @@ class ChannelCaller:
         if stub is None:
             # Bytes in, bytes out: parsing the reply here lets a malformed one be told
             # apart from a server error.
-            stub = self.channel.unary_unary(method)
+            stub = self._channel.unary_unary(method)
             self._stubs[method] = stub
         try:
             reply = await stub(
@@ -80,17 +101,69 @@ class ChannelCaller:
             )
         except grpc.aio.AioRpcError as error:
             raise CallFailed(status_from_error(error)) from None
+        return _parse(response_type, reply)
+
+    async def call_stream_in(
+        self,
+        method: str,
+        requests: AsyncIterator[Message],
+        metadata: Sequence[tuple[str, str]],
+        response_type: type[Message],
+    ) -> Message:
+        """Each request is written once gRPC's flow control takes it. A server that ends
+        the call early (a refusal) stops the writing; its status is the answer."""
+        call = self._channel.stream_unary(method)(metadata=tuple(metadata), timeout=self._timeout)
         try:
-            return response_type.FromString(reply)
-        except DecodeError:
-            raise CallFailed(
-                build_status(
-                    grpc.StatusCode.INTERNAL, "malformed reply from the backend", MALFORMED_REPLY
-                )
-            ) from None
+            async for request in requests:
+                try:
+                    await call.write(request.SerializeToString())
+                except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                    # The server has ended the call. A write that raced its answer
+                    # reports "Internal error from Core"; the status the server sent
+                    # replaces that once it is in, and awaiting the call waits for it.
+                    break
+            else:
+                await call.done_writing()
+            reply = await call
+        except grpc.aio.AioRpcError as error:
+            raise CallFailed(status_from_error(error)) from None
+        finally:
+            call.cancel()  # a no-op once the call is done; else the requests failed
+        return _parse(response_type, reply)
+
+    async def call_stream_out(
+        self,
+        method: str,
+        request: Message,
+        metadata: Sequence[tuple[str, str]],
+        response_type: type[Message],
+    ) -> AsyncIterator[Message]:
+        call = self._channel.unary_stream(method)(
+            request.SerializeToString(), metadata=tuple(metadata), timeout=self._timeout
+        )
+        try:
+            while (reply := await call.read()) is not grpc.aio.EOF:
+                yield _parse(response_type, reply)
+        except grpc.aio.AioRpcError as error:
+            raise CallFailed(status_from_error(error)) from None
+        finally:
+            call.cancel()  # a no-op once the call is done; else the reader stopped early
 
     async def close(self) -> None:
         await self.channel.close()
+
+
+def _parse(response_type: type[Message], reply: bytes) -> Message:
+    """Bytes in, bytes out: parsing the reply here tells a malformed one apart from a
+    server error."""
+    try:
+        return response_type.FromString(reply)
+    except DecodeError:
+        raise CallFailed(
+            build_status(
+                grpc.StatusCode.INTERNAL, "malformed reply from the backend", MALFORMED_REPLY
+            )
+        ) from None
 
 
 def status_from_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:

@@ -43,6 +43,20 @@ AUTHORIZATION_KEY = "authorization"
 
 ERROR_DOMAIN = "crmgate"
 
+# Paths every gateway serves itself, streaming the bytes through Files.UploadObject,
+# Files.DownloadFile and ContactAssets.GetMedia; the server builds links with them.
+#: `POST {STORAGE_PATH}{bucket}`: the S3 browser-POST target of Close uploads.
+STORAGE_PATH = "/storage/"
+#: `GET {DOWNLOAD_PATH}{token}/{name}`: 24-hour download capabilities.
+DOWNLOAD_PATH = "/files/download/"
+#: `GET {PUBLIC_MEDIA_PATH}{uuid}/{name}`: C2C media.
+PUBLIC_MEDIA_PATH = "/media/"
+#: ErrorInfo.metadata key of an UploadObject failure: the HTTP status S3 gives it.
+HTTP_STATUS_KEY = "http_status"
+#: Bytes per streamed message, both ways: small beside gRPC's flow-control window, so
+#: neither side ever holds much of a file.
+CHUNK_BYTES = 256 * 1024
+
 #: Request ids: a random per-process prefix and a counter — unique, and cheaper than uuid4
 #: on the hot path.
 _ID_PREFIX = secrets.token_hex(6)

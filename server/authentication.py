@@ -25,8 +25,17 @@ SERVICE_CREDENTIALS = {
     "google.longrunning.Operations": "session",
 }
 
-#: Methods anyone may call.
-PUBLIC_METHODS = frozenset({"/crm.v1.Crm/Authenticate", "/crm.v1.Crm/GetResourceClass"})
+#: Methods anyone may call: signing in, the class modules, and the byte streams whose
+#: request is itself the capability (a signed policy, a download token, a media URL).
+PUBLIC_METHODS = frozenset(
+    {
+        "/crm.v1.Crm/Authenticate",
+        "/crm.v1.Crm/GetResourceClass",
+        "/files.v1.Files/UploadObject",
+        "/files.v1.Files/DownloadFile",
+        "/c2c.v1.ContactAssets/GetMedia",
+    }
+)
 
 #: Verifies a credential of one kind from the call metadata; None means "not valid".
 CredentialVerifier = Callable[[Mapping[str, str]], Awaitable[Principal | None]]

@@ -20,7 +20,7 @@ from server.crm.background import BackgroundRunner
 from server.crm.operations import OperationsService
 from server.crm.servicer import CrmService
 from server.files.servicer import FilesService
-from server.files.storage_http import object_storage, sign_upload_form
+from server.files.storage import object_storage, sign_upload_form, upload_target
 from server.links import PublicLinks
 
 
@@ -35,18 +35,17 @@ class Binding:
 def default_bindings(
     settings: Settings, links: PublicLinks, runner: BackgroundRunner
 ) -> list[Binding]:
+    buckets = object_storage(settings)
     return [
         Binding(
             contact_assets_pb2_grpc.add_ContactAssetsServicer_to_server,
-            ContactAssetsService(object_storage(settings), links),
+            ContactAssetsService(buckets, links),
         ),
         Binding(
             files_pb2_grpc.add_FilesServicer_to_server,
-            FilesService(links, sign_upload_form),
+            FilesService(links, sign_upload_form, buckets, upload_target(buckets)),
         ),
-        Binding(
-            crm_pb2_grpc.add_CrmServicer_to_server, CrmService(object_storage(settings), runner)
-        ),
+        Binding(crm_pb2_grpc.add_CrmServicer_to_server, CrmService(buckets, runner)),
         Binding(
             registrar(operations_pb2.DESCRIPTOR.services_by_name["Operations"]),
             OperationsService(),

@@ -256,7 +256,7 @@ async def _serve(
         caller = ChannelCaller(f"{args.grpc_host}:{grpc_port}")
     else:
         caller = runtime.in_process_caller()
-    routes = [*runtime.health_routes(), *runtime.storage_routes()]
+    routes = runtime.health_routes()
     runner, http_url = await _start_gateway(caller, args, settings, routes)
     runtime.links.served_at = http_url
     if demo:
@@ -303,13 +303,13 @@ async def _start_gateway(
     caller: Caller,
     args: argparse.Namespace,
     settings: Settings,
-    extra_routes: list[web.RouteDef] | None = None,
+    extra_routes: list[web.RouteDef],
 ) -> tuple[web.AppRunner, str]:
     app = build_app(
         caller,
         default_surfaces(dev=settings.dev),
         FILE_DESCRIPTORS,
-        extra_routes=extra_routes or [],
+        extra_routes=extra_routes,
         trusted_proxies=args.trusted_networks,
     )
     runner = web.AppRunner(app, access_log=None)

@@ -7,7 +7,8 @@ call still passes authentication, logging and status-detail handling.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
@@ -41,7 +42,9 @@ class InProcessContext:
 
 
 class InProcessCaller:
-    """The gateway's call interface, answered by servicers in this process."""
+    """The gateway's call interface, answered by servicers in this process. Streams pass
+    through as they are: the servicer pulls the gateway's messages (and the gateway pulls
+    the servicer's) one at a time, so a file is never whole in memory."""
 
     def __init__(self, pipeline: CallPipeline, handlers: Mapping[str, grpc.RpcMethodHandler]):
         self._pipeline = pipeline
@@ -54,17 +57,59 @@ class InProcessCaller:
         metadata: Sequence[tuple[str, str]],
         response_type: type[Message],
     ) -> Message:
+        return await self._run(method, "unary_unary", request, metadata)
+
+    async def call_stream_in(
+        self,
+        method: str,
+        requests: AsyncIterator[Message],
+        metadata: Sequence[tuple[str, str]],
+        response_type: type[Message],
+    ) -> Message:
+        return await self._run(method, "stream_unary", requests, metadata)
+
+    async def _run(
+        self,
+        method: str,
+        kind: str,
+        request: Message | AsyncIterator[Message],
+        metadata: Sequence[tuple[str, str]],
+    ) -> Message:
+        headers = dict(metadata)
+        behavior = self._behavior(method, kind)
+        return await self._pipeline.run(
+            method, behavior, request, headers, InProcessContext(headers)
+        )
+
+    async def call_stream_out(
+        self,
+        method: str,
+        request: Message,
+        metadata: Sequence[tuple[str, str]],
+        response_type: type[Message],
+    ) -> AsyncIterator[Message]:
+        headers = dict(metadata)
+        behavior = self._behavior(method, "unary_stream")
+        responses = self._pipeline.stream(
+            method, behavior, request, headers, InProcessContext(headers)
+        )
+        try:
+            async for response in responses:
+                yield response
+        finally:
+            await responses.aclose()
+
+    def _behavior(self, method: str, kind: str) -> Any:
+        """The servicer method behind `method`, if it is of this kind (unary_unary, …)."""
         handler = self._handlers.get(method)
-        if handler is None or handler.unary_unary is None:
+        behavior = getattr(handler, kind, None)
+        if behavior is None:
             raise CallFailed(
                 build_status(
                     grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented", "unimplemented"
                 )
             )
-        headers = dict(metadata)
-        return await self._pipeline.run(
-            method, handler.unary_unary, request, headers, InProcessContext(headers)
-        )
+        return behavior
 
     async def close(self) -> None:
         """Nothing to release: the servicers belong to the server."""

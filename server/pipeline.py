@@ -1,17 +1,19 @@
 """What happens around every call, whichever way it arrives.
 
-`CallPipeline.run` authenticates the caller, runs the servicer method with the principal
-in a context variable, turns every outcome into a response or a google.rpc.Status, and
-writes one structured log line. The gRPC server reaches it through `PipelineInterceptor`;
-the in-process caller (`server.inprocess`) calls it directly, so both paths share auth,
-logging and error details to the letter.
+`CallPipeline.run` (and `.stream`, for server-streaming methods) authenticates the
+caller, runs the servicer method with the principal in a context variable, turns every
+outcome into a response or a google.rpc.Status, and writes one structured log line. The
+gRPC server reaches it through `PipelineInterceptor`; the in-process caller
+(`server.inprocess`) calls it directly, so both paths share auth, logging and error
+details to the letter.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -25,7 +27,8 @@ from server.principal import Principal, current_principal
 
 log = logging.getLogger("crmgate.rpc")
 
-Behavior = Callable[[Message, Any], Awaitable[Message]]
+Behavior = Callable[[Any, Any], Awaitable[Message]]
+StreamBehavior = Callable[[Message, Any], AsyncIterator[Message]]
 #: Given the method and the call's metadata, the caller's principal (None for a public
 #: method); raises ApiError(UNAUTHENTICATED) for bad credentials.
 Authenticator = Callable[[str, Mapping[str, str]], Awaitable[Principal | None]]
@@ -39,30 +42,60 @@ class CallPipeline:
         self,
         method: str,
         behavior: Behavior,
-        request: Message,
+        request: Message | AsyncIterator[Message],
         metadata: Mapping[str, str],
         context: Any,
         *,
         run_as: Principal | None = None,
     ) -> Message:
-        """Run one unary call; returns the response or raises CallFailed. `run_as` skips
-        authentication for work a caller was already authenticated for (background
-        requests), keeping everything else the same."""
+        """Run one call with a single response (a unary call, or a client-streaming one:
+        `request` is then the stream of messages); returns the response or raises
+        CallFailed. `run_as` skips authentication for work a caller was already
+        authenticated for (background requests), keeping everything else the same."""
+        async with self._call(method, metadata, run_as):
+            response = await behavior(request, context)
+        return response
+
+    async def stream(
+        self,
+        method: str,
+        behavior: StreamBehavior,
+        request: Message,
+        metadata: Mapping[str, str],
+        context: Any,
+    ) -> AsyncIterator[Message]:
+        """Run one server-streaming call: its responses, then CallFailed for a failure at
+        any point (before the first response, for everything checked up front)."""
+        async with self._call(method, metadata, None):
+            async for response in behavior(request, context):
+                yield response
+
+    @asynccontextmanager
+    async def _call(
+        self, method: str, metadata: Mapping[str, str], run_as: Principal | None
+    ) -> AsyncIterator[None]:
+        """Authenticate, run the body with the principal set, turn every failure into a
+        CallFailed, and log the outcome once."""
         started = time.perf_counter()
         # A caller's own id is kept (for tracing across systems), within reason.
         request_id = (metadata.get(REQUEST_ID_KEY) or new_request_id())[:128]
         principal: Principal | None = None
         status: status_pb2.Status | None = None
-        response: Message | None = None
+        code = grpc.StatusCode.CANCELLED  # unless the body ends, one way or another
         try:
             principal = run_as or await self._authenticate(method, metadata)
             token = current_principal.set(principal)
             try:
-                response = await behavior(request, context)
+                yield
             finally:
                 current_principal.reset(token)
+            code = grpc.StatusCode.OK
         except ApiError as error:
             status = error.to_status()
+        except CallFailed as failure:
+            # An in-process caller's request stream failed (a malformed upload body):
+            # its status is the call's, as the same failure ends a call over a channel.
+            status = failure.status
         except NotImplementedError:
             status = build_status(
                 grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented", "unimplemented"
@@ -71,28 +104,28 @@ class CallPipeline:
             # The cause goes to the log only; the caller learns nothing of our insides.
             log.exception("unhandled error in %s (request %s)", method, request_id)
             status = build_status(grpc.StatusCode.INTERNAL, "internal error", "internal")
-        if log.isEnabledFor(logging.INFO):
-            code = status_code(status) if status is not None else grpc.StatusCode.OK
-            log.info(
-                "rpc",
-                extra={
-                    "rpc": {
-                        "method": method,
-                        "status": code.name,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                        "tenant": principal.tenant_name if principal else None,
-                        "request_id": request_id,
-                    }
-                },
-            )
+        finally:
+            if status is not None:
+                code = status_code(status)
+            if log.isEnabledFor(logging.INFO):
+                log.info(
+                    "rpc",
+                    extra={
+                        "rpc": {
+                            "method": method,
+                            "status": code.name,
+                            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                            "tenant": principal.tenant_name if principal else None,
+                            "request_id": request_id,
+                        }
+                    },
+                )
         if status is not None:
             raise CallFailed(status)
-        assert response is not None
-        return response
 
 
 class PipelineInterceptor(grpc.aio.ServerInterceptor):
-    """Routes every unary gRPC call through the pipeline."""
+    """Routes every call of our services (unary and streaming) through the pipeline."""
 
     def __init__(self, pipeline: CallPipeline) -> None:
         self._pipeline = pipeline
@@ -108,25 +141,58 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
         if wrapped is not None:
             return wrapped
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None or method.startswith("/grpc."):
-            return handler  # health, reflection and anything not unary pass through
-        wrapped = grpc.unary_unary_rpc_method_handler(
-            self._wrap(method, handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        if handler is None or method.startswith("/grpc."):
+            return handler  # health and reflection pass through
+        options = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            wrapped = grpc.unary_unary_rpc_method_handler(
+                self._wrap(method, handler.unary_unary), **options
+            )
+        elif handler.stream_unary is not None:
+            wrapped = grpc.stream_unary_rpc_method_handler(
+                self._wrap(method, handler.stream_unary), **options
+            )
+        elif handler.unary_stream is not None:
+            wrapped = grpc.unary_stream_rpc_method_handler(
+                self._wrap_stream(method, handler.unary_stream), **options
+            )
+        else:
+            return handler  # no bidirectional streams in the contract
         self._wrapped[method] = wrapped
         return wrapped
 
     def _wrap(self, method: str, behavior: Behavior) -> Behavior:
+        """A unary or client-streaming handler through the pipeline."""
         pipeline = self._pipeline
 
-        async def unary_unary(request: Message, context: grpc.aio.ServicerContext) -> Message:
-            metadata = {key: value for key, value in context.invocation_metadata() or ()}
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Message:
             try:
-                return await pipeline.run(method, behavior, request, metadata, context)
+                return await pipeline.run(method, behavior, request, _metadata(context), context)
             except CallFailed as failure:
                 await context.abort_with_status(rpc_status.to_status(failure.status))
                 raise  # abort() always raises; this keeps type checkers honest
 
-        return unary_unary
+        return handle
+
+    def _wrap_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
+        """A server-streaming handler through the pipeline."""
+        pipeline = self._pipeline
+
+        async def handle(
+            request: Message, context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[Message]:
+            responses = pipeline.stream(method, behavior, request, _metadata(context), context)
+            try:
+                async for response in responses:
+                    yield response
+            except CallFailed as failure:
+                await context.abort_with_status(rpc_status.to_status(failure.status))
+
+        return handle
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {key: value for key, value in context.invocation_metadata() or ()}

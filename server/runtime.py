@@ -21,7 +21,7 @@ from server.consistency import OrphanSweeper
 from server.crm.background import BackgroundRunner
 from server.crm.sessions import verify_session
 from server.database.connection import connect
-from server.files.storage_http import StorageRoutes, object_storage
+from server.files.storage import object_storage
 from server.grpc_server import build_grpc_server
 from server.health import Readiness
 from server.inprocess import InProcessCaller
@@ -79,10 +79,6 @@ class Runtime:
         grace = timedelta(seconds=self.settings.orphan_grace_seconds)
         sweeper = OrphanSweeper(object_storage(self.settings), grace)
         return asyncio.create_task(sweeper.run(), name="orphan-sweeper")
-
-    def storage_routes(self) -> list[web.RouteDef]:
-        """Embedded object storage (uploads and download URLs), served beside the gateway."""
-        return StorageRoutes(object_storage(self.settings)).routes()
 
     def health_routes(self) -> list[web.RouteDef]:
         """/healthz and /readyz, reporting this process's database and storage."""

@@ -29,8 +29,8 @@ from server import consistency
 from server.c2c.media import MEDIA_BUCKET
 from server.consistency import Kind
 from server.database.models import Contact, FileUpload, Media, Spreadsheet, Tenant, User
-from server.files.s3post.endpoint import PostEndpoint
 from server.files.s3post.policy import PolicyError
+from server.files.s3post.target import PostTarget
 from server.files.uploads import UPLOAD_BUCKET, create_upload, mark_uploaded
 from server.objects import ObjectStorage
 from server.objects.local import LocalObjects
@@ -545,14 +545,14 @@ def objects(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStorage:
     return LocalObjects(tmp_path / "objects")
 
 
-def endpoint(buckets: ObjectStorage, claim: Callable[..., object]) -> PostEndpoint:
+def endpoint(buckets: ObjectStorage, claim: Callable[..., object]) -> PostTarget:
     async def authorize(bucket: str, key: str) -> None:
         return None
 
     async def claiming(bucket: str, key: str, size: int, etag: str) -> bool:
         return bool(claim(bucket, key))
 
-    return PostEndpoint(buckets, dict, authorize, claiming)
+    return PostTarget(buckets, dict, authorize, claiming)
 
 
 def streamed(buckets: ObjectStorage, key: str, data: bytes) -> Path:

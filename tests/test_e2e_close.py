@@ -18,7 +18,7 @@ from closeio_api import APIError, Client, ValidationError
 
 from server.database.models import FileUpload
 from server.files.s3post.policy import build_form
-from server.files.storage_http import ACCESS_KEY_ID
+from server.files.storage import ACCESS_KEY_ID
 from server.signing_keys import signing_key
 from tests.support.processes import CrmgateProcess
 

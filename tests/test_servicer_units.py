@@ -21,6 +21,7 @@ from server.crm.background import BackgroundRunner
 from server.crm.servicer import CrmService
 from server.database.models import Contact, Media, Tenant
 from server.files.servicer import FilesService
+from server.files.storage import upload_target
 from server.links import PublicLinks
 from server.objects.local import LocalObjects
 from server.pipeline import CallPipeline
@@ -92,11 +93,13 @@ def test_attach_assets(acme: Principal, tmp_path: Path) -> None:
     )
 
 
-def test_create_upload_validation(acme: Principal) -> None:
+def test_create_upload_validation(acme: Principal, tmp_path: Path) -> None:
     def refuse(*args: object) -> tuple[str, dict[str, str]]:
         raise AssertionError("no form is signed for an invalid request")
 
-    server = grpc_testing_server(FILES, FilesService(PublicLinks(None), refuse), acme)
+    buckets = LocalObjects(tmp_path)
+    service = FilesService(PublicLinks(None), refuse, buckets, upload_target(buckets))
+    server = grpc_testing_server(FILES, service, acme)
     _, code, _, status = invoke(
         server, FILES, "CreateUpload", files.CreateUploadRequest(content_type="nonsense")
     )

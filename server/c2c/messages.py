@@ -8,10 +8,8 @@ from collections.abc import Sequence
 
 from c2c.v1 import contact_assets_pb2 as pb
 
+from gateway.contract import PUBLIC_MEDIA_PATH
 from server.database.models import Contact, Media
-
-#: Where the gateway serves the tenants' public media (server/files/storage_http.py).
-PUBLIC_MEDIA_PATH = "/media/"
 
 
 def asset(row: Media) -> pb.Asset:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 from c2c.v1 import contact_assets_pb2 as pb
@@ -17,10 +17,10 @@ from gateway.contract import ACCEPT_LANGUAGE_KEY
 from gateway.localisation import choose_locale, summary, translate
 from server.c2c import media
 from server.c2c.rules import FileInput, PreparedFile, Violation, check_request, prepare
-from server.errors import ApiError
+from server.errors import ApiError, not_found
 from server.executors import run_cpu, run_db
 from server.links import PublicLinks, call_metadata
-from server.objects import ObjectStorage
+from server.objects import ObjectStorage, stream_object
 from server.principal import Principal, require_principal
 
 log = logging.getLogger("crmgate.c2c")
@@ -109,6 +109,20 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
         principal = require_principal()
         await run_db(media.delete_asset, self._buckets, principal.tenant_id, request.uuid)
         return pb.DeleteAssetResponse()
+
+    async def GetMedia(
+        self, request: pb.GetMediaRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GetMediaResponse]:
+        """Public, as the media URL is: the UUID and file name are the capability."""
+        row = await run_db(media.public_media, request.uuid, request.name)
+        if row is None:
+            raise not_found("not_found", "No such file.")
+        size, chunks = await stream_object(self._buckets, media.MEDIA_BUCKET, row.storage_key)
+        yield pb.GetMediaResponse(
+            metadata=pb.MediaMetadata(content_type=row.mime_type, content_length=size)
+        )
+        async for chunk in chunks:
+            yield pb.GetMediaResponse(chunk=chunk)
 
 
 def validation_failed(violations: Sequence[Violation], locale: str) -> ApiError:

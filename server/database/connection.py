@@ -4,6 +4,7 @@ at once, or PostgreSQL through a bounded pool that outlives lost connections."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -56,6 +57,11 @@ class SqliteStore(peewee.SqliteDatabase):
             autoconnect=True,
         )
 
+    def _connect(self) -> sqlite3.Connection:
+        # Switching a new database to WAL takes an exclusive lock that processes starting
+        # together contend for, and SQLite answers that pragma BUSY without waiting.
+        return _retry_busy(super()._connect)
+
     def begin(self, lock_type: str | None = None) -> None:
         _retry_busy(lambda: super(SqliteStore, self).begin(lock_type))
 
@@ -82,13 +88,15 @@ def _retry_busy(attempt: Callable[[], T]) -> T:
     deadline = time.monotonic() + BUSY_RETRY_SECONDS
     delay = 0.01
     while True:
+        started = time.monotonic()
         try:
             return attempt()
-        except peewee.OperationalError as error:
-            code = getattr(getattr(error, "orig", None), "sqlite_errorcode", None)
+        except (peewee.OperationalError, sqlite3.OperationalError) as error:
+            code = getattr(getattr(error, "orig", error), "sqlite_errorcode", None)
             if code is None or code & 0xFF != SQLITE_BUSY or time.monotonic() > deadline:
                 raise
-            log.warning("SQLite stayed busy for %.0f s; trying again", BUSY_TIMEOUT_SECONDS)
+            if time.monotonic() - started >= BUSY_TIMEOUT_SECONDS:
+                log.warning("SQLite stayed busy for %.0f s; trying again", BUSY_TIMEOUT_SECONDS)
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
 

@@ -21,6 +21,7 @@ from urllib.parse import quote, unquote, urlsplit
 from aiohttp.helpers import content_disposition_header
 from files.v1 import files_pb2
 
+from gateway.contract import DOWNLOAD_PATH
 from server.database.models import FileUpload, Tenant, utcnow
 from server.files import messages
 from server.signing_keys import signing_key
@@ -28,7 +29,6 @@ from server.validation import Violations
 
 DOWNLOAD_WINDOW = timedelta(hours=24)
 UPLOAD_BUCKET = "crmgate-files"
-DOWNLOAD_PATH = "/files/download/"
 _TOKEN = re.compile(r"(file_[A-Za-z0-9]{16,40})\.([A-Za-z0-9_-]{43})")
 REQUIRED = "This field is required."
 MIME_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")

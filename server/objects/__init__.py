@@ -7,12 +7,25 @@ bucket (`media`, `crmgate-files`, `spreadsheets`) and a key.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from aiohttp import web
+from gateway.contract import CHUNK_BYTES
+from server.errors import not_found
+from server.executors import run_storage
+
+log = logging.getLogger("crmgate.storage")
+
+
+class Reader(Protocol):
+    """A stored object's bytes, read in pieces (a local file, a boto3 body)."""
+
+    def read(self, size: int) -> bytes: ...
+
+    def close(self) -> None: ...
 
 
 class ObjectStorage(Protocol):
@@ -44,11 +57,8 @@ class ObjectStorage(Protocol):
         """Temp files of this store (from open_temp), with their last modification: a
         crash mid-upload leaves them behind, and only a sweep removes them."""
 
-    async def respond(
-        self, request: web.Request, bucket: str, key: str, headers: Mapping[str, str]
-    ) -> web.StreamResponse:
-        """Serve an object over HTTP with these headers (type, disposition…); raise
-        FileNotFoundError, before anything is sent, when the object is missing."""
+    def open(self, bucket: str, key: str) -> tuple[int, Reader]:
+        """An object's size and a reader of its bytes; FileNotFoundError when missing."""
 
 
 def open_storage(storage_url: str | None, data_dir: Path) -> ObjectStorage:
@@ -63,3 +73,25 @@ def open_storage(storage_url: str | None, data_dir: Path) -> ObjectStorage:
     if storage_url:
         return LocalObjects(Path(storage_url.removeprefix("file://")))
     return LocalObjects(data_dir / "objects")
+
+
+async def stream_object(
+    buckets: ObjectStorage, bucket: str, key: str
+) -> tuple[int, AsyncIterator[bytes]]:
+    """An object's size and its bytes in chunks, read off the event loop: what the
+    streaming RPCs send, never the whole object in memory. NOT_FOUND when a row outlived
+    its object (`crmgate admin fsck` says which and repairs them)."""
+    try:
+        size, reader = await run_storage(buckets.open, bucket, key)
+    except FileNotFoundError:
+        log.error("object %s/%s is missing though a row points at it", bucket, key)
+        raise not_found("not_found", "No such file.") from None
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            while chunk := await run_storage(reader.read, CHUNK_BYTES):
+                yield chunk
+        finally:
+            reader.close()
+
+    return size, chunks()

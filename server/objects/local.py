@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-from aiohttp import web
+from typing import BinaryIO
 
 TEMP_PREFIX = ".upload-"
 
@@ -81,13 +80,12 @@ class LocalObjects:
             if path.name.startswith(TEMP_PREFIX):
                 yield path, modified
 
-    async def respond(
-        self, request: web.Request, bucket: str, key: str, headers: Mapping[str, str]
-    ) -> web.StreamResponse:
+    def open(self, bucket: str, key: str) -> tuple[int, BinaryIO]:
         path = self.path(bucket, key)
         if not path.is_file():
             raise FileNotFoundError(path)
-        return web.FileResponse(path, headers=dict(headers))
+        handle = path.open("rb")
+        return os.fstat(handle.fileno()).st_size, handle
 
 
 def _walk(top: Path) -> Iterator[tuple[Path, datetime]]:

@@ -9,20 +9,16 @@ first, so a failed request never leaves a partial object behind.
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from aiohttp import web
-
-from server.executors import run_storage
 from server.objects.local import LocalObjects
 
-CHUNK_BYTES = 256 * 1024
 TEMP_PREFIX = "crmgate-upload-"
 
 
@@ -89,25 +85,10 @@ class S3Objects:
                 continue
             yield path, datetime.fromtimestamp(modified, UTC)
 
-    async def respond(
-        self, request: web.Request, bucket: str, key: str, headers: Mapping[str, str]
-    ) -> web.StreamResponse:
+    def open(self, bucket: str, key: str) -> tuple[int, Any]:
+        """The size and boto3's streaming body (read(n), close())."""
         try:
-            reply = await run_storage(
-                functools.partial(
-                    self._client.get_object, Bucket=self.bucket, Key=self._name(bucket, key)
-                )
-            )
+            reply = self._client.get_object(Bucket=self.bucket, Key=self._name(bucket, key))
         except self._client.exceptions.NoSuchKey:
             raise FileNotFoundError(f"{bucket}/{key}") from None
-        response = web.StreamResponse(headers=dict(headers))
-        response.content_length = reply["ContentLength"]
-        await response.prepare(request)
-        body = reply["Body"]
-        try:
-            while chunk := await run_storage(body.read, CHUNK_BYTES):
-                await response.write(chunk)
-        finally:
-            body.close()
-        await response.write_eof()
-        return response
+        return reply["ContentLength"], reply["Body"]

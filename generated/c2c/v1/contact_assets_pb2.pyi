@@ -496,3 +496,87 @@ class GetMessageLocaleResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetMessageLocaleResponse: _TypeAlias = GetMessageLocaleResponse  # noqa: Y015
+
+@_typing.final
+class GetMediaRequest(_message.Message):
+    """GetMediaRequest names an asset as its public URL does."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UUID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    uuid: _builtins.str
+    """The asset's UUID."""
+    name: _builtins.str
+    """The file name the media URL ends with (AssetDetails.url); it must match."""
+    def __init__(
+        self,
+        *,
+        uuid: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "uuid", b"uuid"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMediaRequest: _TypeAlias = GetMediaRequest  # noqa: Y015
+
+@_typing.final
+class GetMediaResponse(_message.Message):
+    """GetMediaResponse is one message of a media download: the metadata first,
+    then the bytes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """The next bytes of the file; in every later message."""
+    @_builtins.property
+    def metadata(self) -> Global___MediaMetadata:
+        """The asset's metadata; only in the first message."""
+
+    def __init__(
+        self,
+        *,
+        metadata: Global___MediaMetadata | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___GetMediaResponse: _TypeAlias = GetMediaResponse  # noqa: Y015
+
+@_typing.final
+class MediaMetadata(_message.Message):
+    """MediaMetadata is what an HTTP response serving an asset says about it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_LENGTH_FIELD_NUMBER: _builtins.int
+    content_type: _builtins.str
+    """The MIME type of the stored bytes."""
+    content_length: _builtins.int
+    """The size in bytes: the chunks that follow add up to it."""
+    def __init__(
+        self,
+        *,
+        content_type: _builtins.str = ...,
+        content_length: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_length", b"content_length", "content_type", b"content_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MediaMetadata: _TypeAlias = MediaMetadata  # noqa: Y015

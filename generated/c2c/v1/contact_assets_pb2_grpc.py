@@ -67,6 +67,11 @@ class ContactAssetsStub:
                 request_serializer=c2c_dot_v1_dot_contact__assets__pb2.GetMessageLocaleRequest.SerializeToString,
                 response_deserializer=c2c_dot_v1_dot_contact__assets__pb2.GetMessageLocaleResponse.FromString,
                 _registered_method=True)
+        self.GetMedia = channel.unary_stream(
+                '/c2c.v1.ContactAssets/GetMedia',
+                request_serializer=c2c_dot_v1_dot_contact__assets__pb2.GetMediaRequest.SerializeToString,
+                response_deserializer=c2c_dot_v1_dot_contact__assets__pb2.GetMediaResponse.FromString,
+                _registered_method=True)
 
 
 class ContactAssetsServicer:
@@ -126,6 +131,17 @@ class ContactAssetsServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMedia(self, request, context):
+        """GetMedia streams an asset's stored bytes by its public media URL's UUID
+        and file name: the first message carries the metadata, every later one a
+        chunk. Public, as the URL is: no API key is needed. NOT_FOUND when no
+        asset has that UUID and file name. No REST binding: every gateway serves
+        media URLs itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContactAssetsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -158,6 +174,11 @@ def add_ContactAssetsServicer_to_server(servicer, server):
                     servicer.GetMessageLocale,
                     request_deserializer=c2c_dot_v1_dot_contact__assets__pb2.GetMessageLocaleRequest.FromString,
                     response_serializer=c2c_dot_v1_dot_contact__assets__pb2.GetMessageLocaleResponse.SerializeToString,
+            ),
+            'GetMedia': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetMedia,
+                    request_deserializer=c2c_dot_v1_dot_contact__assets__pb2.GetMediaRequest.FromString,
+                    response_serializer=c2c_dot_v1_dot_contact__assets__pb2.GetMediaResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -325,6 +346,33 @@ class ContactAssets:
             '/c2c.v1.ContactAssets/GetMessageLocale',
             c2c_dot_v1_dot_contact__assets__pb2.GetMessageLocaleRequest.SerializeToString,
             c2c_dot_v1_dot_contact__assets__pb2.GetMessageLocaleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/c2c.v1.ContactAssets/GetMedia',
+            c2c_dot_v1_dot_contact__assets__pb2.GetMediaRequest.SerializeToString,
+            c2c_dot_v1_dot_contact__assets__pb2.GetMediaResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -411,3 +411,217 @@ class GetEmailActivityResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetEmailActivityResponse: _TypeAlias = GetEmailActivityResponse  # noqa: Y015
+
+@_typing.final
+class UploadObjectRequest(_message.Message):
+    """UploadObjectRequest is one message of an upload: the form first, then the
+    file's bytes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORM_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """The next bytes of the file; in every later message."""
+    @_builtins.property
+    def form(self) -> Global___ObjectForm:
+        """The bucket and the form fields; only in the first message."""
+
+    def __init__(
+        self,
+        *,
+        form: Global___ObjectForm | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "form", b"form", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "form", b"form", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["form", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___UploadObjectRequest: _TypeAlias = UploadObjectRequest  # noqa: Y015
+
+@_typing.final
+class ObjectForm(_message.Message):
+    """ObjectForm is everything of a browser-POST form but the file's bytes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    FIELDS_FIELD_NUMBER: _builtins.int
+    FILENAME_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    """The bucket the form is posted to (the last segment of UploadForm.url)."""
+    filename: _builtins.str
+    """The file part's file name, which replaces `${filename}` in the key."""
+    @_builtins.property
+    def fields(self) -> _containers.RepeatedCompositeFieldContainer[Global___FormField]:
+        """The fields sent before the file, in order, names as sent (S3 compares
+        them case-insensitively; a name given twice is refused).
+        """
+
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        fields: _abc.Iterable[Global___FormField] | None = ...,
+        filename: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "fields", b"fields", "filename", b"filename"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ObjectForm: _TypeAlias = ObjectForm  # noqa: Y015
+
+@_typing.final
+class FormField(_message.Message):
+    """FormField is one field of a browser-POST form."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The field's name."""
+    value: _builtins.str
+    """The field's value."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FormField: _TypeAlias = FormField  # noqa: Y015
+
+@_typing.final
+class UploadObjectResponse(_message.Message):
+    """UploadObjectResponse describes the object stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BUCKET_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    ETAG_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    bucket: _builtins.str
+    """The bucket it was stored in."""
+    key: _builtins.str
+    """Its key (the form's key, `${filename}` replaced)."""
+    etag: _builtins.str
+    """S3's ETag: the quoted hex MD5 of the bytes."""
+    size: _builtins.int
+    """Its size in bytes."""
+    def __init__(
+        self,
+        *,
+        bucket: _builtins.str = ...,
+        key: _builtins.str = ...,
+        etag: _builtins.str = ...,
+        size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bucket", b"bucket", "etag", b"etag", "key", b"key", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadObjectResponse: _TypeAlias = UploadObjectResponse  # noqa: Y015
+
+@_typing.final
+class DownloadFileRequest(_message.Message):
+    """DownloadFileRequest names a file by its download URL's last two segments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The signed token (`file_….signature`)."""
+    name: _builtins.str
+    """The file name the URL ends with; only the token decides what is served."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadFileRequest: _TypeAlias = DownloadFileRequest  # noqa: Y015
+
+@_typing.final
+class DownloadFileResponse(_message.Message):
+    """DownloadFileResponse is one message of a download: the file's metadata
+    first, then its bytes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """The next bytes of the file; in every later message."""
+    @_builtins.property
+    def metadata(self) -> Global___FileMetadata:
+        """The file's metadata; only in the first message."""
+
+    def __init__(
+        self,
+        *,
+        metadata: Global___FileMetadata | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___DownloadFileResponse: _TypeAlias = DownloadFileResponse  # noqa: Y015
+
+@_typing.final
+class FileMetadata(_message.Message):
+    """FileMetadata is what an HTTP response serving a file says about it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_DISPOSITION_FIELD_NUMBER: _builtins.int
+    CONTENT_LENGTH_FIELD_NUMBER: _builtins.int
+    content_type: _builtins.str
+    """The MIME type the upload declared."""
+    content_disposition: _builtins.str
+    """`attachment` with the file's name (RFC 6266)."""
+    content_length: _builtins.int
+    """The size in bytes: the chunks that follow add up to it."""
+    def __init__(
+        self,
+        *,
+        content_type: _builtins.str = ...,
+        content_disposition: _builtins.str = ...,
+        content_length: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_disposition", b"content_disposition", "content_length", b"content_length", "content_type", b"content_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FileMetadata: _TypeAlias = FileMetadata  # noqa: Y015

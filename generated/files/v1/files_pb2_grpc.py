@@ -52,6 +52,16 @@ class FilesStub:
                 request_serializer=files_dot_v1_dot_files__pb2.GetEmailActivityRequest.SerializeToString,
                 response_deserializer=files_dot_v1_dot_files__pb2.GetEmailActivityResponse.FromString,
                 _registered_method=True)
+        self.UploadObject = channel.stream_unary(
+                '/files.v1.Files/UploadObject',
+                request_serializer=files_dot_v1_dot_files__pb2.UploadObjectRequest.SerializeToString,
+                response_deserializer=files_dot_v1_dot_files__pb2.UploadObjectResponse.FromString,
+                _registered_method=True)
+        self.DownloadFile = channel.unary_stream(
+                '/files.v1.Files/DownloadFile',
+                request_serializer=files_dot_v1_dot_files__pb2.DownloadFileRequest.SerializeToString,
+                response_deserializer=files_dot_v1_dot_files__pb2.DownloadFileResponse.FromString,
+                _registered_method=True)
 
 
 class FilesServicer:
@@ -83,6 +93,29 @@ class FilesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadObject(self, request_iterator, context):
+        """UploadObject stores a file through a signed S3 browser-POST form, as the
+        storage endpoint an UploadForm names does. The first message carries the
+        bucket and the form; every later one a chunk of the file, in order. The
+        signed policy is the capability: no API key is needed. Failures carry S3's
+        error code as the ErrorInfo reason and its HTTP status in the metadata
+        (`http_status`). No REST binding: every gateway serves the form's URL itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadFile(self, request, context):
+        """DownloadFile streams an uploaded file by its download capability: the
+        first message carries the file's metadata, every later one a chunk of its
+        bytes. NOT_FOUND for a forged token or an upload not completed,
+        FAILED_PRECONDITION (reason `expired`) once its 24 hours have passed. No
+        REST binding: every gateway serves DownloadLink URLs itself.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FilesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -100,6 +133,16 @@ def add_FilesServicer_to_server(servicer, server):
                     servicer.GetEmailActivity,
                     request_deserializer=files_dot_v1_dot_files__pb2.GetEmailActivityRequest.FromString,
                     response_serializer=files_dot_v1_dot_files__pb2.GetEmailActivityResponse.SerializeToString,
+            ),
+            'UploadObject': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadObject,
+                    request_deserializer=files_dot_v1_dot_files__pb2.UploadObjectRequest.FromString,
+                    response_serializer=files_dot_v1_dot_files__pb2.UploadObjectResponse.SerializeToString,
+            ),
+            'DownloadFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadFile,
+                    request_deserializer=files_dot_v1_dot_files__pb2.DownloadFileRequest.FromString,
+                    response_serializer=files_dot_v1_dot_files__pb2.DownloadFileResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -186,6 +229,60 @@ class Files:
             '/files.v1.Files/GetEmailActivity',
             files_dot_v1_dot_files__pb2.GetEmailActivityRequest.SerializeToString,
             files_dot_v1_dot_files__pb2.GetEmailActivityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadObject(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/files.v1.Files/UploadObject',
+            files_dot_v1_dot_files__pb2.UploadObjectRequest.SerializeToString,
+            files_dot_v1_dot_files__pb2.UploadObjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/files.v1.Files/DownloadFile',
+            files_dot_v1_dot_files__pb2.DownloadFileRequest.SerializeToString,
+            files_dot_v1_dot_files__pb2.DownloadFileResponse.FromString,
             options,
             channel_credentials,
             insecure,
