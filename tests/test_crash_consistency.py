@@ -35,6 +35,8 @@ from server.files.uploads import UPLOAD_BUCKET, create_upload, mark_uploaded
 from server.objects import ObjectStorage
 from server.objects.local import LocalObjects
 from tests.support import samples
+from tests.support.multipart import CONTENT_TYPE as FORM_CONTENT_TYPE
+from tests.support.multipart import streamed_form
 from tests.support.processes import CrmgateProcess, crmgate_command, run_admin
 from tests.support.s3 import rclone_s3
 
@@ -188,11 +190,19 @@ def kill_mid_upload(server: CrmgateProcess, key: str, temps: Callable[[], list[P
     the temp file holds part of it. Returns the upload form."""
     form = new_upload(server, key)
     halfway, resume = threading.Event(), threading.Event()
+
+    def pause_halfway(index: int) -> None:
+        if index == 25:
+            halfway.set()
+            resume.wait(DEADLINE)
+
     request = in_background(
         lambda: requests.post(
             form["upload"]["url"],
-            data=multipart(form["upload"]["fields"], megabytes=50, halfway=halfway, resume=resume),
-            headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+            data=streamed_form(
+                form["upload"]["fields"], 50, os.urandom(1024 * 1024), pause_halfway
+            ),
+            headers={"Content-Type": FORM_CONTENT_TYPE},
             timeout=DEADLINE,
         )
     )
@@ -252,9 +262,6 @@ def bucket_keys(env: dict[str, str]) -> set[str]:
     return {item["Key"].removeprefix(start) for item in listing.get("Contents", [])}
 
 
-BOUNDARY = "crmgate-crash-boundary"
-
-
 def new_upload(server: CrmgateProcess, key: str) -> dict:
     answer = requests.post(
         server.http_url + "/api/v1/files/upload/",
@@ -264,29 +271,6 @@ def new_upload(server: CrmgateProcess, key: str) -> dict:
     )
     assert answer.status_code == 200, answer.text
     return answer.json()
-
-
-def multipart(
-    fields: dict[str, str], megabytes: int, halfway: threading.Event, resume: threading.Event
-) -> Iterator[bytes]:
-    """A multipart/form-data body, streamed: it stops halfway through the file until
-    `resume` is set."""
-    for name, value in fields.items():
-        yield (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-        ).encode()
-    yield (
-        f"--{BOUNDARY}\r\n"
-        'Content-Disposition: form-data; name="file"; filename="big.bin"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    chunk = os.urandom(1024 * 1024)
-    for index in range(megabytes):
-        if index == megabytes // 2:
-            halfway.set()
-            resume.wait(DEADLINE)
-        yield chunk
-    yield f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
 def wait_until(condition: Callable[[], bool]) -> None:

@@ -162,7 +162,16 @@ def test_every_surface_through_either_gateway(cluster: Cluster) -> None:
     other.close()
 
 
-def test_a_killed_servers_work_settles_without_any_poll(cluster: Cluster) -> None:
+@dataclass
+class RunningImport:
+    client: VoyzuClient
+    request_id: str
+    row: BackgroundRequest  # as it was once a server claimed it
+
+
+@pytest.fixture
+def running_import(cluster: Cluster) -> Iterator[RunningImport]:
+    """A large background import, claimed by one of the servers."""
     admin(cluster, "user", "create", "--tenant", "acme", "--email", "u@acme.example",
           "--password", PASSWORD, "--plan", "paid")  # fmt: skip
     client = VoyzuClient(cluster.gateways[0])
@@ -170,38 +179,39 @@ def test_a_killed_servers_work_settles_without_any_poll(cluster: Cluster) -> Non
     status, body = client.post("/api/imports/create?async=true", big_import(30_000))
     assert status == 200, body
     request_id = body["RequestId"]
-    running = wait_for_row(cluster, request_id, lambda r: r.status == "PROCESSING")
-    owner_of(cluster, running).kill()
+    row = wait_for_row(cluster, request_id, lambda r: r.status == "PROCESSING")
+    yield RunningImport(client, request_id, row)
+    client.close()
+
+
+def test_a_killed_servers_work_settles_without_any_poll(
+    cluster: Cluster, running_import: RunningImport
+) -> None:
+    client, request_id = running_import.client, running_import.request_id
+    owner_of(cluster, running_import.row).kill()
     # Nobody polls: the survivor's sweep settles it once the lease runs out. An import is
     # not idempotent (it may be half applied), so it fails, saying so.
     settled = wait_for_row(
         cluster, request_id, lambda r: r.status == "FAILED", deadline=LEASE_SECONDS * 4 + 10
     )
-    assert settled.owner == running.owner
+    assert settled.owner == running_import.row.owner
     status, report = client.post(f"/api/request/get/{request_id}")
     assert (status, report["ProcessStatus"], report["StatusCode"]) == (200, "FAILED", 540)
     assert report["ErrorMessage"].startswith("The request was interrupted and may have been")
     # The cluster still works through the other server.
-    status, body = client.post("/api/contacts/search", {})
+    status, _ = client.post("/api/contacts/search", {})
     assert status == 200
-    client.close()
 
 
-def test_a_stopping_server_drains_then_releases(cluster: Cluster) -> None:
-    admin(cluster, "user", "create", "--tenant", "acme", "--email", "u@acme.example",
-          "--password", PASSWORD, "--plan", "paid")  # fmt: skip
-    client = VoyzuClient(cluster.gateways[1])
-    client.sign_in("u@acme.example", PASSWORD)
-    status, body = client.post("/api/imports/create?async=true", big_import(30_000))
-    assert status == 200, body
-    request_id = body["RequestId"]
-    running = wait_for_row(cluster, request_id, lambda r: r.status == "PROCESSING")
-    server = owner_of(cluster, running)
-    server.stop()  # SIGTERM: exits 0 after a 1 s grace, the import released, not lost
+def test_a_stopping_server_drains_then_releases(
+    cluster: Cluster, running_import: RunningImport
+) -> None:
+    client, request_id = running_import.client, running_import.request_id
+    # SIGTERM: it exits 0 after a 1 s grace, the import released, never reported wrongly.
+    owner_of(cluster, running_import.row).stop()
     row = request_row(cluster, request_id)
     assert row.status in ("FAILED", "PROCESSED"), row.status
     _, report = client.post(f"/api/request/get/{request_id}")
     assert report["ProcessStatus"] == row.status
     if row.status == "FAILED":
         assert report["ErrorMessage"].startswith("The request was interrupted")
-    client.close()

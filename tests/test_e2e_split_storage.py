@@ -18,10 +18,11 @@ from c2c.v1 import contact_assets_pb2, contact_assets_pb2_grpc
 from closeio_api import Client
 from files.v1 import files_pb2, files_pb2_grpc
 
+from tests.support.multipart import CONTENT_TYPE as FORM_CONTENT_TYPE
+from tests.support.multipart import streamed_form
 from tests.support.processes import CrmgateProcess
 
 MiB = 1024 * 1024
-BOUNDARY = "crmgate-split-boundary"
 #: How much either process's peak RSS may grow while 100 MiB pass through it.
 RSS_BUDGET = 32 * MiB
 
@@ -168,22 +169,6 @@ def reset_peak_rss(pid: int) -> int:
     return peak_rss(pid)
 
 
-def multipart(fields: dict[str, str], megabytes: int, block: bytes) -> Iterator[bytes]:
-    """A multipart/form-data body, generated as it is sent: the test holds 1 MiB."""
-    for name, value in fields.items():
-        yield (
-            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-        ).encode()
-    yield (
-        f"--{BOUNDARY}\r\n"
-        'Content-Disposition: form-data; name="file"; filename="big.bin"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode()
-    for _ in range(megabytes):
-        yield block
-    yield f"\r\n--{BOUNDARY}--\r\n".encode()
-
-
 def test_100_mib_through_a_split_gateway_keeps_memory_flat(
     split: CrmgateProcess, tenant: dict[str, str]
 ) -> None:
@@ -199,8 +184,8 @@ def test_100_mib_through_a_split_gateway_keeps_memory_flat(
     before = {name: reset_peak_rss(pid) for name, pid in pids.items()}
     posted = requests.post(
         form["upload"]["url"],
-        data=multipart(form["upload"]["fields"], 100, block),
-        headers={"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+        data=streamed_form(form["upload"]["fields"], 100, block),
+        headers={"Content-Type": FORM_CONTENT_TYPE},
         timeout=300,
     )
     uploaded = {name: peak_rss(pid) - before[name] for name, pid in pids.items()}
