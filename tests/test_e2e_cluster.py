@@ -129,6 +129,18 @@ def test_every_surface_through_either_gateway(cluster: Cluster) -> None:
             timeout=10,
         )
         assert form.status_code == 200, form.text
+    # The upload target and the download are served by any gateway, bytes through S3.
+    upload = form.json()
+    posted = requests.post(
+        upload["upload"]["url"],
+        data=upload["upload"]["fields"],
+        files={"file": ("a.txt", b"shared by every replica", "text/plain")},
+        timeout=30,
+    )
+    assert posted.status_code == 201, posted.text
+    download = upload["download"]["url"].replace(second, first)
+    assert download != upload["download"]["url"]
+    assert requests.get(download, timeout=30).content == b"shared by every replica"
     attached = requests.post(
         second + "/api/c2c/contacts/assets",
         headers={**headers, "Content-Type": "application/json"},
@@ -145,6 +157,9 @@ def test_every_surface_through_either_gateway(cluster: Cluster) -> None:
         timeout=30,
     )
     assert attached.status_code == 201, attached.text
+    (asset,) = attached.json()["data"]["assets"]
+    media = requests.get(f"{first}/media/{asset['uuid']}/{asset['name']}", timeout=30)
+    assert (media.status_code, media.content) == (200, b"notes\n")
     # A session made through one gateway works through the other; so does polling.
     voyzu = VoyzuClient(first)
     session = voyzu.sign_in("u@acme.example", PASSWORD)["SessionId"]
