@@ -881,3 +881,25 @@ def test_two_columns_for_one_field_are_refused(ada: VoyzuClient) -> None:
         400,
         {"ErrorMessage": "Columns 'Email' and 'E-mail' both map to Email."},
     )
+
+
+def test_search_matches_every_word_in_any_case(ada: VoyzuClient) -> None:
+    """Each word of SearchText must match some field; case is ignored for all of Unicode
+    on both backends; an overlong SearchText is bad input, not a 500."""
+    new_contact(ada, "emile@search.example", FirstName="Émile", LastName="Zola")
+    new_contact(ada, "ada@search.example", FirstName="Ada", LastName="Lovelace", Company="Ça Va")
+
+    def found(text: str) -> list[str]:
+        status, body = ada.post("/api/contacts/search", {"SearchText": text})
+        assert status == 200, body
+        return sorted(row["Email"] for row in body["Rows"])
+
+    assert found("émile") == found("ÉMILE") == ["emile@search.example"]
+    assert found("ça") == ["ada@search.example"]
+    assert found("Ada Lovelace") == ["ada@search.example"]
+    assert found("lovelace   search.example") == ["ada@search.example"]
+    assert found("Ada Zola") == []
+    assert ada.post("/api/contacts/search", {"SearchText": "x" * 60_000}) == (
+        400,
+        {"ErrorMessage": "SearchText must be at most 200 characters."},
+    )

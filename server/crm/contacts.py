@@ -35,6 +35,8 @@ SORTABLE = {
     "UpdatedDate": Contact.updated_at,
 }
 DEFAULT_PAGE_SIZE = 50
+#: Longer search texts are refused (400): no name, email or value is longer.
+MAX_SEARCH_TEXT = 200
 MAX_PAGE_SIZE = 500
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 LIMITS = {"FirstName": 100, "LastName": 100, "Email": 320, "Phone": 64, "Company": 200}
@@ -161,16 +163,19 @@ def delete(user_id: int | None, contact_id: str) -> None:
 
 def matching(user: User, search: crm_pb2.ContactsSearchInput) -> peewee.ModelSelect:
     query = Contact.select().where(visible_to(user))
-    text = search.search_text.strip().lower()
-    if text:
+    if len(search.search_text) > MAX_SEARCH_TEXT:
+        raise invalid_argument(f"SearchText must be at most {MAX_SEARCH_TEXT} characters.")
+    # Every word must match some field, ignoring case (all of Unicode's, on both backends).
+    for word in search.search_text.lower().split():
         values = CustomFieldValue.select(CustomFieldValue.contact).where(
-            peewee.fn.LOWER(CustomFieldValue.value).contains(text)
+            peewee.fn.LOWER(CustomFieldValue.value).contains(word)
         )
         query = query.where(
-            peewee.fn.LOWER(Contact.first_name).contains(text)
-            | peewee.fn.LOWER(Contact.last_name).contains(text)
-            | Contact.email_normalized.contains(text)
-            | peewee.fn.LOWER(Contact.company).contains(text)
+            peewee.fn.LOWER(Contact.first_name).contains(word)
+            | peewee.fn.LOWER(Contact.last_name).contains(word)
+            | peewee.fn.LOWER(Contact.email_normalized).contains(word)
+            | peewee.fn.LOWER(Contact.company).contains(word)
+            | peewee.fn.LOWER(Contact.phone).contains(word)
             | Contact.id.in_(values)
         )
     if search.sort_by and search.sort_by not in SORTABLE:

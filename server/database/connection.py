@@ -56,6 +56,9 @@ class SqliteStore(peewee.SqliteDatabase):
             lock_type="IMMEDIATE",
             autoconnect=True,
         )
+        # SQLite's LOWER folds ASCII only ("Émile" stays "Émile"); PostgreSQL's folds all of
+        # Unicode. Python's, in its place, makes case-insensitive search agree on both.
+        self.register_function(_lower, "lower", 1, deterministic=True)
 
     def _connect(self) -> sqlite3.Connection:
         # Switching a new database to WAL takes an exclusive lock that processes starting
@@ -69,6 +72,10 @@ class SqliteStore(peewee.SqliteDatabase):
         if self.in_transaction():
             return super().execute_sql(sql, params)
         return _retry_busy(lambda: super(SqliteStore, self).execute_sql(sql, params))
+
+
+def _lower(text: str | None) -> str | None:
+    return text.lower() if isinstance(text, str) else text
 
 
 def unavailable(error: BaseException) -> bool:
