@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
@@ -148,8 +148,12 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary is not None:
+            # The request arrives as bytes and is parsed inside the pipeline, so one that
+            # cannot be parsed is INVALID_ARGUMENT (and logged) rather than grpc's UNKNOWN.
+            behavior = _parsed(handler.request_deserializer, handler.unary_unary)
             wrapped = grpc.unary_unary_rpc_method_handler(
-                self._wrap(method, handler.unary_unary), **options
+                self._wrap(method, behavior),
+                response_serializer=handler.response_serializer,
             )
         elif handler.stream_unary is not None:
             wrapped = grpc.stream_unary_rpc_method_handler(
@@ -192,6 +196,21 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort_with_status(rpc_status.to_status(failure.status))
 
         return handle
+
+
+def _parsed(parse: Callable[[bytes], Message], behavior: Behavior) -> Behavior:
+    async def run(raw: bytes, context: Any) -> Message:
+        try:
+            request = parse(raw)
+        except DecodeError:
+            raise ApiError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "malformed_request",
+                "The request message could not be parsed.",
+            ) from None
+        return await behavior(request, context)
+
+    return run
 
 
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:

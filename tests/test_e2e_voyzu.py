@@ -15,7 +15,7 @@ import openpyxl
 import peewee
 import pytest
 import requests
-from crm.v1 import crm_pb2
+from crm.v1 import crm_pb2, crm_pb2_grpc
 from google.protobuf import any_pb2
 
 from server.database.connection import open_database
@@ -903,3 +903,60 @@ def test_search_matches_every_word_in_any_case(ada: VoyzuClient) -> None:
         400,
         {"ErrorMessage": "SearchText must be at most 200 characters."},
     )
+
+
+def test_grpc_refuses_what_it_cannot_read(crmgate: CrmgateProcess, ada: VoyzuClient) -> None:
+    """Malformed requests and paging parameters are INVALID_ARGUMENT with a plain message,
+    and a background request that cannot be read is refused when started, not left
+    PROCESSING."""
+    import grpc
+    from google.longrunning import operations_pb2, operations_pb2_grpc
+    from grpc_status import rpc_status
+
+    from gateway.contract import error_reason
+
+    metadata = [("x-voyzu-session", ada.cookie("voyzu_session_id"))]
+    with grpc.insecure_channel(crmgate.grpc_target) as channel:
+
+        def refusal(call: object) -> tuple[grpc.StatusCode, str, str]:
+            with pytest.raises(grpc.RpcError) as caught:
+                call()  # type: ignore[operator]
+            status = rpc_status.from_call(caught.value)
+            return caught.value.code(), error_reason(status), status.message
+
+        raw = channel.unary_unary("/crm.v1.Crm/SearchContacts")
+        assert refusal(lambda: raw(b"\xff\xff\xff", metadata=metadata)) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "malformed_request",
+            "The request message could not be parsed.",
+        )
+        operations = operations_pb2_grpc.OperationsStub(channel)
+        for listing, message in (
+            (
+                operations_pb2.ListOperationsRequest(page_token="1" * 30),
+                "page_token is not one this service gave out.",
+            ),
+            (operations_pb2.ListOperationsRequest(page_size=-5), "page_size must not be negative."),
+        ):
+            assert refusal(
+                lambda listing=listing: operations.ListOperations(listing, metadata=metadata)
+            ) == (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "bad_request",
+                message,
+            )
+        garbage = any_pb2.Any(
+            type_url="type.googleapis.com/crm.v1.SearchContactsRequest", value=b"\xff\xff"
+        )
+        wrong_type = any_pb2.Any()
+        wrong_type.Pack(crm_pb2.ListUsersRequest())
+        start = crm_pb2_grpc.CrmStub(channel).StartRequest
+        for packed in (garbage, wrong_type):
+            request = crm_pb2.StartRequestRequest(
+                method="/crm.v1.Crm/SearchContacts", request=packed
+            )
+            code, reason, message = refusal(
+                lambda request=request: start(request, metadata=metadata)
+            )
+            assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "bad_request")
+            assert message == "The request is not a valid request of /crm.v1.Crm/SearchContacts."

@@ -31,6 +31,7 @@ import peewee
 from crm.v1 import crm_pb2
 from google.protobuf import any_pb2
 from google.protobuf.descriptor_pb2 import MethodOptions
+from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 
 from gateway.contract import CallFailed, build_status
@@ -73,6 +74,23 @@ def progress_reporter() -> Progress:
     (a direct call). Read it on the event loop: worker threads do not see the context
     variable, so the servicer hands it to the domain function it runs."""
     return current_progress.get() or (lambda percent, commentary: None)
+
+
+def _unpacked(handler: grpc.RpcMethodHandler, packed: bytes) -> Message | None:
+    """The request message stored for a method, or None when it cannot be read."""
+    try:
+        return handler.request_deserializer(any_pb2.Any.FromString(packed).value)
+    except DecodeError:
+        return None
+
+
+def readable_request(handler: grpc.RpcMethodHandler, request: any_pb2.Any) -> bool:
+    """Whether a request to start names the method's own message and parses as it."""
+    expected = handler.request_deserializer(b"").DESCRIPTOR.full_name
+    return (
+        request.type_url.rpartition("/")[2] == expected
+        and _unpacked(handler, request.SerializeToString()) is not None
+    )
 
 
 def rerunnable(method: str) -> bool:
@@ -330,7 +348,14 @@ class BackgroundRunner:
                 grpc.StatusCode.FAILED_PRECONDITION, "The request can no longer run.", "gone"
             )
             return None, status
-        request = handler.request_deserializer(any_pb2.Any.FromString(row.request).value)
+        request = _unpacked(handler, row.request)
+        if request is None:
+            status = build_status(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "The stored request could not be read, so it cannot run.",
+                "malformed_request",
+            )
+            return None, status
         token = current_progress.set(_reporter(row.request_id, self._released))
         try:
             response = await self._pipeline.run(

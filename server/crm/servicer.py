@@ -9,7 +9,12 @@ from crm.v1 import crm_pb2_grpc
 from google.api import httpbody_pb2
 
 from server.crm import contacts, custom_fields, exports, imports, jsclasses, requests, sheets, users
-from server.crm.background import BackgroundRunner, background_allowed, progress_reporter
+from server.crm.background import (
+    BackgroundRunner,
+    background_allowed,
+    progress_reporter,
+    readable_request,
+)
 from server.crm.dates import iso
 from server.crm.sessions import sign_in
 from server.errors import ApiError, invalid_argument, not_found
@@ -162,8 +167,11 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         self, request: pb.StartRequestRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartRequestResponse:
         principal = require_principal()
-        if request.method not in self._runner.handlers or not background_allowed(request.method):
+        handler = self._runner.handlers.get(request.method)
+        if handler is None or not background_allowed(request.method):
             raise invalid_argument(f"{request.method} cannot run in the background.")
+        if not readable_request(handler, request.request):
+            raise invalid_argument(f"The request is not a valid request of {request.method}.")
         request_id = await run_db(requests.enqueue, principal, request.method, request.request)
         self._runner.wake()
         return pb.StartRequestResponse(request_id=request_id)
