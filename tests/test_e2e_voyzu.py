@@ -760,7 +760,7 @@ def test_plans_are_per_customer(crmgate: CrmgateProcess, server_db: peewee.Datab
     assert Tenant.get(Tenant.name == "acme").plan == "paid"
     assert Tenant.get(Tenant.name == "initech").plan == "free"
     stored = User.get(User.email == "ada@acme.example").password_hash
-    assert stored.startswith("scrypt$") and PASSWORD not in stored
+    assert stored.startswith("$argon2id$") and PASSWORD not in stored
 
 
 def test_google_longrunning_operations(crmgate: CrmgateProcess, ada: VoyzuClient) -> None:

@@ -241,3 +241,37 @@ def test_postgres_statements_have_a_time_limit(postgres_url: str) -> None:
         assert db.execute_sql("SELECT 1").fetchone() == (1,)
     finally:
         db.close()
+
+
+def _legacy_scrypt_hash(password: str) -> str:
+    """A hash as crmgate made them before Argon2id (scrypt, N=2^14, r=8, p=1)."""
+    import base64
+    import hashlib
+
+    salt = b"0123456789abcdef"
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    encode = base64.b64encode
+    return f"scrypt$16384$8$1${encode(salt).decode()}${encode(digest).decode()}"
+
+
+def test_passwords_are_argon2id_and_old_hashes_are_upgraded_at_sign_in(
+    store: peewee.Database,
+) -> None:
+    import asyncio
+
+    from server.crm.passwords import hash_password, verify_password
+    from server.crm.sessions import sign_in
+    from server.database.models import User
+
+    assert hash_password("a long password").startswith("$argon2id$")
+    admin.create_tenant("acme", [], "en")
+    user = admin.create_user("acme", "old@acme.example", "temporary password", None)
+    User.update(password_hash=_legacy_scrypt_hash("kept from before")).execute()
+    assert asyncio.run(sign_in("old@acme.example", "wrong")) is None
+    assert User.get_by_id(user.id).password_hash.startswith("scrypt$")  # not on a failure
+    assert asyncio.run(sign_in("old@acme.example", "kept from before")) is not None
+    upgraded = User.get_by_id(user.id).password_hash
+    assert upgraded.startswith("$argon2id$")
+    assert verify_password("kept from before", upgraded)
+    assert not verify_password("kept from before", None)  # an unknown user
+    assert not verify_password("kept from before", "not a hash")

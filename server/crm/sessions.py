@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from gateway.contract import SESSION_KEY
 from server.api_keys import hash_secret
-from server.crm.passwords import verify_password
+from server.crm.passwords import hash_password, needs_rehash, verify_password
 from server.database.connection import database
 from server.database.models import Session, Tenant, User, utcnow
 from server.executors import run_cpu, run_db
@@ -33,6 +33,9 @@ async def sign_in(email: str, password: str) -> NewSession | None:
     stored = user.password_hash if user else None
     if not await run_cpu(verify_password, password, stored) or user is None:
         return None
+    if needs_rehash(user.password_hash):  # an older scheme: replace it while we can
+        user.password_hash = await run_cpu(hash_password, password)
+        await run_db(lambda: user.save(only=[User.password_hash]))
     return await run_db(_open_session, user)
 
 
