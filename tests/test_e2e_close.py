@@ -365,3 +365,45 @@ def test_a_field_given_twice_is_refused(pending: dict) -> None:
     )
     assert s3_error(answer) == (400, "InvalidArgument")
     assert post(pending["url"], pending["fields"]).status_code == 201
+
+
+def test_attachments_are_only_this_servers_download_urls(
+    crmgate: CrmgateProcess, close: dict[str, str], pending: dict
+) -> None:
+    """A valid token under another host, or in a javascript: or ftp: URL, is no download
+    URL of ours; ours is stored (and returned) in its canonical form."""
+    assert post(pending["url"], pending["fields"]).status_code == 201
+    api = client(crmgate, close["key"])
+    path = pending["download"].removeprefix(crmgate.http_url)
+    for url in (
+        "http://evil.example" + path,
+        "javascript:alert(1)//" + path,
+        "ftp://" + crmgate.http_url.removeprefix("http://") + path,
+    ):
+        with pytest.raises(ValidationError) as caught:
+            api.post(
+                "activity/email", {"contact_id": close["contact_id"], "attachments": [{"url": url}]}
+            )
+        assert list(caught.value.field_errors) == ["attachments.0.url"], url
+    created = api.post(
+        "activity/email",
+        {"contact_id": close["contact_id"], "attachments": [{"url": pending["download"]}]},
+    )
+    assert created["attachments"][0]["url"] == pending["download"]
+
+
+def test_file_names_with_control_characters_are_refused(
+    crmgate: CrmgateProcess, close: dict[str, str]
+) -> None:
+    api = client(crmgate, close["key"])
+    for name in ("a\r\nSet-Cookie: x.txt", "tab\there.txt", "del\x7f.txt"):
+        with pytest.raises(ValidationError) as caught:
+            api.post("files/upload", {"filename": name, "content_type": "text/plain"})
+        assert caught.value.field_errors == {
+            "filename": "File names cannot contain control characters."
+        }, name
+    with pytest.raises(ValidationError) as caught:  # refused by the gateway, for any field
+        api.post("files/upload", {"filename": "nul\x00.txt", "content_type": "text/plain"})
+    assert caught.value.errors == [
+        "The body holds a NUL character (\\u0000), which no field accepts."
+    ]

@@ -15,7 +15,7 @@ from server.database.connection import database
 from server.database.models import Contact, EmailActivity, EmailAttachment
 from server.errors import ApiError
 from server.files import messages
-from server.files.uploads import REQUIRED, attachable
+from server.files.uploads import REQUIRED, attachable, download_url
 from server.validation import Violations
 
 DIRECTIONS = ("incoming", "outgoing")
@@ -23,11 +23,12 @@ STATUSES = ("inbox", "draft", "scheduled", "outbox", "sent")
 
 
 def create(
-    tenant_id: int, request: files_pb2.CreateEmailActivityRequest
+    tenant_id: int, request: files_pb2.CreateEmailActivityRequest, base: str
 ) -> files_pb2.EmailActivity:
-    """A new activity on one of the tenant's contacts. Attachments must be download URLs
-    of the tenant's completed, unexpired uploads; the upload fills in what the caller
-    left out (name, size, type)."""
+    """A new activity on one of the tenant's contacts. Attachments must be this server's
+    download URLs (under `base`) of the tenant's completed, unexpired uploads, and are
+    stored in canonical form; the upload fills in what the caller left out (name, size,
+    type)."""
     violations = Violations()
     if request.direction and request.direction not in DIRECTIONS:
         violations.add("direction", f"Must be one of: {', '.join(DIRECTIONS)}.")
@@ -36,7 +37,7 @@ def create(
     contact = _contact(tenant_id, request.contact_id, violations)
     uploads = []
     for index, attachment in enumerate(request.attachments):
-        upload = attachable(tenant_id, attachment.url) if attachment.url else None
+        upload = attachable(tenant_id, attachment.url, base) if attachment.url else None
         if upload is None:
             violations.add(
                 f"attachments.{index}.url",
@@ -74,7 +75,7 @@ def create(
                 activity=activity,
                 upload=upload,
                 position=position,
-                url=attachment.url,
+                url=download_url(base, upload),
                 filename=attachment.filename or upload.filename,
                 size=attachment.size or upload.size or 0,
                 content_type=attachment.content_type or upload.content_type,

@@ -58,7 +58,8 @@ class FilesService(files_pb2_grpc.FilesServicer):
         self, request: files_pb2.CreateEmailActivityRequest, context: grpc.aio.ServicerContext
     ) -> files_pb2.CreateEmailActivityResponse:
         principal = require_principal()
-        activity = await run_db(activities.create, principal.tenant_id, request)
+        base = self._links.base(call_metadata(context))
+        activity = await run_db(activities.create, principal.tenant_id, request, base)
         return files_pb2.CreateEmailActivityResponse(activity=activity)
 
     async def GetEmailActivity(

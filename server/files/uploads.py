@@ -32,6 +32,8 @@ UPLOAD_BUCKET = "crmgate-files"
 _TOKEN = re.compile(r"(file_[A-Za-z0-9]{16,40})\.([A-Za-z0-9_-]{43})")
 REQUIRED = "This field is required."
 MIME_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")
+#: Line breaks and other controls break headers (Content-Disposition) and logs.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 
 #: Builds the signed browser-POST form: (bucket, key, content_type, disposition, max bytes,
@@ -61,12 +63,19 @@ def file_id_from_token(token: str) -> str | None:
     return match.group(1)
 
 
-def token_from_url(url: str) -> str | None:
-    """The token of a download URL of ours (any host: only the signature matters)."""
-    path = unquote(urlsplit(url).path)
-    if DOWNLOAD_PATH not in path:
+def token_from_url(url: str, base: str) -> str | None:
+    """The token of one of this server's own download URLs: under `base` (the public base
+    links are made with), or — with no absolute base to compare — an http(s) URL whose
+    path is ours. Anything else (another host, `javascript:`, `ftp:`) is no download URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
-    return path.split(DOWNLOAD_PATH, 1)[1].split("/", 1)[0]
+    if base and not url.startswith(base + DOWNLOAD_PATH):
+        return None
+    path = unquote(parts.path)
+    if not path.startswith(DOWNLOAD_PATH):
+        return None
+    return path.removeprefix(DOWNLOAD_PATH).split("/", 1)[0]
 
 
 def content_disposition(filename: str) -> str:
@@ -97,6 +106,8 @@ def begin(
         violations.add("filename", REQUIRED)
     elif len(filename) > 255:
         violations.add("filename", "Ensure this value has at most 255 characters.")
+    elif CONTROL_CHARACTERS.search(filename):
+        violations.add("filename", "File names cannot contain control characters.")
     if not content_type.strip():
         violations.add("content_type", REQUIRED)
     elif not MIME_TYPE.fullmatch(content_type.strip()):
@@ -178,9 +189,12 @@ def resolve(token: str, now: datetime | None = None) -> Downloadable | None:
     return Downloadable(upload, now >= upload.uploaded_at + DOWNLOAD_WINDOW)
 
 
-def attachable(tenant: Tenant | int, url: str, now: datetime | None = None) -> FileUpload | None:
-    """The tenant's completed, unexpired upload behind a download URL, else None."""
-    token = token_from_url(url)
+def attachable(
+    tenant: Tenant | int, url: str, base: str, now: datetime | None = None
+) -> FileUpload | None:
+    """The tenant's completed, unexpired upload behind one of our download URLs, else
+    None."""
+    token = token_from_url(url, base)
     found = resolve(token, now) if token else None
     tenant_id = tenant if isinstance(tenant, int) else tenant.id
     if found is None or found.expired or found.upload.tenant_id != tenant_id:
