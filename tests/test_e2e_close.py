@@ -407,3 +407,18 @@ def test_file_names_with_control_characters_are_refused(
     assert caught.value.errors == [
         "The body holds a NUL character (\\u0000), which no field accepts."
     ]
+
+
+def test_a_file_name_with_a_slash_downloads(crmgate: CrmgateProcess, close: dict[str, str]) -> None:
+    api = client(crmgate, close["key"])
+    form = upload_form(api, "reports/q1.txt", "text/plain")
+    assert "/reports%2Fq1.txt" in form["download"]["url"]
+    posted = requests.post(
+        form["upload"]["url"],
+        data=form["upload"]["fields"],
+        files={"file": ("q1.txt", b"first quarter", "text/plain")},
+        timeout=10,
+    )
+    assert posted.status_code == 201, posted.text
+    fetched = requests.get(form["download"]["url"], timeout=10)
+    assert (fetched.status_code, fetched.content) == (200, b"first quarter")

@@ -76,7 +76,8 @@ class StorageSurface(Surface):
     def routes(self) -> list[web.RouteDef]:
         return [
             web.post(STORAGE_PATH + "{bucket}", self.upload),
-            web.get(DOWNLOAD_PATH + "{token}/{name}", self.download),
+            # The name is for people (the token is the capability): it may hold a "/".
+            web.get(DOWNLOAD_PATH + "{token}/{name:.+}", self.download),
             web.get(PUBLIC_MEDIA_PATH + "{uuid}/{name}", self.media),
         ]
 

@@ -52,7 +52,9 @@ def download_token(file_id: str) -> str:
 
 
 def download_url(base: str, upload: FileUpload) -> str:
-    return f"{base}{DOWNLOAD_PATH}{download_token(upload.file_id)}/{quote(upload.filename)}"
+    return (
+        f"{base}{DOWNLOAD_PATH}{download_token(upload.file_id)}/{quote(upload.filename, safe='')}"
+    )
 
 
 def file_id_from_token(token: str) -> str | None:
