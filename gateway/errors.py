@@ -35,23 +35,27 @@ BACKEND_UNAVAILABLE = "backend_unavailable"
 BACKEND_TIMEOUT = "backend_timeout"
 MALFORMED_REPLY = "malformed_reply"
 
-#: Refusals worded by the gateway from the catalogue (a surface may re-word them in the
-#: caller's language); every other status was worded by the service.
-GATEWAY_WORDED = frozenset(
+#: Refusals of what a request body holds (its type, its JSON, its fields): feedback a
+#: caller without valid credentials must not get.
+BODY_REFUSALS = frozenset(
     {
-        ROUTE_NOT_FOUND,
-        METHOD_NOT_ALLOWED,
         INVALID_JSON,
         JSON_TOO_DEEP,
         NUMBER_TOO_LONG,
         NUL_CHARACTER,
         INVALID_REQUEST,
         UNSUPPORTED_MEDIA_TYPE,
-        BODY_TOO_LARGE,
-        MISSING_API_VERSION,
-        UNSUPPORTED_API_VERSION,
     }
 )
+#: Refusals worded by the gateway from the catalogue (a surface may re-word them in the
+#: caller's language); every other status was worded by the service.
+GATEWAY_WORDED = BODY_REFUSALS | {
+    ROUTE_NOT_FOUND,
+    METHOD_NOT_ALLOWED,
+    BODY_TOO_LARGE,
+    MISSING_API_VERSION,
+    UNSUPPORTED_API_VERSION,
+}
 
 
 def reject(

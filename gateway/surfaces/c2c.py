@@ -23,6 +23,7 @@ from gateway.contract import (
     field_violations,
 )
 from gateway.errors import (
+    BODY_REFUSALS,
     BODY_TOO_LARGE,
     GATEWAY_WORDED,
     INVALID_JSON,
@@ -49,17 +50,6 @@ SUPPORTED_VERSIONS = frozenset({"v1"})
 #: Methods whose success is not a plain 200.
 SUCCESS_STATUS = {"/c2c.v1.ContactAssets/AttachAssets": 201}
 LOCALE_METHOD = "/c2c.v1.ContactAssets/GetMessageLocale"
-#: Refusals about the body: a caller without a valid key learns nothing from them.
-BODY_FEEDBACK = frozenset(
-    {
-        INVALID_JSON,
-        JSON_TOO_DEEP,
-        NUMBER_TOO_LONG,
-        NUL_CHARACTER,
-        INVALID_REQUEST,
-        UNSUPPORTED_MEDIA_TYPE,
-    }
-)
 
 
 def decode_content(text: str) -> bytes:
@@ -147,7 +137,7 @@ class C2cSurface(Surface):
         try:
             locale = await self._locale(request)
         except CallFailed as failure:
-            if info.reason in BODY_FEEDBACK:
+            if info.reason in BODY_REFUSALS:
                 return await self.render_error(request, failure.status)
             locale = choose_locale("en", True, request.headers.get("Accept-Language", ""))
         violations = [
