@@ -14,8 +14,9 @@ import secrets
 import time
 from collections.abc import Callable
 
-from server.database.models import ApiKey, Tenant, TenantHost, utcnow
+from server.database.models import ApiKey, Tenant, utcnow
 from server.principal import Principal
+from server.tenant_hosts import TenantHosts
 
 #: What a plaintext key of each kind starts with.
 KEY_PREFIXES = {"c2c": "c2c_", "close": "api_"}
@@ -57,10 +58,12 @@ def revoke_api_key(key_id: str) -> bool:
 class KeyVerifier:
     """Turns a presented key (and the host it was presented on) into a Principal."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, hosts: TenantHosts | None = None
+    ) -> None:
         self._clock = clock
         self._keys: dict[str, tuple[float, Principal | None]] = {}
-        self._hosts: dict[str, tuple[float, int | None]] = {}
+        self._hosts = hosts or TenantHosts(clock)
 
     def verify(self, plaintext: str, kind: str, host: str | None) -> Principal | None:
         """The key's principal, or None when the key is unknown, revoked, of another kind,
@@ -72,11 +75,7 @@ class KeyVerifier:
         principal = self._lookup_key(digest)
         if principal is None or principal.credential_kind != kind:
             return None
-        if host:
-            bound_to = self._lookup_host(host)
-            if bound_to is not None and bound_to != principal.tenant_id:
-                return None
-        return principal
+        return principal if self._hosts.admits(host, principal.tenant_id) else None
 
     def cached(self, plaintext: str, kind: str, host: str | None) -> tuple[bool, Principal | None]:
         """(hit, principal) answered from memory alone, so the hot path never blocks."""
@@ -88,10 +87,10 @@ class KeyVerifier:
         if principal is None or principal.credential_kind != kind:
             return True, None
         if host:
-            host_entry = self._hosts.get(host)
-            if host_entry is None or host_entry[0] < now:
+            host_hit, bound_to = self._hosts.cached(host)
+            if not host_hit:
                 return False, None
-            if host_entry[1] is not None and host_entry[1] != principal.tenant_id:
+            if bound_to is not None and bound_to != principal.tenant_id:
                 return True, None
         return True, principal
 
@@ -120,15 +119,3 @@ class KeyVerifier:
             self._keys.clear()
         self._keys[digest] = (now + CACHE_SECONDS, principal)
         return principal
-
-    def _lookup_host(self, host: str) -> int | None:
-        now = self._clock()
-        entry = self._hosts.get(host)
-        if entry is not None and entry[0] >= now:
-            return entry[1]
-        row = TenantHost.get_or_none(TenantHost.host == host)
-        tenant_id = row.tenant_id if row is not None else None
-        if len(self._hosts) >= CACHE_MAX_ENTRIES:
-            self._hosts.clear()
-        self._hosts[host] = (now + CACHE_SECONDS, tenant_id)
-        return tenant_id

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from gateway.contract import BASE_URL_KEY
+from gateway.contract import BASE_URL_KEY, HOST_KEY
 
 
 class PublicLinks:
@@ -24,3 +24,9 @@ class PublicLinks:
 def call_metadata(context: object) -> dict[str, str]:
     """The call's metadata as a dict, from a grpc.aio or in-process context."""
     return {key: value for key, value in context.invocation_metadata() or ()}  # type: ignore[attr-defined]
+
+
+def call_host(context: object) -> str | None:
+    """The public host the call came to, as the gateway saw it; None for a caller that
+    did not say (direct gRPC)."""
+    return call_metadata(context).get(HOST_KEY) or None

@@ -27,6 +27,7 @@ from server.health import Readiness
 from server.inprocess import InProcessCaller
 from server.links import PublicLinks
 from server.pipeline import CallPipeline
+from server.tenant_hosts import tenant_hosts
 
 
 @dataclass
@@ -45,7 +46,7 @@ class Runtime:
     def start(cls, settings: Settings) -> Runtime:
         executors.configure(executors.PoolSizes(database=settings.db_pool_size))
         db = connect(settings)
-        verifier = KeyVerifier()
+        verifier = KeyVerifier(hosts=tenant_hosts)
         authenticator = Authenticator(
             {
                 "c2c": api_key_verifier(verifier, "c2c"),

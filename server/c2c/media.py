@@ -18,6 +18,7 @@ from server.database.models import Contact, Media, normalize_email
 from server.errors import not_found
 from server.files.uploads import safe_name
 from server.objects import ObjectStorage
+from server.tenant_hosts import tenant_hosts
 
 MEDIA_BUCKET = "media"
 COLLECTION = "default"
@@ -107,13 +108,15 @@ def delete_asset(buckets: ObjectStorage, tenant_id: int, media_uuid: str) -> Non
     buckets.delete(MEDIA_BUCKET, media.storage_key)
 
 
-def public_media(media_uuid: str, file_name: str) -> Media | None:
-    """The asset a public media URL names (its UUID and file name), else None."""
+def public_media(media_uuid: str, file_name: str, host: str | None) -> Media | None:
+    """The asset a public media URL names (its UUID and file name), else None; also
+    None on a host bound to another tenant."""
     try:
         parsed = uuid.UUID(media_uuid)
     except ValueError:
         return None
-    return Media.get_or_none(Media.uuid == parsed, Media.file_name == file_name)
+    row = Media.get_or_none(Media.uuid == parsed, Media.file_name == file_name)
+    return row if row is not None and tenant_hosts.admits(host, row.tenant_id) else None
 
 
 def _owned(model: type[_Row], tenant_id: int, row_uuid: str, what: str) -> _Row:

@@ -19,7 +19,7 @@ from server.c2c import media
 from server.c2c.rules import FileInput, PreparedFile, Violation, check_request, prepare
 from server.errors import ApiError, not_found
 from server.executors import run_cpu, run_db
-from server.links import PublicLinks, call_metadata
+from server.links import PublicLinks, call_host, call_metadata
 from server.objects import ObjectStorage, stream_object
 from server.principal import Principal, require_principal
 
@@ -113,8 +113,9 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
     async def GetMedia(
         self, request: pb.GetMediaRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.GetMediaResponse]:
-        """Public, as the media URL is: the UUID and file name are the capability."""
-        row = await run_db(media.public_media, request.uuid, request.name)
+        """Public, as the media URL is: the UUID and file name are the capability, on
+        the hosts of the tenant that owns it."""
+        row = await run_db(media.public_media, request.uuid, request.name, call_host(context))
         if row is None:
             raise not_found("not_found", "No such file.")
         size, chunks = await stream_object(self._buckets, media.MEDIA_BUCKET, row.storage_key)

@@ -19,6 +19,7 @@ from server.crm.dates import iso
 from server.crm.sessions import sign_in
 from server.errors import ApiError, invalid_argument, not_found
 from server.executors import run_db, run_db_bulk
+from server.links import call_host
 from server.objects import ObjectStorage
 from server.principal import require_principal
 
@@ -31,7 +32,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
     async def Authenticate(
         self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext
     ) -> pb.AuthenticateResponse:
-        session = await sign_in(request.input.email, request.input.password)
+        session = await sign_in(request.input.email, request.input.password, call_host(context))
         if session is None:
             raise ApiError(
                 grpc.StatusCode.UNAUTHENTICATED, "invalid_credentials", "Invalid email or password."

@@ -1,4 +1,7 @@
-"""voyzu sessions: random ids handed out once, stored as SHA-256, with an expiry."""
+"""voyzu sessions: random ids handed out once, stored as SHA-256, with an expiry.
+
+Like API keys, a user signs in and uses a session only on hosts its tenant may use
+(server.tenant_hosts): elsewhere the credentials are as good as wrong."""
 
 from __future__ import annotations
 
@@ -7,13 +10,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gateway.contract import SESSION_KEY
+from gateway.contract import HOST_KEY, SESSION_KEY
 from server.api_keys import hash_secret
 from server.crm.passwords import hash_password, needs_rehash, verify_password
 from server.database.connection import database
 from server.database.models import Session, Tenant, User, utcnow
 from server.executors import run_cpu, run_db
 from server.principal import Principal
+from server.tenant_hosts import tenant_hosts
 
 SESSION_LIFETIME = timedelta(hours=12)
 
@@ -25,11 +29,12 @@ class NewSession:
     expires_at: datetime
 
 
-async def sign_in(email: str, password: str) -> NewSession | None:
-    """A new session for the user with these credentials, else None (whichever was
-    wrong: the caller cannot tell, and the timing does not tell either). The hash is
-    checked on the CPU pool so a flood of sign-ins never holds a database thread."""
-    user = await run_db(User.get_or_none, User.email == email.strip().lower())
+async def sign_in(email: str, password: str, host: str | None = None) -> NewSession | None:
+    """A new session for the user with these credentials on this host, else None
+    (whichever was wrong: the caller cannot tell, and the timing does not tell either).
+    The hash is checked on the CPU pool so a flood of sign-ins never holds a database
+    thread."""
+    user = await run_db(_user_on_host, email.strip().lower(), host)
     stored = user.password_hash if user else None
     if not await run_cpu(verify_password, password, stored) or user is None:
         return None
@@ -37,6 +42,11 @@ async def sign_in(email: str, password: str) -> NewSession | None:
         user.password_hash = await run_cpu(hash_password, password)
         await run_db(lambda: user.save(only=[User.password_hash]))
     return await run_db(_open_session, user)
+
+
+def _user_on_host(email: str, host: str | None) -> User | None:
+    user = User.get_or_none(User.email == email)
+    return user if user is not None and tenant_hosts.admits(host, user.tenant_id) else None
 
 
 def _open_session(user: User) -> NewSession:
@@ -51,7 +61,7 @@ def _open_session(user: User) -> NewSession:
     return NewSession(session_id, user, now + SESSION_LIFETIME)
 
 
-def principal_for(session_id: str) -> Principal | None:
+def principal_for(session_id: str, host: str | None = None) -> Principal | None:
     row = (
         Session.select(Session, User, Tenant)
         .join(User)
@@ -59,7 +69,9 @@ def principal_for(session_id: str) -> Principal | None:
         .where(Session.token_hash == hash_secret(session_id), Session.expires_at > utcnow())
         .first()
     )
-    return principal_for_user(row.user) if row is not None else None
+    if row is None or not tenant_hosts.admits(host, row.user.tenant_id):
+        return None
+    return principal_for_user(row.user)
 
 
 def principal_for_user(user: User) -> Principal:
@@ -80,4 +92,4 @@ async def verify_session(metadata: Mapping[str, str]) -> Principal | None:
     session_id = metadata.get(SESSION_KEY, "")
     if not session_id or len(session_id) > 200 or not session_id.isascii():
         return None
-    return await run_db(principal_for, session_id)
+    return await run_db(principal_for, session_id, metadata.get(HOST_KEY) or None)

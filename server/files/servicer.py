@@ -18,7 +18,7 @@ from server.files import activities, uploads
 from server.files.s3post.policy import PolicyError
 from server.files.s3post.target import PostTarget
 from server.files.uploads import FormSigner
-from server.links import PublicLinks, call_metadata
+from server.links import PublicLinks, call_host, call_metadata
 from server.objects import ObjectStorage, stream_object
 from server.principal import require_principal
 
@@ -84,6 +84,7 @@ class FilesService(files_pb2_grpc.FilesServicer):
                 [(field.name, field.value) for field in form.fields],
                 form.filename,
                 _chunks(request_iterator),
+                call_host(context),
             )
         except PolicyError as error:
             raise ApiError(
@@ -99,7 +100,7 @@ class FilesService(files_pb2_grpc.FilesServicer):
     async def DownloadFile(
         self, request: files_pb2.DownloadFileRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[files_pb2.DownloadFileResponse]:
-        found = await run_db(uploads.resolve, request.token, utcnow())
+        found = await run_db(uploads.resolve, request.token, utcnow(), call_host(context))
         if found is None:
             raise not_found("not_found", "No such file.")
         if found.expired:

@@ -54,8 +54,8 @@ def _credentials() -> Mapping[str, Credentials]:
     return {credentials.access_key_id: credentials}
 
 
-async def _authorize(bucket: str, key: str) -> tuple[str, str] | None:
-    if await run_db(is_pending, bucket, key):
+async def _authorize(bucket: str, key: str, host: str | None) -> tuple[str, str] | None:
+    if await run_db(is_pending, bucket, key, host):
         return None
     return "AccessDenied", "No pending upload for this key (it may be complete already)."
 

@@ -25,6 +25,7 @@ from gateway.contract import DOWNLOAD_PATH
 from server.database.models import FileUpload, Tenant, utcnow
 from server.files import messages
 from server.signing_keys import signing_key
+from server.tenant_hosts import tenant_hosts
 from server.validation import Violations
 
 DOWNLOAD_WINDOW = timedelta(hours=24)
@@ -115,7 +116,7 @@ def begin(
     elif not MIME_TYPE.fullmatch(content_type.strip()):
         violations.add("content_type", "Enter a valid MIME type, such as image/jpeg.")
     violations.raise_if_any("validation_failed", "Invalid upload request.")
-    upload = create_upload(tenant_id, filename.strip(), content_type.strip())
+    upload = create_upload(tenant_id, display_name(filename), content_type.strip())
     url, fields = sign_form(
         upload.bucket,
         upload.key,
@@ -160,16 +161,12 @@ def unmark_uploaded(bucket: str, key: str) -> None:
     ).execute()
 
 
-def is_pending(bucket: str, key: str) -> bool:
-    return (
-        FileUpload.select()
-        .where(
-            FileUpload.bucket == bucket,
-            FileUpload.key == key,
-            FileUpload.uploaded_at.is_null(),
-        )
-        .exists()
+def is_pending(bucket: str, key: str, host: str | None = None) -> bool:
+    """Whether the upload at this key awaits its object, on a host its tenant may use."""
+    upload = FileUpload.get_or_none(
+        FileUpload.bucket == bucket, FileUpload.key == key, FileUpload.uploaded_at.is_null()
     )
+    return upload is not None and tenant_hosts.admits(host, upload.tenant_id)
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,9 @@ from server.executors import run_storage
 from server.files.s3post.policy import Credentials, PolicyError, verify_form
 from server.objects import ObjectStorage
 
-#: Whether an object may be written at (bucket, key) now: None, or S3's (code, message).
-Authorize = Callable[[str, str], Awaitable[tuple[str, str] | None]]
+#: Whether an object may be written at (bucket, key) now, through this public host (None:
+#: a caller that did not say): None, or S3's (code, message).
+Authorize = Callable[[str, str, str | None], Awaitable[tuple[str, str] | None]]
 #: Record an object now in place (bucket, key, size, etag); False refuses it (it is then
 #: removed again).
 Claim = Callable[[str, str, int, str], Awaitable[bool]]
@@ -64,6 +65,7 @@ class PostTarget:
         fields: Iterable[tuple[str, str]],
         filename: str,
         chunks: AsyncIterable[bytes],
+        host: str | None = None,
     ) -> StoredObject:
         """Verify the form (fields as sent before the file), then stream, publish and
         record the file; raises PolicyError with S3's code and status."""
@@ -79,7 +81,7 @@ class PostTarget:
             self._buckets.check_key(bucket, accepted.key)
         except ValueError:
             raise PolicyError("InvalidArgument", "Invalid object key.", 400) from None
-        refusal = await self._authorize(bucket, accepted.key)
+        refusal = await self._authorize(bucket, accepted.key, host)
         if refusal is not None:
             raise PolicyError(refusal[0], refusal[1], 403)
         temp, descriptor = self._buckets.open_temp(bucket, accepted.key)
@@ -91,18 +93,20 @@ class PostTarget:
                     "Your proposed upload is smaller than the minimum allowed size.",
                     400,
                 )
-            await self._complete(temp, bucket, accepted.key, size, etag)
+            await self._complete(temp, bucket, accepted.key, size, etag, host)
         finally:
             temp.unlink(missing_ok=True)
         return StoredObject(accepted.key, size, etag)
 
-    async def _complete(self, temp: Path, bucket: str, key: str, size: int, etag: str) -> None:
+    async def _complete(
+        self, temp: Path, bucket: str, key: str, size: int, etag: str, host: str | None
+    ) -> None:
         """Publish the object, then record it: the record never runs ahead of the object.
         Under the key's lock, so an upload that finished streaming second finds the
         key taken instead of overwriting the object the first one recorded."""
         lock = self._completing.setdefault((bucket, key), asyncio.Lock())
         async with lock:
-            if await self._authorize(bucket, key) is not None:
+            if await self._authorize(bucket, key, host) is not None:
                 raise _completed()
             await run_storage(self._buckets.publish, temp, bucket, key)
             if not await self._claim(bucket, key, size, etag):
