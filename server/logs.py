@@ -16,6 +16,11 @@ import sys
 import time
 from typing import Any
 
+#: Libraries whose DEBUG lines carry what they send and receive: peewee's SQL with its
+#: parameters (key, session and password hashes), botocore's signed requests and the
+#: bodies of S3 transfers. They never log below INFO, whatever CRMGATE_LOG_LEVEL says.
+PAYLOAD_LOGGERS = ("peewee", "botocore", "boto3", "s3transfer", "urllib3")
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -64,3 +69,5 @@ def configure(level: str) -> None:
     root.setLevel(level)
     # aiohttp's access log repeats what the rpc line says.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    for name in PAYLOAD_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
