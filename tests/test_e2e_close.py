@@ -422,3 +422,32 @@ def test_a_file_name_with_a_slash_downloads(crmgate: CrmgateProcess, close: dict
     assert posted.status_code == 201, posted.text
     fetched = requests.get(form["download"]["url"], timeout=10)
     assert (fetched.status_code, fetched.content) == (200, b"first quarter")
+
+
+def test_bidirectional_controls_are_removed_from_file_names(
+    crmgate: CrmgateProcess, close: dict[str, str]
+) -> None:
+    """ "invoice\u202efdp.exe" would display as "invoiceexe.pdf": the name is kept without
+    its bidirectional controls, in the download and in the attachment."""
+    api = client(crmgate, close["key"])
+    form = upload_form(api, "invoice\u202efdp.exe", "application/octet-stream")
+    posted = requests.post(
+        form["upload"]["url"],
+        data=form["upload"]["fields"],
+        files={"file": ("x", b"MZ", "application/octet-stream")},
+        timeout=10,
+    )
+    assert posted.status_code == 201, posted.text
+    fetched = requests.get(form["download"]["url"], timeout=10)
+    assert fetched.headers["Content-Disposition"] == 'attachment; filename="invoicefdp.exe"'
+    activity = api.post(
+        "activity/email",
+        data={
+            "contact_id": close["contact_id"],
+            "attachments": [{"url": form["download"]["url"], "filename": "a\u2067b\u2069.exe"}],
+        },
+    )
+    assert activity["attachments"][0]["filename"] == "ab.exe"
+    with pytest.raises(ValidationError) as caught:
+        api.post("files/upload", {"filename": "\u202e\u202c", "content_type": "text/plain"})
+    assert caught.value.field_errors == {"filename": "This field is required."}

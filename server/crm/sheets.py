@@ -12,7 +12,7 @@ from google.api import httpbody_pb2
 from server.crm import messages, spreadsheets
 from server.database.models import Spreadsheet, User, utcnow
 from server.errors import invalid_argument, not_found
-from server.files.uploads import safe_name
+from server.files.uploads import display_name, safe_name
 from server.objects import ObjectStorage
 
 SPREADSHEET_BUCKET = "spreadsheets"
@@ -31,7 +31,7 @@ def store(
     row = Spreadsheet(
         tenant=user.tenant_id,
         owner=user,
-        name=name,
+        name=display_name(name),
         kind=kind,
         format=spreadsheets.spreadsheet_format(name),
         size=len(data),

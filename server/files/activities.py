@@ -15,7 +15,7 @@ from server.database.connection import database
 from server.database.models import Contact, EmailActivity, EmailAttachment
 from server.errors import ApiError
 from server.files import messages
-from server.files.uploads import REQUIRED, attachable, download_url
+from server.files.uploads import REQUIRED, attachable, display_name, download_url
 from server.validation import Violations
 
 DIRECTIONS = ("incoming", "outgoing")
@@ -76,7 +76,7 @@ def create(
                 upload=upload,
                 position=position,
                 url=download_url(base, upload),
-                filename=attachment.filename or upload.filename,
+                filename=display_name(attachment.filename) or upload.filename,
                 size=attachment.size or upload.size or 0,
                 content_type=attachment.content_type or upload.content_type,
             )

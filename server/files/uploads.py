@@ -35,6 +35,9 @@ REQUIRED = "This field is required."
 MIME_TYPE = re.compile(r"[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*")
 #: Line breaks and other controls break headers (Content-Disposition) and logs.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+#: Unicode's bidirectional embeddings, overrides, isolates and marks: in a file name they
+#: make "invoice\u202efdp.exe" display as "invoiceexe.pdf".
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 
 #: Builds the signed browser-POST form: (bucket, key, content_type, disposition, max bytes,
@@ -92,6 +95,12 @@ def content_disposition(filename: str) -> str:
     return value
 
 
+def display_name(filename: str) -> str:
+    """A client's file name as we show it back (downloads, attachments, spreadsheets):
+    trimmed, with bidirectional controls removed so it reads as it is."""
+    return BIDI_CONTROLS.sub("", filename).strip()
+
+
 def safe_name(filename: str) -> str:
     """A storage-safe version of a client's file name (the key, not what is shown)."""
     base = re.split(r"[\\/]", filename)[-1]
@@ -105,7 +114,7 @@ def begin(
     """A pending upload, the signed form a browser posts its file with, and the URL that
     downloads it once posted. Nothing is recorded or signed for an invalid request."""
     violations = Violations()
-    if not filename.strip():
+    if not display_name(filename):
         violations.add("filename", REQUIRED)
     elif len(filename) > 255:
         violations.add("filename", "Ensure this value has at most 255 characters.")
@@ -175,14 +184,19 @@ class Downloadable:
     expired: bool
 
 
-def resolve(token: str, now: datetime | None = None) -> Downloadable | None:
+def resolve(
+    token: str, now: datetime | None = None, host: str | None = None
+) -> Downloadable | None:
     """The completed upload a token grants (with whether its window has passed), or None
-    when the token is forged or the upload has not completed."""
+    when the token is forged, the upload has not completed, or the host is bound to
+    another tenant."""
     file_id = file_id_from_token(token)
     if file_id is None:
         return None
     upload = FileUpload.get_or_none(FileUpload.file_id == file_id)
     if upload is None or upload.uploaded_at is None:
+        return None
+    if not tenant_hosts.admits(host, upload.tenant_id):
         return None
     now = now or utcnow()
     return Downloadable(upload, now >= upload.uploaded_at + DOWNLOAD_WINDOW)
