@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,9 @@ from typing import Any
 
 V4_ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "s3"
+
+#: A policy's expiration as S3 takes it: ISO 8601 in UTC, `Z` included.
+EXPIRATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
 
 #: Form fields a policy need not mention (S3's own list).
 EXEMPT_FIELDS = frozenset({"policy", "x-amz-signature", "signature", "awsaccesskeyid", "file"})
@@ -120,25 +124,27 @@ def verify_form(
     _check_signature(form, policy_b64, secrets)
     try:
         policy = json.loads(base64.b64decode(policy_b64, validate=True))
-        expiration = _parse_time(policy["expiration"])
         conditions = policy["conditions"]
         assert isinstance(conditions, list)
+        expiration = policy["expiration"]
     except (ValueError, KeyError, TypeError, AssertionError, binascii.Error):
         raise PolicyError("InvalidPolicyDocument", "Invalid Policy: Invalid JSON.", 400) from None
-    if now >= expiration:
+    if not isinstance(expiration, str) or not EXPIRATION.fullmatch(expiration):
+        raise PolicyError(
+            "InvalidPolicyDocument",
+            "Invalid Policy: Invalid 'expiration' value: it must be ISO 8601 in UTC, "
+            "such as 2026-01-01T12:00:00.000Z.",
+            400,
+        )
+    if now >= _parse_time(expiration):
         raise denied("Invalid according to Policy: Policy expired.")
     values = {**form, "bucket": bucket}
     values["key"] = values["key"].replace("${filename}", filename)
     covered = {"bucket"}
     min_bytes, max_bytes = 0, None
     for condition in conditions:
-        if isinstance(condition, list) and condition and condition[0] == "content-length-range":
-            try:
-                min_bytes, max_bytes = int(condition[1]), int(condition[2])
-            except (IndexError, TypeError, ValueError):
-                raise PolicyError(
-                    "InvalidPolicyDocument", "Invalid Policy: Invalid content-length-range.", 400
-                ) from None
+        if _operator(condition) == "content-length-range":
+            min_bytes, max_bytes = _length_range(condition)
             continue
         name, matcher, expected = _condition(condition)
         covered.add(name)
@@ -161,19 +167,47 @@ def verify_form(
     return AcceptedForm(values["key"], min_bytes, max_bytes)
 
 
+def _operator(condition: Any) -> str | None:
+    """A list condition's operator, lowercased (S3 ignores its case)."""
+    if isinstance(condition, list) and condition and isinstance(condition[0], str):
+        return condition[0].lower()
+    return None
+
+
+def _length_range(condition: list[Any]) -> tuple[int, int]:
+    """content-length-range's (min, max): two integers, 0 <= min <= max."""
+    bounds = [
+        int(bound) if isinstance(bound, str) and bound.isascii() and bound.isdigit() else bound
+        for bound in condition[1:]
+    ]
+    if (
+        len(bounds) != 2
+        or not all(isinstance(bound, int) and not isinstance(bound, bool) for bound in bounds)
+        or not 0 <= bounds[0] <= bounds[1]
+    ):
+        raise PolicyError(
+            "InvalidPolicyDocument",
+            "Invalid Policy: Invalid content-length-range: it needs two integers, 0 <= min <= max.",
+            400,
+        )
+    return bounds[0], bounds[1]
+
+
 def _condition(condition: Any) -> tuple[str, str, str]:
-    """(field, 'eq' | 'starts-with', value) of one policy condition."""
+    """(field, 'eq' | 'starts-with', value) of one policy condition; field names and
+    operators are case-insensitive, values must be strings (a null matches nothing)."""
     if isinstance(condition, dict) and len(condition) == 1:
         ((name, value),) = condition.items()
-        return name.lower(), "eq", str(value)
-    if (
-        isinstance(condition, list)
+        if isinstance(value, str):
+            return name.lower(), "eq", value
+    elif (
+        _operator(condition) in ("eq", "starts-with")
         and len(condition) == 3
-        and condition[0] in ("eq", "starts-with")
         and isinstance(condition[1], str)
         and condition[1].startswith("$")
+        and isinstance(condition[2], str)
     ):
-        return condition[1][1:].lower(), condition[0], str(condition[2])
+        return condition[1][1:].lower(), condition[0].lower(), condition[2]
     raise PolicyError("InvalidPolicyDocument", "Invalid Policy: Invalid Simple-Condition.", 400)
 
 
@@ -188,6 +222,16 @@ def _check_signature(
             raise PolicyError("InvalidArgument", "Invalid x-amz-credential.", 400)
         access_key, day, region = parts[0], parts[1], parts[2]
         credentials = secrets.get(access_key)
+        if credentials is not None and region != credentials.region:
+            raise PolicyError(
+                "AuthorizationHeaderMalformed",
+                f"The region '{region}' is wrong; expecting '{credentials.region}'.",
+                400,
+            )
+        if not form.get("x-amz-date", "").startswith(day):
+            raise PolicyError(
+                "InvalidArgument", "x-amz-credential's date must be the day of x-amz-date.", 400
+            )
         expected = (
             v4_signature(credentials.secret_access_key, day, region, policy_b64)
             if credentials
@@ -195,7 +239,11 @@ def _check_signature(
         )
         given = form["x-amz-signature"]
     elif "signature" in form:
-        credentials = secrets.get(form.get("awsaccesskeyid", ""))
+        if "awsaccesskeyid" not in form:
+            raise PolicyError(
+                "InvalidArgument", "Bucket POST must contain a field named 'AWSAccessKeyId'.", 400
+            )
+        credentials = secrets.get(form["awsaccesskeyid"])
         expected = v2_signature(credentials.secret_access_key, policy_b64) if credentials else ""
         given = form["signature"]
     else:
