@@ -54,9 +54,12 @@ class Gateway:
                 return surface
         return self._fallback
 
+    def surface_for_route(self, route: Route) -> Surface:
+        return self._owners.get(route.service) or self.surface_for_path(route.path.template)
+
     def handler(self, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         """The aiohttp handler of one annotated route."""
-        surface = self._owners.get(route.service) or self.surface_for_path(route.path.template)
+        surface = self.surface_for_route(route)
 
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
@@ -171,7 +174,9 @@ def build_app(
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
     app.router.add_routes([*extra_routes, *StorageSurface(caller).routes()])
     for route in routes:
-        app.router.add_route(route.http_method, route.path.router_path(), gateway.handler(route))
+        handler = gateway.handler(route)
+        for path in gateway.surface_for_route(route).router_paths(route):
+            app.router.add_route(route.http_method, path, handler)
     app.router.add_route("*", "/{tail:.*}", gateway.unrouted)
 
     async def close_caller(app: web.Application) -> None:

@@ -15,6 +15,7 @@ import pytest
 import requests
 from botocore.config import Config
 from closeio_api import APIError, Client, ValidationError
+from yarl import URL
 
 from server.database.models import FileUpload
 from server.files.s3post.policy import build_form
@@ -178,6 +179,7 @@ def own_form(
     now: datetime | None = None,
     max_bytes: int = 1000,
     content_type: str = "text/plain",
+    extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
     from server.files.s3post.policy import Credentials
 
@@ -185,7 +187,7 @@ def own_form(
         Credentials(ACCESS_KEY_ID, secret),
         "crmgate-files",
         key,
-        {"Content-Type": content_type},
+        {"Content-Type": content_type, **(extra or {})},
         max_bytes,
         now or datetime.now(UTC),
     )
@@ -451,3 +453,53 @@ def test_bidirectional_controls_are_removed_from_file_names(
     with pytest.raises(ValidationError) as caught:
         api.post("files/upload", {"filename": "\u202e\u202c", "content_type": "text/plain"})
     assert caught.value.field_errors == {"filename": "This field is required."}
+
+
+def test_success_action_redirect_answers_303_with_bucket_key_and_etag(pending: dict) -> None:
+    redirect = {"success_action_redirect": "https://app.example/done?from=crmgate"}
+    fields = own_form(pending["key"], pending["secret"], extra=redirect)
+    answer = requests.post(
+        pending["url"], data=fields, files={"file": ("a.txt", b"hello", "text/plain")},
+        allow_redirects=False, timeout=10,
+    )  # fmt: skip
+    etag = '"5d41402abc4b2a76b9719d911017c592"'  # MD5 of "hello", quoted as S3 does
+    assert answer.status_code == 303
+    assert answer.headers["ETag"] == etag
+    assert answer.headers["Location"] == str(
+        URL("https://app.example/done").with_query(
+            {"from": "crmgate", "bucket": "crmgate-files", "key": pending["key"], "etag": etag}
+        )
+    )
+    assert requests.get(pending["download"], timeout=10).content == b"hello"
+
+
+def test_a_body_without_content_length_is_411(pending: dict) -> None:
+    encoder = requests.Request(
+        "POST", pending["url"], data=pending["fields"], files={"file": ("a.txt", b"hi")}
+    ).prepare()
+    chunked = requests.post(
+        pending["url"], data=iter([encoder.body]), timeout=10,
+        headers={"Content-Type": encoder.headers["Content-Type"]},
+    )  # fmt: skip
+    assert s3_error(chunked) == (411, "MissingContentLength")
+    assert post(pending["url"], pending["fields"]).status_code == 201
+
+
+def test_routes_answer_with_and_without_the_trailing_slash(
+    crmgate: CrmgateProcess, close: dict[str, str]
+) -> None:
+    auth = (close["key"], "")
+    body = {"filename": "a.txt", "content_type": "text/plain"}
+    for path in ("/api/v1/files/upload/", "/api/v1/files/upload"):
+        answer = requests.post(crmgate.http_url + path, json=body, auth=auth, timeout=10)
+        assert answer.status_code == 200, (path, answer.text)
+        assert set(answer.json()) == {"upload", "download"}
+    activity = {"contact_id": close["contact_id"], "subject": "slashless"}
+    created = requests.post(
+        crmgate.http_url + "/api/v1/activity/email", json=activity, auth=auth, timeout=10
+    )
+    assert created.status_code == 200, created.text
+    read = requests.get(
+        f"{crmgate.http_url}/api/v1/activity/email/{created.json()['id']}", auth=auth, timeout=10
+    )
+    assert read.json() == created.json()

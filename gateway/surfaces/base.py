@@ -69,6 +69,10 @@ class Surface:
         """Metadata for the call; raise `reject(...)` to refuse the request before it."""
         return self.base_metadata(request)
 
+    def router_paths(self, route: Route) -> list[str]:
+        """The aiohttp paths a route answers on: by default its template's alone."""
+        return [route.path.router_path()]
+
     def base_metadata(self, request: web.Request) -> list[tuple[str, str]]:
         host = header_text(request.host)
         metadata = [

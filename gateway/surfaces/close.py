@@ -26,6 +26,11 @@ class CloseSurface(Surface):
     path_prefix = "/api/v1/"
     json_options = JsonOptions(use_json_names=False, ignore_unknown_fields=False)
 
+    def router_paths(self, route: Route) -> list[str]:
+        """Close answers each route with and without its trailing slash."""
+        path = route.path.router_path()
+        return [path, path.removesuffix("/") if path.endswith("/") else path + "/"]
+
     def call_metadata(self, request: web.Request, route: Route) -> list[tuple[str, str]]:
         metadata = self.base_metadata(request)
         key = basic_user(header_text(request.headers.get("Authorization")))

@@ -23,6 +23,7 @@ from c2c.v1 import contact_assets_pb2
 from files.v1 import files_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
+from yarl import URL
 
 from gateway.calls import Caller
 from gateway.contract import (
@@ -86,6 +87,10 @@ class StorageSurface(Surface):
         metadata = self.base_metadata(request)
         request[REQUEST_ID_KEY] = dict(metadata)[REQUEST_ID_KEY]
         try:
+            if request.content_length is None:  # chunked: S3 needs the length up front
+                raise s3_refusal(
+                    "MissingContentLength", "You must provide the Content-Length HTTP header.", 411
+                )
             fields, file_part = await read_form(request)
             messages = upload_messages(request.match_info["bucket"], fields, file_part)
             stored = await self._caller.call_stream_in(
@@ -95,7 +100,11 @@ class StorageSurface(Surface):
             return await self.render_error(request, failure.status)
         assert isinstance(stored, files_pb2.UploadObjectResponse)
         location = f"{request.url.with_query(None)}/{stored.key}"
-        status = next((v for n, v in fields if n.lower() == "success_action_status"), "204")
+        given = {name.lower(): value for name, value in fields}
+        redirect = _redirect(given.get("success_action_redirect", ""), stored)
+        if redirect is not None:
+            return web.Response(status=303, headers={"ETag": stored.etag, "Location": redirect})
+        status = given.get("success_action_status", "204")
         if status == "201":
             return post_response(location, stored.bucket, stored.key, stored.etag)
         return web.Response(
@@ -203,6 +212,20 @@ def http_status(status: status_pb2.Status) -> int:
     if given.isdigit():
         return int(given)
     return STATUSES.lookup(status) or default_http_status(status)
+
+
+def _redirect(url: str, stored: files_pb2.UploadObjectResponse) -> str | None:
+    """S3's `success_action_redirect`: the URL with bucket, key and etag added to its
+    query; None when it is not an absolute http(s) URL (S3 then falls back to
+    success_action_status)."""
+    try:
+        target = URL(url)
+    except ValueError:
+        return None
+    if target.scheme not in ("http", "https") or not target.host:
+        return None
+    added = {"bucket": stored.bucket, "key": stored.key, "etag": stored.etag}
+    return str(target.update_query(added))
 
 
 def post_response(location: str, bucket: str, key: str, etag: str) -> web.Response:
