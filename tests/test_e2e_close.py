@@ -503,3 +503,61 @@ def test_routes_answer_with_and_without_the_trailing_slash(
         f"{crmgate.http_url}/api/v1/activity/email/{created.json()['id']}", auth=auth, timeout=10
     )
     assert read.json() == created.json()
+
+
+def test_an_attached_file_stays_readable_past_24_hours(
+    crmgate: CrmgateProcess, close: dict[str, str], pending: dict, server_db: peewee.Database
+) -> None:
+    assert post(pending["url"], pending["fields"]).status_code == 201
+    api = client(crmgate, close["key"])
+    activity = api.post(
+        "activity/email",
+        {"contact_id": close["contact_id"], "attachments": [{"url": pending["download"]}]},
+    )
+    upload = FileUpload.get(FileUpload.key == pending["key"])
+    upload.uploaded_at -= timedelta(hours=48)
+    upload.save()
+    (attached,) = api.get(f"activity/email/{activity['id']}")["attachments"]
+    fetched = requests.get(attached["url"], timeout=10)
+    assert (fetched.status_code, fetched.content) == (200, b"hello")
+    with pytest.raises(ValidationError) as caught:  # readable, but not attachable again
+        api.post(
+            "activity/email",
+            {"contact_id": close["contact_id"], "attachments": [{"url": pending["download"]}]},
+        )
+    assert list(caught.value.field_errors) == ["attachments.0.url"]
+
+
+def test_closes_documented_email_fields_are_stored_and_read_back(
+    crmgate: CrmgateProcess, close: dict[str, str]
+) -> None:
+    api = client(crmgate, close["key"])
+    email = {
+        "contact_id": close["contact_id"],
+        "lead_id": "lead_x",
+        "user_id": "user_y",
+        "direction": "outgoing",
+        "status": "scheduled",
+        "template_id": "tmpl_welcome",
+        "date_scheduled": "2026-12-01T09:30:00+00:00",
+        "followup_date": "2026-12-08",
+        "sender": "Ada <ada@acme.example>",
+        "to": ["x@example.com"],
+        "cc": ["y@example.com"],
+        "bcc": ["z@example.com"],
+        "subject": "Welcome",
+        "body_text": "Hello",
+        "body_html": "<p>Hello</p>",
+    }
+    created = api.post("activity/email", email)
+    assert {name: created[name] for name in email} == email
+    assert api.get(f"activity/email/{created['id']}") == created
+    with pytest.raises(ValidationError) as caught:
+        api.post(
+            "activity/email",
+            {**email, "date_scheduled": "", "followup_date": "next week"},
+        )
+    assert caught.value.field_errors == {
+        "date_scheduled": "Required when status is scheduled.",
+        "followup_date": "Enter an ISO-8601 date or date and time.",
+    }

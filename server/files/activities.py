@@ -7,6 +7,7 @@ import json
 import re
 import secrets
 import uuid
+from datetime import date, datetime
 
 import grpc
 from files.v1 import files_pb2
@@ -34,6 +35,12 @@ def create(
         violations.add("direction", f"Must be one of: {', '.join(DIRECTIONS)}.")
     if request.status and request.status not in STATUSES:
         violations.add("status", f"Must be one of: {', '.join(STATUSES)}.")
+    if request.status == "scheduled" and not request.date_scheduled:
+        violations.add("date_scheduled", "Required when status is scheduled.")
+    if request.date_scheduled and _moment(request.date_scheduled, date_only=False) is None:
+        violations.add("date_scheduled", "Enter an ISO-8601 date and time.")
+    if request.followup_date and _moment(request.followup_date, date_only=True) is None:
+        violations.add("followup_date", "Enter an ISO-8601 date or date and time.")
     contact = _contact(tenant_id, request.contact_id, violations)
     uploads = []
     for index, attachment in enumerate(request.attachments):
@@ -57,6 +64,9 @@ def create(
         "body_text": request.body_text,
         "body_html": request.body_html,
         "sender": request.sender,
+        "template_id": request.template_id,
+        "date_scheduled": request.date_scheduled,
+        "followup_date": request.followup_date,
         "to": list(request.to),
         "cc": list(request.cc),
         "bcc": list(request.bcc),
@@ -81,6 +91,16 @@ def create(
                 content_type=attachment.content_type or upload.content_type,
             )
     return messages.activity(activity)
+
+
+def _moment(text: str, *, date_only: bool) -> datetime | None:
+    """An ISO-8601 date-time (or, where `date_only` allows, a calendar date), else None."""
+    try:
+        if date_only and len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time())
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if "T" in text else None
+    except ValueError:
+        return None
 
 
 def get(tenant_id: int, activity_id: str) -> files_pb2.EmailActivity:

@@ -22,7 +22,7 @@ from aiohttp.helpers import content_disposition_header
 from files.v1 import files_pb2
 
 from gateway.contract import DOWNLOAD_PATH
-from server.database.models import FileUpload, Tenant, utcnow
+from server.database.models import EmailAttachment, FileUpload, Tenant, utcnow
 from server.files import messages
 from server.signing_keys import signing_key
 from server.tenant_hosts import tenant_hosts
@@ -199,17 +199,26 @@ def resolve(
     if not tenant_hosts.admits(host, upload.tenant_id):
         return None
     now = now or utcnow()
-    return Downloadable(upload, now >= upload.uploaded_at + DOWNLOAD_WINDOW)
+    expired = now >= upload.uploaded_at + DOWNLOAD_WINDOW and not _attached(upload)
+    return Downloadable(upload, expired)
+
+
+def _attached(upload: FileUpload) -> bool:
+    """Whether an email activity holds the file: it then stays readable through the
+    activity's attachment URL for as long as the activity exists."""
+    return EmailAttachment.select().where(EmailAttachment.upload == upload).exists()
 
 
 def attachable(
     tenant: Tenant | int, url: str, base: str, now: datetime | None = None
 ) -> FileUpload | None:
-    """The tenant's completed, unexpired upload behind one of our download URLs, else
-    None."""
+    """The tenant's completed upload behind one of our download URLs, within its 24 hours
+    (a file attached before stays readable, but is not attachable again), else None."""
     token = token_from_url(url, base)
     found = resolve(token, now) if token else None
     tenant_id = tenant if isinstance(tenant, int) else tenant.id
-    if found is None or found.expired or found.upload.tenant_id != tenant_id:
+    if found is None or found.upload.tenant_id != tenant_id:
+        return None
+    if (now or utcnow()) >= found.upload.uploaded_at + DOWNLOAD_WINDOW:
         return None
     return found.upload

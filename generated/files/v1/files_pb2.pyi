@@ -199,6 +199,9 @@ class EmailActivity(_message.Message):
     BCC_FIELD_NUMBER: _builtins.int
     ATTACHMENTS_FIELD_NUMBER: _builtins.int
     DATE_CREATED_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    DATE_SCHEDULED_FIELD_NUMBER: _builtins.int
+    FOLLOWUP_DATE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The activity's id ("acti_…")."""
     contact_id: _builtins.str
@@ -221,6 +224,12 @@ class EmailActivity(_message.Message):
     """The sender's address."""
     date_created: _builtins.str
     """When the activity was created (ISO-8601, UTC)."""
+    template_id: _builtins.str
+    """The email template it was written from, as given by the caller."""
+    date_scheduled: _builtins.str
+    """When a "scheduled" email is to be sent (ISO-8601 date-time, UTC)."""
+    followup_date: _builtins.str
+    """When to follow up if no reply arrives (ISO-8601 date or date-time)."""
     @_builtins.property
     def to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Recipients."""
@@ -255,10 +264,13 @@ class EmailActivity(_message.Message):
         bcc: _abc.Iterable[_builtins.str] | None = ...,
         attachments: _abc.Iterable[Global___EmailAttachment] | None = ...,
         date_created: _builtins.str = ...,
+        template_id: _builtins.str = ...,
+        date_scheduled: _builtins.str = ...,
+        followup_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "bcc", b"bcc", "body_html", b"body_html", "body_text", b"body_text", "cc", b"cc", "contact_id", b"contact_id", "date_created", b"date_created", "direction", b"direction", "id", b"id", "lead_id", b"lead_id", "sender", b"sender", "status", b"status", "subject", b"subject", "to", b"to", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "bcc", b"bcc", "body_html", b"body_html", "body_text", b"body_text", "cc", b"cc", "contact_id", b"contact_id", "date_created", b"date_created", "date_scheduled", b"date_scheduled", "direction", b"direction", "followup_date", b"followup_date", "id", b"id", "lead_id", b"lead_id", "sender", b"sender", "status", b"status", "subject", b"subject", "template_id", b"template_id", "to", b"to", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -283,6 +295,9 @@ class CreateEmailActivityRequest(_message.Message):
     CC_FIELD_NUMBER: _builtins.int
     BCC_FIELD_NUMBER: _builtins.int
     ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    TEMPLATE_ID_FIELD_NUMBER: _builtins.int
+    DATE_SCHEDULED_FIELD_NUMBER: _builtins.int
+    FOLLOWUP_DATE_FIELD_NUMBER: _builtins.int
     contact_id: _builtins.str
     """The contact the email belongs to ("cont_…"); required."""
     lead_id: _builtins.str
@@ -301,6 +316,14 @@ class CreateEmailActivityRequest(_message.Message):
     """The HTML body."""
     sender: _builtins.str
     """The sender's address."""
+    template_id: _builtins.str
+    """The email template it was written from."""
+    date_scheduled: _builtins.str
+    """When a "scheduled" email is to be sent (ISO-8601 date-time); required when status is
+    "scheduled".
+    """
+    followup_date: _builtins.str
+    """When to follow up if no reply arrives (ISO-8601 date or date-time)."""
     @_builtins.property
     def to(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Recipients."""
@@ -333,10 +356,13 @@ class CreateEmailActivityRequest(_message.Message):
         cc: _abc.Iterable[_builtins.str] | None = ...,
         bcc: _abc.Iterable[_builtins.str] | None = ...,
         attachments: _abc.Iterable[Global___EmailAttachment] | None = ...,
+        template_id: _builtins.str = ...,
+        date_scheduled: _builtins.str = ...,
+        followup_date: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "bcc", b"bcc", "body_html", b"body_html", "body_text", b"body_text", "cc", b"cc", "contact_id", b"contact_id", "direction", b"direction", "lead_id", b"lead_id", "sender", b"sender", "status", b"status", "subject", b"subject", "to", b"to", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "bcc", b"bcc", "body_html", b"body_html", "body_text", b"body_text", "cc", b"cc", "contact_id", b"contact_id", "date_scheduled", b"date_scheduled", "direction", b"direction", "followup_date", b"followup_date", "lead_id", b"lead_id", "sender", b"sender", "status", b"status", "subject", b"subject", "template_id", b"template_id", "to", b"to", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
