@@ -25,6 +25,7 @@ from closeio_api import Client, ValidationError
 
 from server.files.uploads import MAX_UPLOAD_BYTES
 from server.objects.s3 import PART_BYTES, S3Objects
+from tests.support.close import FORM_FIELDS, client, two_tenants, upload_form
 from tests.support.processes import CrmgateProcess, crmgate_command, run_admin
 from tests.support.s3 import S3Server, moto_s3
 
@@ -56,26 +57,7 @@ def crmgate(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="module")
 def close(crmgate: CrmgateProcess) -> dict[str, str]:
-    crmgate.admin("tenant", "create", "acme")
-    crmgate.admin("tenant", "create", "globex")
-    contact = crmgate.admin("contact", "create", "--tenant", "acme", "--email", "ada@acme.example")
-    other = crmgate.admin("contact", "create", "--tenant", "globex", "--email", "x@globex.example")
-    return {
-        "key": crmgate.admin("apikey", "create", "--tenant", "acme", "--kind", "close"),
-        "other_key": crmgate.admin("apikey", "create", "--tenant", "globex", "--kind", "close"),
-        "contact_id": "cont_" + contact.replace("-", ""),
-        "other_contact_id": "cont_" + other.replace("-", ""),
-    }
-
-
-def client(crmgate: CrmgateProcess, key: str) -> Client:
-    api = Client(key, max_retries=1)
-    api.base_url = crmgate.http_url + "/api/v1/"
-    return api
-
-
-def upload_form(api: Client, filename: str = "image.jpg") -> dict:
-    return api.post("files/upload", {"filename": filename, "content_type": "image/jpeg"})
+    return two_tenants(crmgate)
 
 
 def post_to_bucket(form: dict, body: bytes) -> requests.Response:
@@ -103,17 +85,7 @@ def test_the_documented_flow_posts_straight_to_the_bucket(
     form = upload_form(api)
     fields = form["upload"]["fields"]
     assert form["upload"]["url"] == f"{s3.endpoint}/{BUCKET}"
-    assert set(fields) == {
-        "key",
-        "Content-Type",
-        "Content-Disposition",
-        "success_action_status",
-        "policy",
-        "x-amz-algorithm",
-        "x-amz-credential",
-        "x-amz-date",
-        "x-amz-signature",
-    }
+    assert set(fields) == FORM_FIELDS
     assert fields["key"].startswith(f"{PREFIX}/crmgate-files/tenants/")
     assert fields["key"].endswith("/image.jpg")
     policy = json.loads(base64.b64decode(fields["policy"]))
