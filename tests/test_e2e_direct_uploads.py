@@ -25,12 +25,12 @@ from closeio_api import Client, ValidationError
 
 from server.files.uploads import MAX_UPLOAD_BYTES
 from server.objects.s3 import PART_BYTES, S3Objects
+from tests.conftest import create_postgres_database, drop_postgres_database
 from tests.support.close import FORM_FIELDS, client, two_tenants, upload_form
 from tests.support.processes import CrmgateProcess, crmgate_command, run_admin
 from tests.support.s3 import S3Server, moto_s3
 
 BUCKET = "crmgate-direct"
-PREFIX = "objects"
 JPEG = b"\xff\xd8\xff\xe0" + b"pretend-jpeg-bytes" * 100
 REFUSED = {"attachments.0.url": "Not a download URL of a completed, unexpired upload of yours."}
 
@@ -41,18 +41,43 @@ def s3() -> Iterator[S3Server]:
         yield server
 
 
-def direct_env(s3: S3Server) -> dict[str, str]:
-    return {
-        **s3.env,
-        "CRMGATE_STORAGE_URL": f"s3://{BUCKET}/{PREFIX}",
-        "CRMGATE_DIRECT_UPLOADS": "1",
-    }
+@pytest.fixture(scope="module", params=["serve-sqlite", "split-postgresql"])
+def prefix(request: pytest.FixtureRequest) -> str:
+    """How crmgate runs, and its key prefix in the shared bucket."""
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def crmgate(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrmgateProcess]:
-    with CrmgateProcess.start(tmp_path_factory.mktemp("direct"), env=direct_env(s3)) as process:
-        yield process
+def crmgate(
+    s3: S3Server,
+    prefix: str,
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[CrmgateProcess]:
+    """`crmgate serve` on SQLite, or `crmgate server` + `crmgate gateway` on PostgreSQL,
+    with direct uploads to the moto bucket."""
+    data_dir = tmp_path_factory.mktemp("direct")
+    env = direct_env(s3, prefix)
+    if prefix == "serve-sqlite":
+        with CrmgateProcess.start(data_dir, env=env) as process:
+            yield process
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    name = create_postgres_database(admin)
+    env["CRMGATE_DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    try:
+        with CrmgateProcess.start_split(data_dir, env=env) as process:
+            yield process
+    finally:
+        drop_postgres_database(admin, name)
+
+
+def direct_env(s3: S3Server, prefix: str) -> dict[str, str]:
+    return {
+        **s3.env,
+        "CRMGATE_STORAGE_URL": f"s3://{BUCKET}/{prefix}",
+        "CRMGATE_DIRECT_UPLOADS": "1",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +94,8 @@ def post_to_bucket(form: dict, body: bytes) -> requests.Response:
     )
 
 
-def bucket_keys(s3: S3Server) -> list[str]:
-    listing = s3.client().list_objects_v2(Bucket=BUCKET, Prefix=PREFIX + "/")  # type: ignore[attr-defined]
+def bucket_keys(s3: S3Server, prefix: str) -> list[str]:
+    listing = s3.client().list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/")  # type: ignore[attr-defined]
     return [item["Key"] for item in listing.get("Contents", [])]
 
 
@@ -79,14 +104,14 @@ def attach(api: Client, contact_id: str, url: str) -> dict:
 
 
 def test_the_documented_flow_posts_straight_to_the_bucket(
-    crmgate: CrmgateProcess, close: dict[str, str], s3: S3Server
+    crmgate: CrmgateProcess, close: dict[str, str], s3: S3Server, prefix: str
 ) -> None:
     api = client(crmgate, close["key"])
     form = upload_form(api)
     fields = form["upload"]["fields"]
     assert form["upload"]["url"] == f"{s3.endpoint}/{BUCKET}"
     assert set(fields) == FORM_FIELDS
-    assert fields["key"].startswith(f"{PREFIX}/crmgate-files/tenants/")
+    assert fields["key"].startswith(f"{prefix}/crmgate-files/tenants/")
     assert fields["key"].endswith("/image.jpg")
     policy = json.loads(base64.b64decode(fields["policy"]))
     expires = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
@@ -110,7 +135,7 @@ def test_the_documented_flow_posts_straight_to_the_bucket(
     stored = s3.client().get_object(Bucket=BUCKET, Key=fields["key"])  # type: ignore[attr-defined]
     assert stored["Body"].read() == JPEG
     # The bytes went to the bucket only: crmgate's own storage target saw nothing.
-    assert not list(crmgate.data_dir.rglob("crmgate-upload-*"))
+    assert not [line for line in crmgate.output if "Files/UploadObject" in line]
 
     fetched = requests.get(download, timeout=10)
     assert fetched.status_code == 200 and fetched.content == JPEG
@@ -153,16 +178,16 @@ def test_a_form_never_posted_is_refused_until_it_is(
 
 
 def test_an_oversized_object_is_refused_at_first_use(
-    crmgate: CrmgateProcess, close: dict[str, str], s3: S3Server
+    crmgate: CrmgateProcess, close: dict[str, str], s3: S3Server, prefix: str
 ) -> None:
     api = client(crmgate, close["key"])
     form = upload_form(api)
     key = form["upload"]["fields"]["key"]
     # Real S3 refuses this body itself (the form's content-length-range); moto stores it.
     assert post_to_bucket(form, bytes(MAX_UPLOAD_BYTES + 1)).status_code == 201
-    assert key in bucket_keys(s3)
+    assert key in bucket_keys(s3, prefix)
     assert requests.get(form["download"]["url"], timeout=10).status_code == 404
-    assert key not in bucket_keys(s3)  # removed, not kept
+    assert key not in bucket_keys(s3, prefix)  # removed, not kept
     with pytest.raises(ValidationError) as caught:
         attach(api, close["contact_id"], form["download"]["url"])
     assert caught.value.field_errors == REFUSED
@@ -183,12 +208,14 @@ def test_another_tenant_cannot_attach_it(crmgate: CrmgateProcess, close: dict[st
 
 
 def test_fsck_keeps_objects_of_pending_direct_uploads(
-    crmgate: CrmgateProcess, close: dict[str, str], s3: S3Server
+    crmgate: CrmgateProcess, close: dict[str, str], s3: S3Server, prefix: str
 ) -> None:
     api = client(crmgate, close["key"])
     form = upload_form(api)
     assert post_to_bucket(form, JPEG).status_code == 201  # posted, not used yet
-    env = {**direct_env(s3), "CRMGATE_ORPHAN_GRACE_SECONDS": "0"}
+    env = {**direct_env(s3, prefix), "CRMGATE_ORPHAN_GRACE_SECONDS": "0"}
+    if crmgate.database_url:
+        env["CRMGATE_DATABASE_URL"] = crmgate.database_url
     assert run_admin(crmgate.data_dir, "fsck", env=env) == "fsck: no mismatches"
     # Without direct uploads such an object is crash debris of crmgate's own target.
     env["CRMGATE_DIRECT_UPLOADS"] = "0"
@@ -230,7 +257,7 @@ def test_large_objects_go_up_in_parts_and_stream_back(
 ) -> None:
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
-    store = S3Objects(f"s3://{BUCKET}/{PREFIX}", tmp_path)
+    store = S3Objects(f"s3://{BUCKET}/store", tmp_path)
     body = os.urandom(1024) * (PART_BYTES // 1024 * 2 + 3)  # two full parts and a bit
     temp, descriptor = store.open_temp("media", "tenants/1/big.bin")
     with os.fdopen(descriptor, "wb") as sink:
