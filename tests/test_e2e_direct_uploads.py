@@ -25,7 +25,7 @@ from closeio_api import Client, ValidationError
 
 from server.files.uploads import MAX_UPLOAD_BYTES
 from server.objects.s3 import PART_BYTES, S3Objects
-from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.conftest import database_env
 from tests.support.close import FORM_FIELDS, client, two_tenants, upload_form
 from tests.support.processes import CrmgateProcess, crmgate_command, run_admin
 from tests.support.s3 import S3Server, moto_s3
@@ -57,19 +57,14 @@ def crmgate(
     """`crmgate serve` on SQLite, or `crmgate server` + `crmgate gateway` on PostgreSQL,
     with direct uploads to the moto bucket."""
     data_dir = tmp_path_factory.mktemp("direct")
-    env = direct_env(s3, prefix)
-    if prefix == "serve-sqlite":
-        with CrmgateProcess.start(data_dir, env=env) as process:
-            yield process
-        return
-    admin = request.getfixturevalue("postgres_admin")
-    name = create_postgres_database(admin)
-    env["CRMGATE_DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{name}"
-    try:
-        with CrmgateProcess.start_split(data_dir, env=env) as process:
-            yield process
-    finally:
-        drop_postgres_database(admin, name)
+    serve_sqlite = prefix == "serve-sqlite"
+    start = CrmgateProcess.start if serve_sqlite else CrmgateProcess.start_split
+    backend = "sqlite" if serve_sqlite else "postgresql"
+    with (
+        database_env(request, backend, direct_env(s3, prefix)) as env,
+        start(data_dir, env=env) as process,
+    ):
+        yield process
 
 
 def direct_env(s3: S3Server, prefix: str) -> dict[str, str]:
