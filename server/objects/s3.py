@@ -14,6 +14,7 @@ itself, with forms presigned here, and crmgate learns of them with a HEAD.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -28,6 +29,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from server.objects.local import LocalObjects
+
+log = logging.getLogger("crmgate.storage")
 
 TEMP_PREFIX = "crmgate-upload-"
 #: Objects over this go up in parts of this size, PARALLEL_PARTS at a time: what one
@@ -126,11 +129,16 @@ class S3Objects:
         return reply["ContentLength"], reply["Body"]
 
     def head(self, bucket: str, key: str) -> ObjectInfo:
-        """Size, ETag and last modification of an object; FileNotFoundError when missing."""
+        """Size, ETag and last modification of an object; FileNotFoundError when missing.
+        S3 answers a missing object's HEAD with 403 when the credentials may not list the
+        bucket: that is taken as missing too, with a warning, rather than as a failure."""
         try:
             reply = self._client.head_object(Bucket=self.bucket, Key=self._name(bucket, key))
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            code = error.response.get("Error", {}).get("Code")
+            if code == "403":
+                log.warning("HEAD of %s/%s forbidden: grant s3:ListBucket", bucket, key)
+            if code in ("403", "404", "NoSuchKey", "NotFound"):
                 raise FileNotFoundError(f"{bucket}/{key}") from None
             raise
         return ObjectInfo(
