@@ -132,9 +132,11 @@ def fsck(settings: Settings, repair: bool) -> list[consistency.Mismatch]:
     """Every mismatch between the store and object storage, repaired if asked (see
     consistency.repair for what that does to each kind)."""
     buckets = open_storage(settings.storage_url, settings.data_dir)
-    mismatches = consistency.check(buckets, timedelta(seconds=settings.orphan_grace_seconds))
+    direct = settings.direct_uploads
+    grace = timedelta(seconds=settings.orphan_grace_seconds)
+    mismatches = consistency.check(buckets, grace, direct_uploads=direct)
     if repair:
-        consistency.repair(buckets, mismatches)
+        consistency.repair(buckets, mismatches, direct_uploads=direct)
     return mismatches
 
 

@@ -20,7 +20,7 @@ from server.crm.background import BackgroundRunner
 from server.crm.operations import OperationsService
 from server.crm.servicer import CrmService
 from server.files.servicer import FilesService
-from server.files.storage import object_storage, sign_upload_form, upload_target
+from server.files.storage import direct_uploads, object_storage, sign_upload_form, upload_target
 from server.links import PublicLinks
 
 
@@ -43,7 +43,13 @@ def default_bindings(
         ),
         Binding(
             files_pb2_grpc.add_FilesServicer_to_server,
-            FilesService(links, sign_upload_form, buckets, upload_target(buckets)),
+            FilesService(
+                links,
+                sign_upload_form,
+                buckets,
+                upload_target(buckets),
+                direct_uploads(settings, buckets),
+            ),
         ),
         Binding(crm_pb2_grpc.add_CrmServicer_to_server, CrmService(buckets, runner)),
         Binding(

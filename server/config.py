@@ -45,6 +45,9 @@ class Settings:
     db_statement_timeout: float = 30.0
     #: Background (`?async=true`) requests one process runs at once; the rest wait.
     background_limit: int = 2
+    #: Close upload forms are presigned POSTs to the S3 bucket itself (bytes never pass
+    #: through crmgate); each upload is confirmed with a HEAD when it is first used.
+    direct_uploads: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +72,7 @@ class Settings:
                 env, "CRMGATE_DB_STATEMENT_TIMEOUT", float, cls.db_statement_timeout
             ),
             background_limit=_number(env, "CRMGATE_BACKGROUND_LIMIT", int, cls.background_limit),
+            direct_uploads=_flag(env, "CRMGATE_DIRECT_UPLOADS"),
         )
         settings.validate()
         return settings
@@ -92,6 +96,11 @@ class Settings:
             raise ValueError("CRMGATE_DRAIN_SECONDS must not be negative")
         if not 1 <= self.lease_seconds <= 30:
             raise ValueError("CRMGATE_LEASE_SECONDS must be between 1 and 30")
+        if self.direct_uploads and not (self.storage_url or "").startswith("s3://"):
+            raise ValueError(
+                "CRMGATE_DIRECT_UPLOADS=1 needs S3 storage (CRMGATE_STORAGE_URL=s3://bucket/prefix):"
+                " with local storage there is no bucket for clients to post to"
+            )
 
     @property
     def sqlite_path(self) -> Path:
@@ -118,3 +127,11 @@ def _number(
     if value < 0 or (value == 0 and not zero):
         raise ValueError(f"{name} must be a positive number, not {text!r}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """A switch: 1 on, 0 or unset off; anything else is refused rather than guessed."""
+    text = env.get(name) or "0"
+    if text not in ("0", "1"):
+        raise ValueError(f"{name} must be 1 or 0, not {text!r}")
+    return text == "1"

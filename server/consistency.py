@@ -6,6 +6,10 @@ flight, and objects whose row was never committed. The sweep (at start and every
 SWEEP_INTERVAL_SECONDS) removes that debris once it is older than the grace period, so
 an upload still in flight is never touched. `crmgate admin fsck` reports every mismatch,
 including rows whose object went missing some other way, and `--repair` fixes them.
+
+With direct uploads (CRMGATE_DIRECT_UPLOADS=1) clients post Close files to the bucket
+and the row completes only at first use, so the object of a pending upload is no debris
+there: `direct_uploads` keeps it.
 """
 
 from __future__ import annotations
@@ -80,7 +84,21 @@ def _rows() -> Iterator[_Row]:
         yield _Row(Kind.MISSING_UPLOAD, bucket, key, upload_id)
 
 
-def check(buckets: ObjectStorage, grace: timedelta, now: datetime | None = None) -> list[Mismatch]:
+def _pending_uploads() -> Iterator[tuple[str, str]]:
+    """(bucket, key) of every upload not yet completed."""
+    pending = FileUpload.select(FileUpload.bucket, FileUpload.key).where(
+        FileUpload.uploaded_at.is_null()
+    )
+    yield from pending.tuples().iterator()
+
+
+def check(
+    buckets: ObjectStorage,
+    grace: timedelta,
+    now: datetime | None = None,
+    *,
+    direct_uploads: bool = False,
+) -> list[Mismatch]:
     """Every mismatch between the rows and the objects.
 
     Rows are read before objects are listed: a row is committed only once its object is
@@ -97,6 +115,8 @@ def check(buckets: ObjectStorage, grace: timedelta, now: datetime | None = None)
         if row.key not in objects.get(row.bucket, {})
     ]
     referenced = {(row.bucket, row.key) for row in rows}
+    if direct_uploads:
+        referenced.update(_pending_uploads())
     for bucket, listing in objects.items():
         found += [
             Mismatch(Kind.ORPHAN_OBJECT, bucket, key)
@@ -111,7 +131,9 @@ def check(buckets: ObjectStorage, grace: timedelta, now: datetime | None = None)
     return found
 
 
-def repair(buckets: ObjectStorage, mismatches: Iterable[Mismatch]) -> None:
+def repair(
+    buckets: ObjectStorage, mismatches: Iterable[Mismatch], *, direct_uploads: bool = False
+) -> None:
     """Fix each mismatch: debris is removed; a media or spreadsheet row whose object is
     gone is deleted (nothing can serve it again); a completed upload whose object is gone
     goes back to pending, so its download URL answers 404 and it cannot be attached, while
@@ -120,7 +142,7 @@ def repair(buckets: ObjectStorage, mismatches: Iterable[Mismatch]) -> None:
         match mismatch.kind:
             case Kind.ORPHAN_OBJECT:
                 # A row may have been committed since the check: look again, then delete.
-                if not _referenced(mismatch.bucket, mismatch.key):
+                if not _referenced(mismatch.bucket, mismatch.key, direct_uploads):
                     buckets.delete(mismatch.bucket, mismatch.key)
             case Kind.TEMP_FILE:
                 Path(mismatch.key).unlink(missing_ok=True)
@@ -132,20 +154,15 @@ def repair(buckets: ObjectStorage, mismatches: Iterable[Mismatch]) -> None:
                 unmark_uploaded(mismatch.bucket, mismatch.key)
 
 
-def _referenced(bucket: str, key: str) -> bool:
+def _referenced(bucket: str, key: str, direct_uploads: bool) -> bool:
     if bucket == MEDIA_BUCKET:
         return Media.select().where(Media.storage_key == key).exists()
     if bucket == SPREADSHEET_BUCKET:
         return Spreadsheet.select().where(Spreadsheet.storage_key == key).exists()
-    return (
-        FileUpload.select()
-        .where(
-            FileUpload.bucket == bucket,
-            FileUpload.key == key,
-            FileUpload.uploaded_at.is_null(False),
-        )
-        .exists()
-    )
+    uploads = FileUpload.select().where(FileUpload.bucket == bucket, FileUpload.key == key)
+    if not direct_uploads:
+        uploads = uploads.where(FileUpload.uploaded_at.is_null(False))
+    return uploads.exists()
 
 
 def summary(mismatches: Iterable[Mismatch]) -> str:
@@ -155,11 +172,13 @@ def summary(mismatches: Iterable[Mismatch]) -> str:
     return ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items()))
 
 
-def sweep(buckets: ObjectStorage, grace: timedelta) -> list[Mismatch]:
+def sweep(
+    buckets: ObjectStorage, grace: timedelta, *, direct_uploads: bool = False
+) -> list[Mismatch]:
     """Remove crash debris older than `grace`; rows are left to fsck, only reported."""
-    mismatches = check(buckets, grace)
+    mismatches = check(buckets, grace, direct_uploads=direct_uploads)
     debris = [mismatch for mismatch in mismatches if mismatch.kind in DEBRIS]
-    repair(buckets, debris)
+    repair(buckets, debris, direct_uploads=direct_uploads)
     rows = [mismatch for mismatch in mismatches if mismatch.kind not in DEBRIS]
     if rows:
         log.warning("%s point at missing objects; `crmgate admin fsck` lists them", summary(rows))
@@ -176,15 +195,20 @@ class OrphanSweeper:
         buckets: ObjectStorage,
         grace: timedelta,
         interval: float = SWEEP_INTERVAL_SECONDS,
+        *,
+        direct_uploads: bool = False,
     ) -> None:
         self._buckets = buckets
         self._grace = grace
         self._interval = interval
+        self._direct_uploads = direct_uploads
 
     async def run(self) -> None:
         while True:
             try:
-                await asyncio.to_thread(sweep, self._buckets, self._grace)
+                await asyncio.to_thread(
+                    sweep, self._buckets, self._grace, direct_uploads=self._direct_uploads
+                )
             except Exception:
                 log.exception("orphan sweep failed; it runs again in %ss", self._interval)
             await asyncio.sleep(self._interval)

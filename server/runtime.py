@@ -78,7 +78,9 @@ class Runtime:
     def start_sweeper(self) -> asyncio.Task[None]:
         """Sweep crash debris now and every ten minutes; cancel the task to stop it."""
         grace = timedelta(seconds=self.settings.orphan_grace_seconds)
-        sweeper = OrphanSweeper(object_storage(self.settings), grace)
+        sweeper = OrphanSweeper(
+            object_storage(self.settings), grace, direct_uploads=self.settings.direct_uploads
+        )
         return asyncio.create_task(sweeper.run(), name="orphan-sweeper")
 
     def health_routes(self) -> list[web.RouteDef]:

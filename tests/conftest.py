@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import peewee
@@ -92,16 +93,28 @@ def crmgate(
     SQLite, and the in-process way on PostgreSQL."""
     gateway_calls, backend = request.param
     data_dir = tmp_path_factory.mktemp("crmgate")
+    with (
+        database_env(request, backend) as env,
+        CrmgateProcess.start(data_dir, gateway_calls=gateway_calls, env=env) as process,
+    ):
+        yield process
+
+
+@contextmanager
+def database_env(
+    request: pytest.FixtureRequest, backend: str, env: dict[str, str] | None = None
+) -> Iterator[dict[str, str]]:
+    """`env` for crmgate processes on `backend`: as it is for SQLite (in the data dir);
+    for PostgreSQL with CRMGATE_DATABASE_URL naming a fresh database, dropped after."""
+    env = dict(env or {})
     if backend == "sqlite":
-        with CrmgateProcess.start(data_dir, gateway_calls=gateway_calls) as process:
-            yield process
+        yield env
         return
     admin = request.getfixturevalue("postgres_admin")
     name = create_postgres_database(admin)
-    env = {"CRMGATE_DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{name}"}
+    env["CRMGATE_DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:5432/{name}"
     try:
-        with CrmgateProcess.start(data_dir, gateway_calls=gateway_calls, env=env) as process:
-            yield process
+        yield env
     finally:
         drop_postgres_database(admin, name)
 

@@ -14,13 +14,14 @@ import peewee
 import pytest
 import requests
 from botocore.config import Config
-from closeio_api import APIError, Client, ValidationError
+from closeio_api import APIError, ValidationError
 from yarl import URL
 
 from server.database.models import FileUpload
 from server.files.s3post.policy import build_form
 from server.files.storage import ACCESS_KEY_ID
 from server.signing_keys import signing_key
+from tests.support.close import FORM_FIELDS, client, two_tenants, upload_form
 from tests.support.processes import CrmgateProcess
 
 JPEG = b"\xff\xd8\xff\xe0" + b"pretend-jpeg-bytes" * 100
@@ -28,26 +29,7 @@ JPEG = b"\xff\xd8\xff\xe0" + b"pretend-jpeg-bytes" * 100
 
 @pytest.fixture(scope="module")
 def close(crmgate: CrmgateProcess) -> dict[str, str]:
-    crmgate.admin("tenant", "create", "acme")
-    crmgate.admin("tenant", "create", "globex")
-    contact = crmgate.admin("contact", "create", "--tenant", "acme", "--email", "ada@acme.example")
-    other = crmgate.admin("contact", "create", "--tenant", "globex", "--email", "x@globex.example")
-    return {
-        "key": crmgate.admin("apikey", "create", "--tenant", "acme", "--kind", "close"),
-        "other_key": crmgate.admin("apikey", "create", "--tenant", "globex", "--kind", "close"),
-        "contact_id": "cont_" + contact.replace("-", ""),
-        "other_contact_id": "cont_" + other.replace("-", ""),
-    }
-
-
-def client(crmgate: CrmgateProcess, key: str) -> Client:
-    api = Client(key, max_retries=1)
-    api.base_url = crmgate.http_url + "/api/v1/"  # the only change a Close program needs
-    return api
-
-
-def upload_form(api: Client, filename: str = "image.jpg", content_type: str = "image/jpeg") -> dict:
-    return api.post("files/upload", {"filename": filename, "content_type": content_type})
+    return two_tenants(crmgate)
 
 
 def test_the_documented_flow(
@@ -58,17 +40,7 @@ def test_the_documented_flow(
     path.write_bytes(JPEG)
     files_upload_response = upload_form(api)
     fields = files_upload_response["upload"]["fields"]
-    assert set(fields) == {
-        "key",
-        "Content-Type",
-        "Content-Disposition",
-        "success_action_status",
-        "policy",
-        "x-amz-algorithm",
-        "x-amz-credential",
-        "x-amz-date",
-        "x-amz-signature",
-    }
+    assert set(fields) == FORM_FIELDS
     policy = json.loads(base64.b64decode(fields["policy"]))
     expires = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
     assert timedelta(seconds=50) < expires - datetime.now(UTC) <= timedelta(seconds=61)

