@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -533,3 +534,24 @@ def test_closes_documented_email_fields_are_stored_and_read_back(
         "date_scheduled": "Required when status is scheduled.",
         "followup_date": "Enter an ISO-8601 date or date and time.",
     }
+
+
+def test_the_form_survives_curl_f(
+    crmgate: CrmgateProcess, close: dict[str, str], tmp_path: Path
+) -> None:
+    """`curl -F name=value` splits a value at ';': no field may hold one."""
+    form = upload_form(client(crmgate, close["key"]), "report.txt", "text/plain")
+    path = tmp_path / "report.txt"
+    path.write_bytes(b"sent with curl")
+    fields = [
+        arg for name, value in form["upload"]["fields"].items() for arg in ("-F", f"{name}={value}")
+    ]
+    curl = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *fields,
+         "-F", f"file=@{path}", form["upload"]["url"]],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    assert curl.stdout == "201", curl.stderr
+    fetched = requests.get(form["download"]["url"], timeout=10)
+    assert fetched.content == b"sent with curl"
+    assert fetched.headers["Content-Disposition"] == 'attachment; filename="report.txt"'

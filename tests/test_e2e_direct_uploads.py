@@ -116,7 +116,6 @@ def test_the_documented_flow_posts_straight_to_the_bucket(
         {"bucket": BUCKET},
         {"key": fields["key"]},
         {"Content-Type": "image/jpeg"},
-        {"Content-Disposition": 'attachment; filename="image.jpg"'},
         {"success_action_status": "201"},
         ["content-length-range", 0, MAX_UPLOAD_BYTES],
     ):

@@ -1,6 +1,6 @@
 """Direct uploads (CRMGATE_DIRECT_UPLOADS=1): Close upload forms are presigned POSTs to
 the S3 bucket itself, so file bytes never pass through crmgate and S3 enforces the form's
-conditions (key, type, disposition, size range, 60 seconds).
+conditions (key, type, size range, 60 seconds).
 
 crmgate does not see the post, so an upload stays pending until its download URL is
 first used (a download or an email attachment): a HEAD then confirms the object and
@@ -29,7 +29,7 @@ class DirectUploads:
         self._store = store
 
     def sign_form(
-        self, bucket: str, key: str, content_type: str, disposition: str, max_bytes: int, _base: str
+        self, bucket: str, key: str, content_type: str, max_bytes: int, _base: str
     ) -> tuple[str, dict[str, str]]:
         """The Files service's form signer (uploads.FormSigner): botocore's presigned POST
         for the real bucket, with the same fields and conditions crmgate's own target
@@ -37,7 +37,7 @@ class DirectUploads:
         return self._store.presigned_post(
             bucket,
             key,
-            uploads.form_fields(content_type, disposition),
+            uploads.form_fields(content_type),
             max_bytes,
             uploads.FORM_SECONDS,
         )

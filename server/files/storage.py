@@ -33,14 +33,14 @@ def storage_credentials() -> Credentials:
 
 
 def sign_upload_form(
-    bucket: str, key: str, content_type: str, disposition: str, max_bytes: int, base: str
+    bucket: str, key: str, content_type: str, max_bytes: int, base: str
 ) -> tuple[str, dict[str, str]]:
     """The Files service's form signer: a V4 form for crmgate's own POST target."""
     form = build_form(
         storage_credentials(),
         bucket,
         key,
-        form_fields(content_type, disposition),
+        form_fields(content_type),
         max_bytes,
         datetime.now(UTC),
         timedelta(seconds=FORM_SECONDS),

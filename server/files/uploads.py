@@ -42,9 +42,9 @@ MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 #: How long a signed upload form is accepted (Close documents 60 seconds).
 FORM_SECONDS = 60
 
-#: Builds the signed browser-POST form: (bucket, key, content_type, disposition, max bytes,
-#: base URL) → (upload URL, form fields).
-FormSigner = Callable[[str, str, str, str, int, str], tuple[str, dict[str, str]]]
+#: Builds the signed browser-POST form: (bucket, key, content_type, max bytes, base URL) →
+#: (upload URL, form fields).
+FormSigner = Callable[[str, str, str, int, str], tuple[str, dict[str, str]]]
 
 
 def _signature(file_id: str) -> str:
@@ -110,14 +110,11 @@ def safe_name(filename: str) -> str:
     return cleaned[:120] or "file"
 
 
-def form_fields(content_type: str, disposition: str) -> dict[str, str]:
-    """The fields a signed form fixes besides the key: what the object is served as, and
-    the 201 Close documents for a successful post."""
-    return {
-        "Content-Type": content_type,
-        "Content-Disposition": disposition,
-        "success_action_status": "201",
-    }
+def form_fields(content_type: str) -> dict[str, str]:
+    """The fields a signed form fixes besides the key: the object's type, and the 201
+    Close documents for a successful post. No field holds a ';', so the form survives
+    `curl -F` (which splits values there); the download sets Content-Disposition itself."""
+    return {"Content-Type": content_type, "success_action_status": "201"}
 
 
 def begin(
@@ -142,7 +139,6 @@ def begin(
         upload.bucket,
         upload.key,
         upload.content_type,
-        content_disposition(upload.filename),
         MAX_UPLOAD_BYTES,
         base,
     )

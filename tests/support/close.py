@@ -12,7 +12,6 @@ FORM_FIELDS = frozenset(
     {
         "key",
         "Content-Type",
-        "Content-Disposition",
         "success_action_status",
         "policy",
         "x-amz-algorithm",
