@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 from c2c.v1 import contact_assets_pb2 as pb
@@ -62,14 +62,11 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
         violations = check_request(request.email, files)
         if violations:
             raise validation_failed(violations, locale)
-        spool = Spool(self._buckets, principal.tenant_id)
-        try:
-            for upload in files:
-                await spool.write(upload.content)
-            del files
-            attached = await self._attach(principal, locale, request.email, request.files, spool)
-        finally:
-            await run_storage(spool.remove)
+        del files
+        contents = [f.content for f in request.files]
+        attached = await self._attach(
+            principal, locale, request.email, request.files, lambda spool: spool.write(contents)
+        )
         return pb.AttachAssetsResponse(data=attached)
 
     async def UploadAssets(
@@ -91,12 +88,14 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
         if violations:
             await _drain(request_iterator)
             raise validation_failed(violations, locale)
-        spool = Spool(self._buckets, principal.tenant_id)
-        try:
-            await spool.take([f.size for f in manifest.files], _chunks(request_iterator))
-            attached = await self._attach(principal, locale, manifest.email, manifest.files, spool)
-        finally:
-            await run_storage(spool.remove)
+        sizes = [f.size for f in manifest.files]
+        attached = await self._attach(
+            principal,
+            locale,
+            manifest.email,
+            manifest.files,
+            lambda spool: spool.take(sizes, _chunks(request_iterator)),
+        )
         return pb.UploadAssetsResponse(data=attached)
 
     async def _attach(
@@ -105,13 +104,18 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
         locale: str,
         email: str,
         files: Sequence[FileFacts],
-        spool: Spool,
+        fill: Callable[[Spool], Awaitable[None]],
     ) -> pb.AttachedAssets:
-        """Check and convert the spooled files (each read back on the CPU pool), then store
-        them all or none."""
-        results = await asyncio.gather(
-            *(run_cpu(_prepare, index, upload, spool) for index, upload in enumerate(files))
-        )
+        """Spool the files' bytes (`fill`), check and convert each (read back on the CPU
+        pool), then store them all or none; the temp files go whatever happens."""
+        spool = Spool(self._buckets, principal.tenant_id)
+        try:
+            await fill(spool)
+            results = await asyncio.gather(
+                *(run_cpu(_prepare, index, upload, spool) for index, upload in enumerate(files))
+            )
+        finally:
+            await run_storage(spool.remove)
         violations = [result for result in results if isinstance(result, Violation)]
         if violations:
             raise validation_failed(violations, locale)

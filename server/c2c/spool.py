@@ -6,7 +6,7 @@ and removed whatever happens (a crash leaves temp files only the sweep removes).
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -47,10 +47,11 @@ class Spool:
         if pending or await anext(chunks, None) is not None:
             raise _malformed("The chunks hold more bytes than the manifest lists.")
 
-    async def write(self, content: bytes) -> None:
-        """One more file, whole (a unary AttachAssets request's content)."""
-        with self._open() as sink:
-            await run_storage(sink.write, content)
+    async def write(self, contents: Iterable[bytes]) -> None:
+        """Files given whole (a unary AttachAssets request's contents)."""
+        for content in contents:
+            with self._open() as sink:
+                await run_storage(sink.write, content)
 
     def read(self, index: int) -> bytes:
         return self.paths[index].read_bytes()
