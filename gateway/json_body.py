@@ -24,7 +24,6 @@ from typing import Any
 LONG_STRING = 64 * 1024
 #: A long run of printable ASCII but `"` and `\` between two quotes.
 _LONG_PLAIN = re.compile(rb'"([\x20\x21\x23-\x5b\x5d-\x7e]{%d,})"' % LONG_STRING)
-_BASE64_DIGITS = re.compile(rb"[A-Za-z0-9+/]*")
 
 #: A path in a document: keys and list indices from the root.
 Path = tuple[str | int, ...]
@@ -53,20 +52,28 @@ class RawText:
         start, end = self._start, self._end
         if self._body.startswith(b"data:", start, end):
             start = self._body.rfind(b",", start, end) + 1 or start
-        window, carry = size // 3 * 4, b""
+        body, window, carry = self._body, size // 3 * 4, bytearray()
         for position in range(start, end, window):
-            piece = carry + bytes(self._body[position : min(position + window, end)])
-            piece = piece.replace(b" ", b"")
-            if position + window >= end:
+            stop = min(position + window, end)
+            piece = body[position:stop]
+            if b" " in piece:
+                piece = piece.replace(b" ", b"")
+            if carry:
+                piece[:0] = carry
+            if stop >= end:
                 carry = piece
                 break
             # Keep the last 4 digits back: padding is valid only at the very end.
             cut = max(0, (len(piece) - 4) // 4 * 4)
-            ready, carry = piece[:cut], piece[cut:]
-            if not _BASE64_DIGITS.fullmatch(ready):
+            if piece.find(b"=", 0, cut) >= 0:
                 raise ValueError("invalid base64")
-            if ready:
-                yield binascii.a2b_base64(ready)
+            try:
+                chunk = binascii.a2b_base64(memoryview(piece)[:cut], strict_mode=True)
+            except binascii.Error:
+                raise ValueError("invalid base64") from None
+            carry = piece[cut:]
+            if chunk:
+                yield chunk
         try:
             yield base64.b64decode(carry, validate=True)
         except binascii.Error as error:

@@ -754,3 +754,49 @@ def test_split_mode_stores_every_file_as_sent(tmp_path: Path) -> None:
         status, body = attach(crmgate, key, {"email": "user@example.com", "files": files})
         assert (status, list(violations(body))) == (422, ["files.2.content"])
         assert sorted(p for p in (tmp_path / "objects").rglob("*") if p.is_file()) == before
+
+
+def test_upload_assets_over_grpc(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    """UploadAssets for internal callers: chunks may span files; a stream that does not
+    match its manifest is refused and leaves no file behind."""
+    metadata = [("authorization", f"Bearer {c2c['key']}")]
+    first, second = samples.pdf(), samples.TEXT
+
+    def manifest(*sizes: int) -> pb.UploadAssetsRequest:
+        files = [
+            pb.AssetDescription(filename="a.pdf", mime_type="application/pdf", size=sizes[0]),
+            pb.AssetDescription(filename="b.txt", mime_type="text/plain", size=sizes[1]),
+        ]
+        return pb.UploadAssetsRequest(
+            manifest=pb.AssetsManifest(email="user@example.com", files=files)
+        )
+
+    both = first + second
+    with grpc.insecure_channel(crmgate.grpc_target) as channel:
+        stub = contact_assets_pb2_grpc.ContactAssetsStub(channel)
+        halves = [both[: len(first) + 3], both[len(first) + 3 :]]  # the first chunk spans both
+        reply = stub.UploadAssets(
+            iter(
+                [manifest(len(first), len(second))]
+                + [pb.UploadAssetsRequest(chunk=c) for c in halves]
+            ),
+            metadata=metadata,
+            timeout=30,
+        )
+        assert [a.size for a in reply.data.assets] == [len(first), len(second)]
+        assert [stored_bytes(crmgate, a.uuid) for a in reply.data.assets] == [first, second]
+        before = sorted(p for p in (crmgate.data_dir / "objects").rglob("*") if p.is_file())
+        for messages, reason in [
+            (
+                [manifest(len(first), len(second)), pb.UploadAssetsRequest(chunk=first)],
+                "malformed_stream",
+            ),
+            ([manifest(len(first), 1), pb.UploadAssetsRequest(chunk=both)], "malformed_stream"),
+            ([pb.UploadAssetsRequest(chunk=both)], "malformed_stream"),
+            ([manifest(len(first), 0), pb.UploadAssetsRequest(chunk=first)], "validation_failed"),
+        ]:
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.UploadAssets(iter(messages), metadata=metadata, timeout=30)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert error_info(rpc_status.from_call(caught.value)).reason == reason
+        assert sorted(p for p in (crmgate.data_dir / "objects").rglob("*") if p.is_file()) == before
