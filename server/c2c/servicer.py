@@ -110,7 +110,13 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
         pool), then store them all or none; the temp files go whatever happens."""
         spool = Spool(self._buckets, principal.tenant_id)
         try:
-            await fill(spool)
+            try:
+                await fill(spool)
+            except OSError:
+                log.exception(
+                    "spooling %d files for tenant %s failed", len(files), principal.tenant_name
+                )
+                raise store_failed(locale) from None
             results = await asyncio.gather(
                 *(run_cpu(_prepare, index, upload, spool) for index, upload in enumerate(files))
             )
@@ -133,9 +139,7 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
             log.exception(
                 "storing %d assets for tenant %s failed", len(prepared), principal.tenant_name
             )
-            raise ApiError(
-                grpc.StatusCode.INTERNAL, "store_failed", translate("store_failed", locale)
-            ) from None
+            raise store_failed(locale) from None
         return attached
 
     async def ListContactAssets(
@@ -209,6 +213,11 @@ async def _drain(messages: AsyncIterator[pb.UploadAssetsRequest]) -> None:
         seen += len(message.chunk)
         if seen > MAX_MESSAGE_BYTES:
             return
+
+
+def store_failed(locale: str) -> ApiError:
+    """500 store_failed: nothing was kept (a write failed while spooling or storing)."""
+    return ApiError(grpc.StatusCode.INTERNAL, "store_failed", translate("store_failed", locale))
 
 
 def validation_failed(violations: Sequence[Violation], locale: str) -> ApiError:
