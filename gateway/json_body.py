@@ -38,17 +38,15 @@ class RawText:
     def __init__(self, body: bytearray, start: int, end: int) -> None:
         self._body, self._start, self._end = body, start, end
 
-    def __len__(self) -> int:
-        return self._end - self._start
-
     def text(self) -> str:
         return self._body[self._start : self._end].decode("ascii")
 
     def base64_chunks(self, size: int) -> Iterator[bytes]:
-        """The bytes the text means as C2C content (base64, optionally a data URI: only
-        what follows the last comma; spaces ignored), `size` decoded bytes or fewer at a
-        time; raises ValueError where `base64.b64decode(text, validate=True)` would, and
-        only then. Never more than one chunk of text is copied."""
+        """The bytes the text means as C2C content, as gateway.surfaces.c2c.decode_content
+        reads it whole (base64, optionally a data URI: only what follows the last comma;
+        spaces ignored), about `size` decoded bytes at a time; raises ValueError where
+        decode_content would, and only then (once the chunks before are out: to refuse
+        before sending, read them all first). One chunk of text is copied at a time."""
         start, end = self._start, self._end
         if self._body.startswith(b"data:", start, end):
             start = self._body.rfind(b",", start, end) + 1 or start
