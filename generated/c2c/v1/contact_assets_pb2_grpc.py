@@ -95,7 +95,8 @@ class ContactAssetsServicer:
 
     def AttachAssets(self, request, context):
         """AttachAssets stores 1–10 files as media of an existing contact, found by
-        email. All or nothing: either every file is stored or none is.
+        email. All or nothing: either every file is stored or none is. The
+        gateway sends this route's requests on as UploadAssets, bytes streamed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
