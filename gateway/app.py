@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
 import grpc
 from aiohttp import web
 from google.protobuf.descriptor import FileDescriptor
 
+from gateway import json_body
 from gateway.calls import Caller
 from gateway.contract import MAX_MESSAGE_BYTES, CallFailed
 from gateway.errors import (
     BODY_TOO_LARGE,
     INVALID_JSON,
-    INVALID_REQUEST,
     JSON_TOO_DEEP,
     NUL_CHARACTER,
     NUMBER_TOO_LONG,
     reject,
 )
 from gateway.forwarding import Network, forwarded_middleware
-from gateway.json_reader import TranscodeError, build_request
+from gateway.json_body import Path as JsonPath
 from gateway.routes import Route, discover_routes
 from gateway.routing import Router
 from gateway.surfaces.base import Surface
@@ -87,33 +88,26 @@ class Gateway:
         self, request: web.Request, route: Route, surface: Surface, values: dict[str, str]
     ) -> web.StreamResponse:
         metadata = surface.call_metadata(request, route)
-        body = await read_json(request) if route.body else None
-        try:
-            message = build_request(
-                route, values, request.query.items(), body, surface.json_options
-            )
-        except TranscodeError as error:
-            raise reject(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                INVALID_REQUEST,
-                violations=[(v.field, v.message, v.kind) for v in error.violations],
-            ) from None
-        del body
-        method, outgoing, response_type = surface.outgoing_call(request, route, message)
-        response = await self._caller.call(method, outgoing, metadata, response_type)
+        response = await surface.call(
+            self._caller,
+            request,
+            route,
+            values,
+            metadata,
+            # Passed, not held here: the surface releases the body once it is sent on.
+            await read_json(request, partial(surface.keep_raw, route)) if route.body else None,
+        )
         return surface.render(request, route, response)
 
 
-async def read_json(request: web.Request) -> Any:
-    """The parsed JSON body; an empty body reads as {}."""
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise reject(grpc.StatusCode.INVALID_ARGUMENT, BODY_TOO_LARGE, max=MAX_BODY_BYTES) from None
-    if not raw.strip():
+async def read_json(request: web.Request, keep_raw: Callable[[JsonPath], bool]) -> Any:
+    """The parsed JSON body; an empty body reads as {}. Long plain strings where
+    `keep_raw(path)` stay in the body, as gateway.json_body.RawText."""
+    body = await read_body(request)
+    if not body or body.isspace():
         return {}
     try:
-        document = json.loads(raw, parse_int=_bounded_int)
+        document = json_body.parse(body, _loads, keep_raw)
         if _holds_nul(document):
             raise reject(grpc.StatusCode.INVALID_ARGUMENT, NUL_CHARACTER)
         return document
@@ -126,9 +120,30 @@ async def read_json(request: web.Request) -> Any:
     except json.JSONDecodeError as error:
         line, column = error.lineno, error.colno
     except UnicodeDecodeError as error:
-        line = raw.count(b"\n", 0, error.start) + 1
-        column = error.start - raw.rfind(b"\n", 0, error.start)
+        line = body.count(b"\n", 0, error.start) + 1
+        column = error.start - body.rfind(b"\n", 0, error.start)
     raise reject(grpc.StatusCode.INVALID_ARGUMENT, INVALID_JSON, line=line, column=column)
+
+
+async def read_body(request: web.Request) -> bytearray:
+    """The request body in one buffer, at most MAX_BODY_BYTES (aiohttp's own read() holds
+    it twice at the end, as a bytearray and as bytes)."""
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise reject(grpc.StatusCode.INVALID_ARGUMENT, BODY_TOO_LARGE, max=MAX_BODY_BYTES)
+    # Sized once from Content-Length: a buffer grown step by step is copied when the
+    # allocator moves it (from the heap to its own mapping), twice the body for a moment.
+    body, filled = bytearray(request.content_length or 0), 0
+    while chunk := await request.content.readany():
+        body[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+        if filled > MAX_BODY_BYTES:
+            raise reject(grpc.StatusCode.INVALID_ARGUMENT, BODY_TOO_LARGE, max=MAX_BODY_BYTES)
+    del body[filled:]
+    return body
+
+
+def _loads(text: bytes | bytearray) -> Any:
+    return json.loads(text, parse_int=_bounded_int)
 
 
 class NumberTooLong(ValueError):

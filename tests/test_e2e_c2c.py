@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -591,8 +592,9 @@ def test_logs_hold_no_keys_or_contents(crmgate: CrmgateProcess, c2c: dict[str, s
     )
     assert status == 201
     record = crmgate.log_record("c2c-log-check")
+    # The REST route's uploads reach the server as the streaming UploadAssets.
     assert (record["method"], record["status"], record["tenant"]) == (
-        "/c2c.v1.ContactAssets/AttachAssets",
+        "/c2c.v1.ContactAssets/UploadAssets",
         "OK",
         "acme",
     )
@@ -693,3 +695,108 @@ def test_message_locale_over_grpc(crmgate: CrmgateProcess, c2c: dict[str, str]) 
                 metadata.append(("accept-language", language))
             reply = stub.GetMessageLocale(pb.GetMessageLocaleRequest(), metadata=metadata)
             assert reply.locale == expected, (key, language)
+
+
+def test_split_mode_stores_every_file_as_sent(tmp_path: Path) -> None:
+    """`crmgate gateway` + `crmgate server`: several files, large ones streamed from the body
+    (plain base64, with spaces, as a data URI) and small ones in the manifest's wake, are
+    stored exactly as sent (images as WebP), and the refusals stay the same."""
+    big = samples.pdf() + os.urandom(300_000)  # still a PDF to libmagic
+    odd = b"%PDF-1.4\n" + os.urandom(256 * 1024 * 3 + 5)  # not a multiple of a chunk
+    spaced = " ".join(b64(big)[i : i + 76] for i in range(0, len(b64(big)), 76))
+    files = [
+        {"filename": "big.pdf", "mime_type": "application/pdf", "content": b64(big)},
+        {"filename": "small.txt", "mime_type": "text/plain", "content": b64(samples.TEXT)},
+        {"filename": "odd.pdf", "mime_type": "application/pdf", "content": b64(odd)},
+        {"filename": "spaced.pdf", "mime_type": "application/pdf", "content": spaced},
+        {
+            "filename": "uri.pdf",
+            "mime_type": "application/pdf",
+            "content": "data:application/pdf;base64," + b64(odd),
+        },
+        {"filename": "photo.png", "mime_type": "image/png", "content": b64(samples.image("PNG"))},
+    ]
+    sent = [big, samples.TEXT, odd, big, odd]
+    with CrmgateProcess.start_split(tmp_path) as crmgate:
+        crmgate.admin("tenant", "create", "acme")
+        crmgate.admin("contact", "create", "--tenant", "acme", "--email", "user@example.com")
+        key = crmgate.admin("apikey", "create", "--tenant", "acme", "--kind", "c2c")
+        status, body = attach(crmgate, key, {"email": "user@example.com", "files": files})
+        assert status == 201, body
+        assets = body["data"]["assets"]
+        assert [a["name"] for a in assets] == [
+            "big.pdf",
+            "small.txt",
+            "odd.pdf",
+            "spaced.pdf",
+            "uri.pdf",
+            "photo.webp",
+        ]
+        for asset, content in zip(assets, sent, strict=False):
+            assert (asset["size"], stored_bytes(crmgate, asset["uuid"])) == (len(content), content)
+        webp = stored_bytes(crmgate, assets[-1]["uuid"])
+        assert Image.open(io.BytesIO(webp)).format == "WEBP" and assets[-1]["size"] == len(webp)
+        # JSON's escaped slashes take the copying path: the same bytes arrive.
+        escaped = json.dumps(one("esc.pdf", "application/pdf", big)).replace("/", "\\/")
+        status, body = attach(crmgate, key, None, raw=escaped.encode())
+        assert status == 201, body
+        assert stored_bytes(crmgate, body["data"]["assets"][0]["uuid"]) == big
+        # A refusal found only in the bytes (the third file is no PDF) stores nothing.
+        before = sorted(p for p in (tmp_path / "objects").rglob("*") if p.is_file())
+        files[2] = {
+            "filename": "odd.pdf",
+            "mime_type": "application/pdf",
+            "content": b64(b"x" * 90_000),
+        }
+        status, body = attach(crmgate, key, {"email": "user@example.com", "files": files})
+        assert (status, list(violations(body))) == (422, ["files.2.content"])
+        files[2]["content"] = b64(odd)[:-2] + "!!"
+        status, body = attach(crmgate, key, {"email": "user@example.com", "files": files})
+        assert (status, list(violations(body))) == (422, ["files.2.content"])
+        assert sorted(p for p in (tmp_path / "objects").rglob("*") if p.is_file()) == before
+
+
+def test_upload_assets_over_grpc(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    """UploadAssets for internal callers: chunks may span files; a stream that does not
+    match its manifest is refused and leaves no file behind."""
+    metadata = [("authorization", f"Bearer {c2c['key']}")]
+    first, second = samples.pdf(), samples.TEXT
+
+    def manifest(*sizes: int) -> pb.UploadAssetsRequest:
+        files = [
+            pb.AssetDescription(filename="a.pdf", mime_type="application/pdf", size=sizes[0]),
+            pb.AssetDescription(filename="b.txt", mime_type="text/plain", size=sizes[1]),
+        ]
+        return pb.UploadAssetsRequest(
+            manifest=pb.AssetsManifest(email="user@example.com", files=files)
+        )
+
+    both = first + second
+    with grpc.insecure_channel(crmgate.grpc_target) as channel:
+        stub = contact_assets_pb2_grpc.ContactAssetsStub(channel)
+        halves = [both[: len(first) + 3], both[len(first) + 3 :]]  # the first chunk spans both
+        reply = stub.UploadAssets(
+            iter(
+                [manifest(len(first), len(second))]
+                + [pb.UploadAssetsRequest(chunk=c) for c in halves]
+            ),
+            metadata=metadata,
+            timeout=30,
+        )
+        assert [a.size for a in reply.data.assets] == [len(first), len(second)]
+        assert [stored_bytes(crmgate, a.uuid) for a in reply.data.assets] == [first, second]
+        before = sorted(p for p in (crmgate.data_dir / "objects").rglob("*") if p.is_file())
+        for messages, reason in [
+            (
+                [manifest(len(first), len(second)), pb.UploadAssetsRequest(chunk=first)],
+                "malformed_stream",
+            ),
+            ([manifest(len(first), 1), pb.UploadAssetsRequest(chunk=both)], "malformed_stream"),
+            ([pb.UploadAssetsRequest(chunk=both)], "malformed_stream"),
+            ([manifest(len(first), 0), pb.UploadAssetsRequest(chunk=first)], "validation_failed"),
+        ]:
+            with pytest.raises(grpc.RpcError) as caught:
+                stub.UploadAssets(iter(messages), metadata=metadata, timeout=30)
+            assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert error_info(rpc_status.from_call(caught.value)).reason == reason
+        assert sorted(p for p in (crmgate.data_dir / "objects").rglob("*") if p.is_file()) == before

@@ -8,9 +8,10 @@ its own, the transcoder's or the service's — which always arrives as a google.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import grpc
 from aiohttp import web
 from google.protobuf.message import Message
 from google.rpc import status_pb2
@@ -23,7 +24,10 @@ from gateway.contract import (
     REQUEST_ID_KEY,
     new_request_id,
 )
+from gateway.errors import INVALID_REQUEST, reject
+from gateway.json_body import Path as JsonPath
 from gateway.json_options import JsonOptions
+from gateway.json_reader import TranscodeError, build_request
 from gateway.json_writer import http_body, response_payload
 from gateway.routes import Route
 
@@ -89,6 +93,27 @@ class Surface:
         """Told every route the gateway serves and how it calls services, for surfaces
         that look a route up or make calls of their own."""
 
+    def keep_raw(self, route: Route, path: JsonPath) -> bool:
+        """Whether a long plain string of the route's body at `path` reaches `call` unread,
+        as a gateway.json_body.RawText (for a surface that streams it on): none does."""
+        return False
+
+    async def call(
+        self,
+        caller: Caller,
+        request: web.Request,
+        route: Route,
+        values: Mapping[str, str],
+        metadata: Sequence[tuple[str, str]],
+        body: Any,
+    ) -> Message:
+        """Make the route's call: its request message from the path values, the query and
+        the parsed JSON body (released once converted), sent as `outgoing_call` says."""
+        message = transcode(route, values, request, body, self.json_options)
+        del body
+        method, outgoing, response_type = self.outgoing_call(request, route, message)
+        return await caller.call(method, outgoing, metadata, response_type)
+
     def outgoing_call(
         self, request: web.Request, route: Route, message: Message
     ) -> tuple[str, Message, type[Message]]:
@@ -108,6 +133,21 @@ class Surface:
         self, request: web.Request, status: status_pb2.Status
     ) -> web.StreamResponse:
         raise NotImplementedError
+
+
+def transcode(
+    route: Route, values: Mapping[str, str], request: web.Request, body: Any, options: JsonOptions
+) -> Message:
+    """The route's request message; refuses (INVALID_REQUEST, every violation listed) what
+    cannot become one."""
+    try:
+        return build_request(route, values, request.query.items(), body, options)
+    except TranscodeError as error:
+        raise reject(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            INVALID_REQUEST,
+            violations=[(v.field, v.message, v.kind) for v in error.violations],
+        ) from None
 
 
 def error_map(violations: Sequence[tuple[str, str]]) -> dict[str, list[str]]:

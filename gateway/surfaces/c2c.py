@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -18,6 +19,7 @@ from google.rpc import status_pb2
 from gateway.calls import Caller
 from gateway.contract import (
     AUTHORIZATION_KEY,
+    CHUNK_BYTES,
     CallFailed,
     error_info,
     field_violations,
@@ -40,15 +42,20 @@ from gateway.errors import (
     default_http_status,
     reject,
 )
+from gateway.json_body import Path as JsonPath
+from gateway.json_body import RawText
 from gateway.json_options import JsonOptions
 from gateway.json_writer import response_payload
 from gateway.localisation import choose_locale, field_message, summary, translate
 from gateway.routes import Route
-from gateway.surfaces.base import Surface, error_map, header_text, json_response
+from gateway.surfaces.base import Surface, error_map, header_text, json_response, transcode
 
 SUPPORTED_VERSIONS = frozenset({"v1"})
+ATTACH_METHOD = "/c2c.v1.ContactAssets/AttachAssets"
+#: The route's uploads go to the server as this stream (the same request, bytes chunked).
+UPLOAD_METHOD = "/c2c.v1.ContactAssets/UploadAssets"
 #: Methods whose success is not a plain 200.
-SUCCESS_STATUS = {"/c2c.v1.ContactAssets/AttachAssets": 201}
+SUCCESS_STATUS = {ATTACH_METHOD: 201}
 LOCALE_METHOD = "/c2c.v1.ContactAssets/GetMessageLocale"
 
 
@@ -101,6 +108,42 @@ class C2cSurface(Surface):
 
     def bind(self, routes: Sequence[Route], caller: Caller) -> None:
         self._caller = caller
+
+    def keep_raw(self, route: Route, path: JsonPath) -> bool:
+        """Files' contents stay in the body until they are streamed, decoded a chunk at a
+        time."""
+        return (
+            route.full_method == ATTACH_METHOD
+            and len(path) == 3
+            and path[0] == "files"
+            and isinstance(path[1], int)
+            and path[2] == "content"
+        )
+
+    async def call(
+        self,
+        caller: Caller,
+        request: web.Request,
+        route: Route,
+        values: Mapping[str, str],
+        metadata: Sequence[tuple[str, str]],
+        body: Any,
+    ) -> Message:
+        """An upload goes on as UploadAssets: the manifest, then each file's bytes decoded
+        from the body chunk by chunk. Every check the transcoder makes comes first, so a
+        request is refused exactly as a whole AttachAssetsRequest would be."""
+        if route.full_method != ATTACH_METHOD:
+            return await super().call(caller, request, route, values, metadata, body)
+        streamed = _measure_contents(body)
+        message = transcode(route, values, request, body, self.json_options)
+        del body
+        assert isinstance(message, contact_assets_pb2.AttachAssetsRequest)
+        messages = _upload_messages(message, streamed)
+        del streamed
+        stored = await caller.call_stream_in(
+            UPLOAD_METHOD, messages, metadata, contact_assets_pb2.UploadAssetsResponse
+        )
+        return contact_assets_pb2.AttachAssetsResponse(data=stored.data)  # type: ignore[attr-defined]
 
     def call_metadata(self, request: web.Request, route: Route) -> list[tuple[str, str]]:
         version = request.headers.get("X-Api-Version", "").strip()
@@ -160,6 +203,58 @@ class C2cSurface(Surface):
             contact_assets_pb2.GetMessageLocaleResponse,
         )
         return reply.locale  # type: ignore[attr-defined]
+
+
+def _measure_contents(body: Any) -> dict[int, tuple[RawText, int]]:
+    """Each file content left in the body (by file index), with its decoded size. The
+    body keeps a stand-in the transcoder reads as it would the content: empty, or not
+    base64 when the content is not."""
+    files = body.get("files") if isinstance(body, dict) else None
+    streamed: dict[int, tuple[RawText, int]] = {}
+    for index, upload in enumerate(files if isinstance(files, list) else ()):
+        content = upload.get("content") if isinstance(upload, dict) else None
+        if not isinstance(content, RawText):
+            continue
+        try:
+            size = sum(len(chunk) for chunk in content.base64_chunks(CHUNK_BYTES))
+        except ValueError:
+            upload["content"] = "!"
+            continue
+        upload["content"] = ""
+        streamed[index] = (content, size)
+    return streamed
+
+
+async def _upload_messages(
+    request: contact_assets_pb2.AttachAssetsRequest, streamed: dict[int, tuple[RawText, int]]
+) -> AsyncIterator[contact_assets_pb2.UploadAssetsRequest]:
+    """UploadAssets' messages for the request; each file's text is let go once sent."""
+    files = [
+        contact_assets_pb2.AssetDescription(
+            filename=upload.filename,
+            mime_type=upload.mime_type,
+            size=streamed[index][1] if index in streamed else len(upload.content),
+            alt=upload.alt,
+            description=upload.description,
+        )
+        for index, upload in enumerate(request.files)
+    ]
+    yield contact_assets_pb2.UploadAssetsRequest(
+        manifest=contact_assets_pb2.AssetsManifest(email=request.email, files=files)
+    )
+    for index, upload in enumerate(request.files):
+        chunks: Iterable[bytes]
+        if index in streamed:
+            chunks = streamed.pop(index)[0].base64_chunks(CHUNK_BYTES)
+        else:
+            chunks = (
+                upload.content[start : start + CHUNK_BYTES]
+                for start in range(0, len(upload.content), CHUNK_BYTES)
+            )
+        for chunk in chunks:
+            if chunk:
+                yield contact_assets_pb2.UploadAssetsRequest(chunk=chunk)
+        del chunks
 
 
 def _envelope(

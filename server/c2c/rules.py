@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import Protocol
 
 from server.c2c import images, sniff, svg
 
@@ -32,6 +33,22 @@ class Violation:
     params: dict[str, object] = field(default_factory=dict)
 
 
+class FileFacts(Protocol):
+    """What the request checks read of a file: everything but its bytes (a streamed
+    upload's manifest says the size before the bytes arrive)."""
+
+    @property
+    def filename(self) -> str: ...
+    @property
+    def mime_type(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def alt(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class FileInput:
     filename: str
@@ -39,6 +56,10 @@ class FileInput:
     content: bytes
     alt: str = ""
     description: str = ""
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
 
 
 @dataclass(frozen=True)
@@ -62,7 +83,7 @@ def base_name(filename: str) -> str:
     return re.split(r"[\\/]", filename.strip())[-1].strip()
 
 
-def check_request(email: str, files: Sequence[FileInput]) -> list[Violation]:
+def check_request(email: str, files: Sequence[FileFacts]) -> list[Violation]:
     """Everything that can be checked without reading file contents."""
     violations: list[Violation] = []
     if not email.strip():
@@ -86,9 +107,9 @@ def check_request(email: str, files: Sequence[FileInput]) -> list[Violation]:
             violations.append(Violation(f"{prefix}.mime_type", "required"))
         elif upload.mime_type not in sniff.ALLOWED_MIME_TYPES:
             violations.append(Violation(f"{prefix}.mime_type", "mime_allowed"))
-        if not upload.content:
+        if not upload.size:
             violations.append(Violation(f"{prefix}.content", "required"))
-        elif len(upload.content) > MAX_FILE_BYTES:
+        elif upload.size > MAX_FILE_BYTES:
             violations.append(Violation(f"{prefix}.content", "max_file", {"max": MAX_FILE_BYTES}))
         if len(upload.alt) > MAX_ALT:
             violations.append(Violation(f"{prefix}.alt", "max_chars", {"max": MAX_ALT}))
@@ -96,7 +117,7 @@ def check_request(email: str, files: Sequence[FileInput]) -> list[Violation]:
             violations.append(
                 Violation(f"{prefix}.description", "max_chars", {"max": MAX_DESCRIPTION})
             )
-        total += len(upload.content)
+        total += upload.size
     if total > MAX_TOTAL_BYTES:
         violations.append(Violation("files", "max_total", {"max": MAX_TOTAL_BYTES}))
     return violations

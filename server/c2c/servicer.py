@@ -7,18 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import grpc
 from c2c.v1 import contact_assets_pb2 as pb
 from c2c.v1 import contact_assets_pb2_grpc
 
-from gateway.contract import ACCEPT_LANGUAGE_KEY
+from gateway.contract import ACCEPT_LANGUAGE_KEY, MAX_MESSAGE_BYTES
 from gateway.localisation import choose_locale, summary, translate
 from server.c2c import media
-from server.c2c.rules import FileInput, PreparedFile, Violation, check_request, prepare
-from server.errors import ApiError, not_found
-from server.executors import run_cpu, run_db
+from server.c2c.rules import (
+    FileFacts,
+    FileInput,
+    PreparedFile,
+    Violation,
+    check_request,
+    prepare,
+)
+from server.c2c.spool import MALFORMED, Spool
+from server.errors import ApiError, invalid_argument, not_found
+from server.executors import run_cpu, run_db, run_storage
 from server.links import PublicLinks, call_host, call_metadata
 from server.objects import ObjectStorage, stream_object
 from server.principal import Principal, require_principal
@@ -52,17 +60,73 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
             for f in request.files
         ]
         violations = check_request(request.email, files)
-        prepared: list[PreparedFile] = []
-        if not violations:
-            results = await asyncio.gather(
-                *(run_cpu(prepare, index, upload) for index, upload in enumerate(files))
-            )
-            violations = [result for result in results if isinstance(result, Violation)]
-            prepared = [result for result in results if isinstance(result, PreparedFile)]
-        del files
         if violations:
             raise validation_failed(violations, locale)
-        contact = await run_db(media.find_contact, principal.tenant_id, request.email)
+        del files
+        contents = [f.content for f in request.files]
+        attached = await self._attach(
+            principal, locale, request.email, request.files, lambda spool: spool.write(contents)
+        )
+        return pb.AttachAssetsResponse(data=attached)
+
+    async def UploadAssets(
+        self,
+        request_iterator: AsyncIterator[pb.UploadAssetsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> pb.UploadAssetsResponse:
+        """AttachAssets with the bytes streamed: checked from the manifest before any byte
+        is read, then spooled to temp files."""
+        principal = require_principal()
+        locale = _locale(principal, context)
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("part") != "manifest":
+            raise invalid_argument("The first message must carry the manifest.", MALFORMED)
+        manifest = first.manifest
+        if any(f.size < 0 for f in manifest.files):
+            raise invalid_argument("A file's size cannot be negative.", MALFORMED)
+        violations = check_request(manifest.email, manifest.files)
+        if violations:
+            await _drain(request_iterator)
+            raise validation_failed(violations, locale)
+        sizes = [f.size for f in manifest.files]
+        attached = await self._attach(
+            principal,
+            locale,
+            manifest.email,
+            manifest.files,
+            lambda spool: spool.take(sizes, _chunks(request_iterator)),
+        )
+        return pb.UploadAssetsResponse(data=attached)
+
+    async def _attach(
+        self,
+        principal: Principal,
+        locale: str,
+        email: str,
+        files: Sequence[FileFacts],
+        fill: Callable[[Spool], Awaitable[None]],
+    ) -> pb.AttachedAssets:
+        """Spool the files' bytes (`fill`), check and convert each (read back on the CPU
+        pool), then store them all or none; the temp files go whatever happens."""
+        spool = Spool(self._buckets, principal.tenant_id)
+        try:
+            try:
+                await fill(spool)
+            except OSError:
+                log.exception(
+                    "spooling %d files for tenant %s failed", len(files), principal.tenant_name
+                )
+                raise store_failed(locale) from None
+            results = await asyncio.gather(
+                *(run_cpu(_prepare, index, upload, spool) for index, upload in enumerate(files))
+            )
+        finally:
+            await run_storage(spool.remove)
+        violations = [result for result in results if isinstance(result, Violation)]
+        if violations:
+            raise validation_failed(violations, locale)
+        prepared = [result for result in results if isinstance(result, PreparedFile)]
+        contact = await run_db(media.find_contact, principal.tenant_id, email)
         if contact is None:
             raise ApiError(
                 grpc.StatusCode.NOT_FOUND,
@@ -75,10 +139,8 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
             log.exception(
                 "storing %d assets for tenant %s failed", len(prepared), principal.tenant_name
             )
-            raise ApiError(
-                grpc.StatusCode.INTERNAL, "store_failed", translate("store_failed", locale)
-            ) from None
-        return pb.AttachAssetsResponse(data=attached)
+            raise store_failed(locale) from None
+        return attached
 
     async def ListContactAssets(
         self, request: pb.ListContactAssetsRequest, context: grpc.aio.ServicerContext
@@ -124,6 +186,39 @@ class ContactAssetsService(contact_assets_pb2_grpc.ContactAssetsServicer):
         )
         async for chunk in chunks:
             yield pb.GetMediaResponse(chunk=chunk)
+
+
+def _prepare(index: int, upload: FileFacts, spool: Spool) -> PreparedFile | Violation:
+    """One spooled file, read back and prepared (rules.prepare); for the CPU pool."""
+    content = spool.read(index)
+    return prepare(
+        index,
+        FileInput(upload.filename, upload.mime_type, content, upload.alt, upload.description),
+    )
+
+
+async def _chunks(messages: AsyncIterator[pb.UploadAssetsRequest]) -> AsyncIterator[bytes]:
+    """The files' bytes from the messages after the manifest."""
+    async for message in messages:
+        if message.WhichOneof("part") != "chunk":
+            raise invalid_argument("Only the first message carries the manifest.", MALFORMED)
+        yield message.chunk
+
+
+async def _drain(messages: AsyncIterator[pb.UploadAssetsRequest]) -> None:
+    """Read and drop the rest of a refused upload (at most what one request can hold): a
+    caller still writing when the call ends may be told of a transport error instead of
+    the refusal (grpc.aio reports a write that raced the status as INTERNAL)."""
+    seen = 0
+    async for message in messages:
+        seen += len(message.chunk)
+        if seen > MAX_MESSAGE_BYTES:
+            return
+
+
+def store_failed(locale: str) -> ApiError:
+    """500 store_failed: nothing was kept (a write failed while spooling or storing)."""
+    return ApiError(grpc.StatusCode.INTERNAL, "store_failed", translate("store_failed", locale))
 
 
 def validation_failed(violations: Sequence[Violation], locale: str) -> ApiError:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x32\x63/v1/contact_assets.proto\x12\x06\x63\x32\x63.v1\x1a\x1cgoogle/api/annotations.proto\"\x0f\n\rHealthRequest\"4\n\x0eHealthResponse\x12\"\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x14.c2c.v1.HealthStatus\"\x1e\n\x0cHealthStatus\x12\x0e\n\x06status\x18\x01 \x01(\t\"H\n\x13\x41ttachAssetsRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\"\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x13.c2c.v1.AssetUpload\"e\n\x0b\x41ssetUpload\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\x12\x0b\n\x03\x61lt\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"<\n\x14\x41ttachAssetsResponse\x12$\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x16.c2c.v1.AttachedAssets\"Z\n\x0e\x41ttachedAssets\x12)\n\x07\x63ontact\x18\x01 \x01(\x0b\x32\x18.c2c.v1.ContactReference\x12\x1d\n\x06\x61ssets\x18\x02 \x03(\x0b\x32\r.c2c.v1.Asset\"/\n\x10\x43ontactReference\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"f\n\x05\x41sset\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tmime_type\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x05\x12\x12\n\ncreated_at\x18\x06 \x01(\t\"\x95\x01\n\x0c\x41ssetDetails\x12\x1c\n\x05\x61sset\x18\x01 \x01(\x0b\x32\r.c2c.v1.Asset\x12\x14\n\x0c\x63ontact_uuid\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0b\n\x03\x61lt\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x0b\n\x03url\x18\x07 \x01(\t\"0\n\x18ListContactAssetsRequest\x12\x14\n\x0c\x63ontact_uuid\x18\x01 \x01(\t\"A\n\x19ListContactAssetsResponse\x12$\n\x06\x61ssets\x18\x01 \x03(\x0b\x32\x14.c2c.v1.AssetDetails\"8\n\x0fGetAssetRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x17\n\x0finclude_content\x18\x02 \x01(\x08\"H\n\x10GetAssetResponse\x12#\n\x05\x61sset\x18\x01 \x01(\x0b\x32\x14.c2c.v1.AssetDetails\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"\"\n\x12\x44\x65leteAssetRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteAssetResponse\"\x19\n\x17GetMessageLocaleRequest\"*\n\x18GetMessageLocaleResponse\x12\x0e\n\x06locale\x18\x01 \x01(\t\"-\n\x0fGetMediaRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"V\n\x10GetMediaResponse\x12)\n\x08metadata\x18\x01 \x01(\x0b\x32\x15.c2c.v1.MediaMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"=\n\rMediaMetadata\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontent_length\x18\x02 \x01(\x03\x32\xe6\x04\n\rContactAssets\x12S\n\x06Health\x12\x15.c2c.v1.HealthRequest\x1a\x16.c2c.v1.HealthResponse\"\x1a\x90\x02\x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/c2c/health\x12n\n\x0c\x41ttachAssets\x12\x1b.c2c.v1.AttachAssetsRequest\x1a\x1c.c2c.v1.AttachAssetsResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/c2c/contacts/assets:\x01*\x12]\n\x11ListContactAssets\x12 .c2c.v1.ListContactAssetsRequest\x1a!.c2c.v1.ListContactAssetsResponse\"\x03\x90\x02\x01\x12\x42\n\x08GetAsset\x12\x17.c2c.v1.GetAssetRequest\x1a\x18.c2c.v1.GetAssetResponse\"\x03\x90\x02\x01\x12K\n\x0b\x44\x65leteAsset\x12\x1a.c2c.v1.DeleteAssetRequest\x1a\x1b.c2c.v1.DeleteAssetResponse\"\x03\x90\x02\x02\x12Z\n\x10GetMessageLocale\x12\x1f.c2c.v1.GetMessageLocaleRequest\x1a .c2c.v1.GetMessageLocaleResponse\"\x03\x90\x02\x01\x12\x44\n\x08GetMedia\x12\x17.c2c.v1.GetMediaRequest\x1a\x18.c2c.v1.GetMediaResponse\"\x03\x90\x02\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x32\x63/v1/contact_assets.proto\x12\x06\x63\x32\x63.v1\x1a\x1cgoogle/api/annotations.proto\"\x0f\n\rHealthRequest\"4\n\x0eHealthResponse\x12\"\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x14.c2c.v1.HealthStatus\"\x1e\n\x0cHealthStatus\x12\x0e\n\x06status\x18\x01 \x01(\t\"H\n\x13\x41ttachAssetsRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\"\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x13.c2c.v1.AssetUpload\"e\n\x0b\x41ssetUpload\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\x12\x0b\n\x03\x61lt\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"Z\n\x13UploadAssetsRequest\x12*\n\x08manifest\x18\x01 \x01(\x0b\x32\x16.c2c.v1.AssetsManifestH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"H\n\x0e\x41ssetsManifest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\'\n\x05\x66iles\x18\x02 \x03(\x0b\x32\x18.c2c.v1.AssetDescription\"g\n\x10\x41ssetDescription\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0b\n\x03\x61lt\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"<\n\x14\x41ttachAssetsResponse\x12$\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x16.c2c.v1.AttachedAssets\"<\n\x14UploadAssetsResponse\x12$\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x16.c2c.v1.AttachedAssets\"Z\n\x0e\x41ttachedAssets\x12)\n\x07\x63ontact\x18\x01 \x01(\x0b\x32\x18.c2c.v1.ContactReference\x12\x1d\n\x06\x61ssets\x18\x02 \x03(\x0b\x32\r.c2c.v1.Asset\"/\n\x10\x43ontactReference\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\"f\n\x05\x41sset\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tmime_type\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x05\x12\x12\n\ncreated_at\x18\x06 \x01(\t\"\x95\x01\n\x0c\x41ssetDetails\x12\x1c\n\x05\x61sset\x18\x01 \x01(\x0b\x32\r.c2c.v1.Asset\x12\x14\n\x0c\x63ontact_uuid\x18\x02 \x01(\t\x12\x12\n\ncollection\x18\x03 \x01(\t\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0b\n\x03\x61lt\x18\x05 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\x12\x0b\n\x03url\x18\x07 \x01(\t\"0\n\x18ListContactAssetsRequest\x12\x14\n\x0c\x63ontact_uuid\x18\x01 \x01(\t\"A\n\x19ListContactAssetsResponse\x12$\n\x06\x61ssets\x18\x01 \x03(\x0b\x32\x14.c2c.v1.AssetDetails\"8\n\x0fGetAssetRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x17\n\x0finclude_content\x18\x02 \x01(\x08\"H\n\x10GetAssetResponse\x12#\n\x05\x61sset\x18\x01 \x01(\x0b\x32\x14.c2c.v1.AssetDetails\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\x0c\"\"\n\x12\x44\x65leteAssetRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteAssetResponse\"\x19\n\x17GetMessageLocaleRequest\"*\n\x18GetMessageLocaleResponse\x12\x0e\n\x06locale\x18\x01 \x01(\t\"-\n\x0fGetMediaRequest\x12\x0c\n\x04uuid\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"V\n\x10GetMediaResponse\x12)\n\x08metadata\x18\x01 \x01(\x0b\x32\x15.c2c.v1.MediaMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"=\n\rMediaMetadata\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x16\n\x0e\x63ontent_length\x18\x02 \x01(\x03\x32\xb3\x05\n\rContactAssets\x12S\n\x06Health\x12\x15.c2c.v1.HealthRequest\x1a\x16.c2c.v1.HealthResponse\"\x1a\x90\x02\x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/c2c/health\x12n\n\x0c\x41ttachAssets\x12\x1b.c2c.v1.AttachAssetsRequest\x1a\x1c.c2c.v1.AttachAssetsResponse\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/c2c/contacts/assets:\x01*\x12K\n\x0cUploadAssets\x12\x1b.c2c.v1.UploadAssetsRequest\x1a\x1c.c2c.v1.UploadAssetsResponse(\x01\x12]\n\x11ListContactAssets\x12 .c2c.v1.ListContactAssetsRequest\x1a!.c2c.v1.ListContactAssetsResponse\"\x03\x90\x02\x01\x12\x42\n\x08GetAsset\x12\x17.c2c.v1.GetAssetRequest\x1a\x18.c2c.v1.GetAssetResponse\"\x03\x90\x02\x01\x12K\n\x0b\x44\x65leteAsset\x12\x1a.c2c.v1.DeleteAssetRequest\x1a\x1b.c2c.v1.DeleteAssetResponse\"\x03\x90\x02\x02\x12Z\n\x10GetMessageLocale\x12\x1f.c2c.v1.GetMessageLocaleRequest\x1a .c2c.v1.GetMessageLocaleResponse\"\x03\x90\x02\x01\x12\x44\n\x08GetMedia\x12\x17.c2c.v1.GetMediaRequest\x1a\x18.c2c.v1.GetMediaResponse\"\x03\x90\x02\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,38 +56,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ATTACHASSETSREQUEST']._serialized_end=244
   _globals['_ASSETUPLOAD']._serialized_start=246
   _globals['_ASSETUPLOAD']._serialized_end=347
-  _globals['_ATTACHASSETSRESPONSE']._serialized_start=349
-  _globals['_ATTACHASSETSRESPONSE']._serialized_end=409
-  _globals['_ATTACHEDASSETS']._serialized_start=411
-  _globals['_ATTACHEDASSETS']._serialized_end=501
-  _globals['_CONTACTREFERENCE']._serialized_start=503
-  _globals['_CONTACTREFERENCE']._serialized_end=550
-  _globals['_ASSET']._serialized_start=552
-  _globals['_ASSET']._serialized_end=654
-  _globals['_ASSETDETAILS']._serialized_start=657
-  _globals['_ASSETDETAILS']._serialized_end=806
-  _globals['_LISTCONTACTASSETSREQUEST']._serialized_start=808
-  _globals['_LISTCONTACTASSETSREQUEST']._serialized_end=856
-  _globals['_LISTCONTACTASSETSRESPONSE']._serialized_start=858
-  _globals['_LISTCONTACTASSETSRESPONSE']._serialized_end=923
-  _globals['_GETASSETREQUEST']._serialized_start=925
-  _globals['_GETASSETREQUEST']._serialized_end=981
-  _globals['_GETASSETRESPONSE']._serialized_start=983
-  _globals['_GETASSETRESPONSE']._serialized_end=1055
-  _globals['_DELETEASSETREQUEST']._serialized_start=1057
-  _globals['_DELETEASSETREQUEST']._serialized_end=1091
-  _globals['_DELETEASSETRESPONSE']._serialized_start=1093
-  _globals['_DELETEASSETRESPONSE']._serialized_end=1114
-  _globals['_GETMESSAGELOCALEREQUEST']._serialized_start=1116
-  _globals['_GETMESSAGELOCALEREQUEST']._serialized_end=1141
-  _globals['_GETMESSAGELOCALERESPONSE']._serialized_start=1143
-  _globals['_GETMESSAGELOCALERESPONSE']._serialized_end=1185
-  _globals['_GETMEDIAREQUEST']._serialized_start=1187
-  _globals['_GETMEDIAREQUEST']._serialized_end=1232
-  _globals['_GETMEDIARESPONSE']._serialized_start=1234
-  _globals['_GETMEDIARESPONSE']._serialized_end=1320
-  _globals['_MEDIAMETADATA']._serialized_start=1322
-  _globals['_MEDIAMETADATA']._serialized_end=1383
-  _globals['_CONTACTASSETS']._serialized_start=1386
-  _globals['_CONTACTASSETS']._serialized_end=2000
+  _globals['_UPLOADASSETSREQUEST']._serialized_start=349
+  _globals['_UPLOADASSETSREQUEST']._serialized_end=439
+  _globals['_ASSETSMANIFEST']._serialized_start=441
+  _globals['_ASSETSMANIFEST']._serialized_end=513
+  _globals['_ASSETDESCRIPTION']._serialized_start=515
+  _globals['_ASSETDESCRIPTION']._serialized_end=618
+  _globals['_ATTACHASSETSRESPONSE']._serialized_start=620
+  _globals['_ATTACHASSETSRESPONSE']._serialized_end=680
+  _globals['_UPLOADASSETSRESPONSE']._serialized_start=682
+  _globals['_UPLOADASSETSRESPONSE']._serialized_end=742
+  _globals['_ATTACHEDASSETS']._serialized_start=744
+  _globals['_ATTACHEDASSETS']._serialized_end=834
+  _globals['_CONTACTREFERENCE']._serialized_start=836
+  _globals['_CONTACTREFERENCE']._serialized_end=883
+  _globals['_ASSET']._serialized_start=885
+  _globals['_ASSET']._serialized_end=987
+  _globals['_ASSETDETAILS']._serialized_start=990
+  _globals['_ASSETDETAILS']._serialized_end=1139
+  _globals['_LISTCONTACTASSETSREQUEST']._serialized_start=1141
+  _globals['_LISTCONTACTASSETSREQUEST']._serialized_end=1189
+  _globals['_LISTCONTACTASSETSRESPONSE']._serialized_start=1191
+  _globals['_LISTCONTACTASSETSRESPONSE']._serialized_end=1256
+  _globals['_GETASSETREQUEST']._serialized_start=1258
+  _globals['_GETASSETREQUEST']._serialized_end=1314
+  _globals['_GETASSETRESPONSE']._serialized_start=1316
+  _globals['_GETASSETRESPONSE']._serialized_end=1388
+  _globals['_DELETEASSETREQUEST']._serialized_start=1390
+  _globals['_DELETEASSETREQUEST']._serialized_end=1424
+  _globals['_DELETEASSETRESPONSE']._serialized_start=1426
+  _globals['_DELETEASSETRESPONSE']._serialized_end=1447
+  _globals['_GETMESSAGELOCALEREQUEST']._serialized_start=1449
+  _globals['_GETMESSAGELOCALEREQUEST']._serialized_end=1474
+  _globals['_GETMESSAGELOCALERESPONSE']._serialized_start=1476
+  _globals['_GETMESSAGELOCALERESPONSE']._serialized_end=1518
+  _globals['_GETMEDIAREQUEST']._serialized_start=1520
+  _globals['_GETMEDIAREQUEST']._serialized_end=1565
+  _globals['_GETMEDIARESPONSE']._serialized_start=1567
+  _globals['_GETMEDIARESPONSE']._serialized_end=1653
+  _globals['_MEDIAMETADATA']._serialized_start=1655
+  _globals['_MEDIAMETADATA']._serialized_end=1716
+  _globals['_CONTACTASSETS']._serialized_start=1719
+  _globals['_CONTACTASSETS']._serialized_end=2410
 # @@protoc_insertion_point(module_scope)

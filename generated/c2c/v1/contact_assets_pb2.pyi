@@ -148,6 +148,106 @@ class AssetUpload(_message.Message):
 Global___AssetUpload: _TypeAlias = AssetUpload  # noqa: Y015
 
 @_typing.final
+class UploadAssetsRequest(_message.Message):
+    """UploadAssetsRequest is one message of an UploadAssets stream: the manifest
+    first, then the files' bytes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MANIFEST_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """The next bytes of the files, concatenated in manifest order (a chunk may
+    end one file and begin the next); in every later message.
+    """
+    @_builtins.property
+    def manifest(self) -> Global___AssetsManifest:
+        """The email and the files' metadata; only in the first message."""
+
+    def __init__(
+        self,
+        *,
+        manifest: Global___AssetsManifest | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "manifest", b"manifest", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "manifest", b"manifest", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["manifest", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___UploadAssetsRequest: _TypeAlias = UploadAssetsRequest  # noqa: Y015
+
+@_typing.final
+class AssetsManifest(_message.Message):
+    """AssetsManifest is an AttachAssetsRequest without the files' bytes."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    FILES_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """The contact's email; matched trimmed and case-insensitively."""
+    @_builtins.property
+    def files(self) -> _containers.RepeatedCompositeFieldContainer[Global___AssetDescription]:
+        """The files to attach, 1 to 10, in the order their bytes follow."""
+
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        files: _abc.Iterable[Global___AssetDescription] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "files", b"files"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssetsManifest: _TypeAlias = AssetsManifest  # noqa: Y015
+
+@_typing.final
+class AssetDescription(_message.Message):
+    """AssetDescription is an AssetUpload whose bytes follow in the stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILENAME_FIELD_NUMBER: _builtins.int
+    MIME_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    ALT_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    filename: _builtins.str
+    """The file's logical name; only its base name is kept. At most 255 characters."""
+    mime_type: _builtins.str
+    """The declared MIME type: one of the allowed types, and matching the content."""
+    size: _builtins.int
+    """The number of bytes of this file in the chunks that follow."""
+    alt: _builtins.str
+    """Accessibility text, at most 255 characters."""
+    description: _builtins.str
+    """A description, at most 1000 characters."""
+    def __init__(
+        self,
+        *,
+        filename: _builtins.str = ...,
+        mime_type: _builtins.str = ...,
+        size: _builtins.int = ...,
+        alt: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alt", b"alt", "description", b"description", "filename", b"filename", "mime_type", b"mime_type", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssetDescription: _TypeAlias = AssetDescription  # noqa: Y015
+
+@_typing.final
 class AttachAssetsResponse(_message.Message):
     """AttachAssetsResponse is the documented 201 body."""
 
@@ -170,6 +270,30 @@ class AttachAssetsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AttachAssetsResponse: _TypeAlias = AttachAssetsResponse  # noqa: Y015
+
+@_typing.final
+class UploadAssetsResponse(_message.Message):
+    """UploadAssetsResponse is what AttachAssetsResponse is: the assets stored."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def data(self) -> Global___AttachedAssets:
+        """The contact and the assets created."""
+
+    def __init__(
+        self,
+        *,
+        data: Global___AttachedAssets | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadAssetsResponse: _TypeAlias = UploadAssetsResponse  # noqa: Y015
 
 @_typing.final
 class AttachedAssets(_message.Message):

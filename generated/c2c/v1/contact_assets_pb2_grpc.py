@@ -47,6 +47,11 @@ class ContactAssetsStub:
                 request_serializer=c2c_dot_v1_dot_contact__assets__pb2.AttachAssetsRequest.SerializeToString,
                 response_deserializer=c2c_dot_v1_dot_contact__assets__pb2.AttachAssetsResponse.FromString,
                 _registered_method=True)
+        self.UploadAssets = channel.stream_unary(
+                '/c2c.v1.ContactAssets/UploadAssets',
+                request_serializer=c2c_dot_v1_dot_contact__assets__pb2.UploadAssetsRequest.SerializeToString,
+                response_deserializer=c2c_dot_v1_dot_contact__assets__pb2.UploadAssetsResponse.FromString,
+                _registered_method=True)
         self.ListContactAssets = channel.unary_unary(
                 '/c2c.v1.ContactAssets/ListContactAssets',
                 request_serializer=c2c_dot_v1_dot_contact__assets__pb2.ListContactAssetsRequest.SerializeToString,
@@ -90,7 +95,20 @@ class ContactAssetsServicer:
 
     def AttachAssets(self, request, context):
         """AttachAssets stores 1–10 files as media of an existing contact, found by
-        email. All or nothing: either every file is stored or none is.
+        email. All or nothing: either every file is stored or none is. The
+        gateway sends this route's requests on as UploadAssets, bytes streamed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadAssets(self, request_iterator, context):
+        """UploadAssets is AttachAssets with the files' bytes streamed: the first
+        message carries the email and each file's metadata and size, every later
+        one a chunk of the files' bytes, in file order. The bytes are spooled to
+        temp files, so neither side holds a whole request in one message; the
+        gateway sends the REST route's uploads this way. Same checks, answers and
+        all-or-nothing storage as AttachAssets.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -154,6 +172,11 @@ def add_ContactAssetsServicer_to_server(servicer, server):
                     servicer.AttachAssets,
                     request_deserializer=c2c_dot_v1_dot_contact__assets__pb2.AttachAssetsRequest.FromString,
                     response_serializer=c2c_dot_v1_dot_contact__assets__pb2.AttachAssetsResponse.SerializeToString,
+            ),
+            'UploadAssets': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadAssets,
+                    request_deserializer=c2c_dot_v1_dot_contact__assets__pb2.UploadAssetsRequest.FromString,
+                    response_serializer=c2c_dot_v1_dot_contact__assets__pb2.UploadAssetsResponse.SerializeToString,
             ),
             'ListContactAssets': grpc.unary_unary_rpc_method_handler(
                     servicer.ListContactAssets,
@@ -238,6 +261,33 @@ class ContactAssets:
             '/c2c.v1.ContactAssets/AttachAssets',
             c2c_dot_v1_dot_contact__assets__pb2.AttachAssetsRequest.SerializeToString,
             c2c_dot_v1_dot_contact__assets__pb2.AttachAssetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadAssets(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/c2c.v1.ContactAssets/UploadAssets',
+            c2c_dot_v1_dot_contact__assets__pb2.UploadAssetsRequest.SerializeToString,
+            c2c_dot_v1_dot_contact__assets__pb2.UploadAssetsResponse.FromString,
             options,
             channel_credentials,
             insecure,
