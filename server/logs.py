@@ -64,7 +64,17 @@ class JsonFormatter(logging.Formatter):
 class _Enqueue(logging.handlers.QueueHandler):
     """Queues a record as fields, not as text: the message with its arguments merged and
     any traceback as text (it cannot cross threads as objects), formatted by the writer.
-    The record is ours alone (the root's only handler), so it is changed in place."""
+    The record is ours alone (the root's only handler), so it is changed in place. A
+    warning or worse wakes the writer at once (they are rare; call lines never do)."""
+
+    def __init__(self, records: queue.SimpleQueue[Any], writer: _BatchWriter) -> None:
+        super().__init__(records)
+        self._writer = writer
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        super().enqueue(record)
+        if record.levelno >= logging.WARNING:
+            self._writer.wake()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         if record.args:
@@ -88,14 +98,16 @@ class _BatchWriter:
     ) -> None:
         self._records, self._stream = records, stream
         self._formatter = JsonFormatter()
-        self._stopping = threading.Event()
+        self._stopping, self._woken = False, threading.Event()
         self._thread = threading.Thread(target=self._run, name="crmgate-log", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.INTERVAL):
+        while not self._stopping:
+            self._woken.wait(self.INTERVAL)
+            self._woken.clear()
             self._drain()
-        self._drain()
+        self._drain()  # what was queued while the last drain ran
 
     def _drain(self) -> None:
         while True:
@@ -115,15 +127,20 @@ class _BatchWriter:
             if len(lines) < BATCH:
                 return
 
+    def wake(self) -> None:
+        """Write what has queued now, not at the next interval."""
+        self._woken.set()
+
     def stop(self) -> None:
-        self._stopping.set()
+        self._stopping = True
+        self._woken.set()
         self._thread.join()
 
 
 def configure(level: str) -> None:
     """JSON lines on stderr, written by a thread in batches: a call on the event loop only
     builds a lean record and queues it, never formats or writes it (the hot path stays
-    fast at INFO). Lines appear within _BatchWriter.INTERVAL; those queued are written at
+    fast at INFO). Lines appear within _BatchWriter.INTERVAL, warnings and errors at once; those queued are written at
     exit."""
     # Fields no line carries, which every record would otherwise pay to collect
     # (the logging docs' "Optimization" section): caller frame, thread, process.
@@ -134,7 +151,7 @@ def configure(level: str) -> None:
     writer = _BatchWriter(records, sys.stderr)
     atexit.register(writer.stop)
     root = logging.getLogger()
-    root.handlers[:] = [_Enqueue(records)]
+    root.handlers[:] = [_Enqueue(records, writer)]
     root.setLevel(level)
     _records = records
     # aiohttp's access log repeats what the rpc line says.
