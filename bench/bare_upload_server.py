@@ -1,17 +1,21 @@
 """Floors for the upload benchmarks: bare aiohttp handlers that do only the unavoidable
-work — read the JSON body, decode base64 and write the files (C2C), or stream a multipart
-file to disk (Close)."""
+work — read the JSON body, decode base64, convert a JPEG to WebP with the product's
+settings and write the files (C2C), or stream a multipart file to disk (Close)."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import sys
 import tempfile
 from pathlib import Path
 
 from aiohttp import web
+from PIL import Image
+
+from server.c2c.images import WEBP_METHOD, WEBP_QUALITY
 
 ROOT = Path(tempfile.mkdtemp(prefix="bare-upload-"))
 
@@ -19,7 +23,12 @@ ROOT = Path(tempfile.mkdtemp(prefix="bare-upload-"))
 async def c2c(request: web.Request) -> web.Response:
     body = json.loads(await request.read())
     for index, item in enumerate(body["files"]):
-        (ROOT / f"{index}.bin").write_bytes(base64.b64decode(item["content"]))
+        data = base64.b64decode(item["content"])
+        if item["mime_type"] == "image/jpeg":
+            out = io.BytesIO()
+            Image.open(io.BytesIO(data)).save(out, "WEBP", quality=WEBP_QUALITY, method=WEBP_METHOD)
+            data = out.getvalue()
+        (ROOT / f"{index}.bin").write_bytes(data)
     return web.json_response({"stored": len(body["files"])}, status=201)
 
 

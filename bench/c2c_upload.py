@@ -1,25 +1,34 @@
-"""C2C uploads through the gateway: 1 x 25 MiB PDF and 10 x 5 MiB PDFs, time and peak RSS
-growth of the crmgate processes, beside a floor measured in the same run (a bare aiohttp
-handler that reads the body, parses the JSON, decodes base64 and writes the files).
-Targets: end-to-end time ≤ 2x the floor; RSS growth ≤ 3x the request body."""
+"""C2C uploads through the gateway, `serve` beside `gateway` → `server`, and beside a floor
+measured in the same rounds (a bare aiohttp handler that parses the JSON, decodes the
+base64, converts JPEGs to WebP with the product's settings and writes the files): PDFs,
+photo JPEGs (stored as WebP) and uploads sent at once.
+
+Every measurement runs in a fresh process (after one tiny upload of another kind, so
+libraries are loaded) with a payload it has never seen: the peak RSS growth is cold (the
+kernel's VmHWM, reset just before). Targets for `serve`: time ≤ 2x the floor; for PDFs,
+peak RSS growth ≤ 3x the request bodies in flight (an image's decoded pixels are many
+times its JPEG: its growth is shown beside the floor's, which converts it too)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
-import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import requests
 
 from bench.bare import floor_server
-from bench.rss import sampling
-from tests.support.processes import CrmgateProcess
+from bench.deployments import api_key, crmgate, pids
+from bench.photos import jpeg
+from bench.rss import peak_growth
+from bench.stats import Spread, interleave, target
 
 MiB = 1024 * 1024
-LOG_ENV = {"CRMGATE_LOG_LEVEL": "WARNING"}
 
 
 def pdf(size: int) -> bytes:
@@ -28,71 +37,142 @@ def pdf(size: int) -> bytes:
     return head + os.urandom(size - len(head) - len(tail)) + tail
 
 
-def body(sizes: list[int]) -> bytes:
-    files = [
+def body(files: list[tuple[str, bytes]]) -> bytes:
+    """The C2C upload request for (mime type, content) pairs."""
+    extension = {"application/pdf": "pdf", "image/jpeg": "jpg"}
+    return json.dumps(
         {
-            "filename": f"doc{i}.pdf",
-            "mime_type": "application/pdf",
-            "content": base64.b64encode(pdf(size)).decode(),
+            "email": "user@example.com",
+            "files": [
+                {
+                    "filename": f"file{i}.{extension[mime]}",
+                    "mime_type": mime,
+                    "content": base64.b64encode(content).decode(),
+                }
+                for i, (mime, content) in enumerate(files)
+            ],
         }
-        for i, size in enumerate(sizes)
-    ]
-    return json.dumps({"email": "user@example.com", "files": files}).encode()
+    ).encode()
 
 
-def timed_post(
-    url: str, payload: bytes, headers: dict[str, str], pids: list[int]
-) -> tuple[float, int]:
-    with sampling(pids) as rss:
-        started = time.perf_counter()
+@dataclass(frozen=True)
+class Case:
+    name: str
+    #: The request bodies of one measurement, sent at once; new content for each seed.
+    make: Callable[[int], list[bytes]]
+
+
+CASES = (
+    Case("1 x 25 MiB PDF", lambda seed: [body([("application/pdf", pdf(25 * MiB - 1024))])]),
+    Case(
+        "10 x 5 MiB PDFs",
+        lambda seed: [body([("application/pdf", pdf(5 * MiB - 1024)) for _ in range(10)])],
+    ),
+    Case(
+        "1 x 3 MP JPEG -> WebP",
+        lambda seed: [body([("image/jpeg", jpeg(2048, 1536, seed))])],
+    ),
+    Case(
+        "5 x 3 MP JPEGs -> WebP",
+        lambda seed: [body([("image/jpeg", jpeg(2048, 1536, seed * 10 + i)) for i in range(5)])],
+    ),
+    Case(
+        "8 uploads at once, 1 x 3 MP JPEG each",
+        lambda seed: [body([("image/jpeg", jpeg(2048, 1536, seed * 10 + i))]) for i in range(8)],
+    ),
+    Case(
+        "8 uploads at once, 1 x 5 MiB PDF each",
+        lambda seed: [body([("application/pdf", pdf(5 * MiB - 1024))]) for _ in range(8)],
+    ),
+)
+#: A tiny upload of each kind a fresh process handles before it is measured.
+PRIMER = body([("application/pdf", pdf(4096)), ("image/jpeg", jpeg(320, 240, 0))])
+DEPLOYMENTS = ("floor", "in-process", "split")
+
+
+def post_all(url: str, payloads: list[bytes], headers: dict[str, str]) -> float:
+    """Seconds until every payload was answered 201, all sent at once."""
+
+    def post(payload: bytes) -> None:
         answer = requests.post(url, data=payload, headers=headers, timeout=300)
-        elapsed = time.perf_counter() - started
-    assert answer.status_code == 201, answer.text[:300]
-    return elapsed, rss.growth
+        assert answer.status_code == 201, answer.text[:300]
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        list(pool.map(post, payloads))
+    return time.perf_counter() - started
+
+
+@contextmanager
+def started(deployment: str) -> Iterator[tuple[str, dict[str, str], list[int]]]:
+    """(upload URL, headers, pids) of a fresh floor or crmgate deployment."""
+    if deployment == "floor":
+        with floor_server("bench.bare_upload_server") as (url, pid):
+            yield url + "/c2c", {}, [pid]
+        return
+    with crmgate(deployment) as server:
+        server.admin("contact", "create", "--tenant", "bench", "--email", "user@example.com")
+        headers = {
+            "X-Api-Version": "v1",
+            "Authorization": f"Bearer {api_key(server, 'c2c')}",
+            "Content-Type": "application/json",
+        }
+        yield server.http_url + "/api/c2c/contacts/assets", headers, pids(server)
+
+
+def measure(case: Case) -> tuple[int, dict[str, tuple[Spread, Spread]]]:
+    """The bodies' bytes, and (seconds, MiB of peak RSS growth) per deployment, over
+    interleaved rounds."""
+    rounds: dict[str, list[tuple[float, float]]] = {d: [] for d in DEPLOYMENTS}
+    payloads: dict[int, list[bytes]] = {}
+    round_of = {d: 0 for d in DEPLOYMENTS}
+
+    def one(deployment: str) -> float:
+        seed = round_of[deployment] = round_of[deployment] + 1
+        payload = payloads.setdefault(seed, case.make(seed))
+        with started(deployment) as (url, headers, processes):
+            post_all(url, [PRIMER], headers)
+            with peak_growth(processes) as growth:
+                seconds = post_all(url, payload, headers)
+        rounds[deployment].append((seconds, growth.total / MiB))
+        sizes.append(sum(map(len, payload)))
+        payloads.pop(seed - 1, None)
+        return seconds
+
+    sizes: list[int] = []
+    interleave({d: lambda d=d: one(d) for d in DEPLOYMENTS})
+    return sizes[0], {
+        d: (Spread(tuple(s for s, _ in v)), Spread(tuple(r for _, r in v)))
+        for d, v in rounds.items()
+    }
 
 
 def main() -> None:
-    cases = {"1 x 25 MiB": [25 * MiB - 1024], "10 x 5 MiB": [5 * MiB - 1024] * 10}
-    payloads = {name: body(sizes) for name, sizes in cases.items()}
-    results: dict[str, dict[str, tuple[float, int]]] = {name: {} for name in cases}
-    with floor_server("bench.bare_upload_server") as (url, pid):
-        for name, payload in payloads.items():
-            timed_post(url + "/c2c", payload, {}, [pid])  # warm up
-            results[name]["floor"] = timed_post(url + "/c2c", payload, {}, [pid])
-    for deployment in ("in-process", "split"):
-        with tempfile.TemporaryDirectory() as data_dir:
-            start = (
-                CrmgateProcess.start_split(Path(data_dir), env=LOG_ENV)
-                if deployment == "split"
-                else CrmgateProcess.start(Path(data_dir), env=LOG_ENV)
+    print(
+        "C2C uploads, fresh processes: seconds, cold peak RSS growth (VmHWM, summed over the"
+        " deployment's processes) in MiB and as a multiple of the request bodies; median"
+        " (min-max) over interleaved rounds"
+    )
+    for case in CASES:
+        size, results = measure(case)
+        floor_time = results["floor"][0]
+        print(f"  {case.name}, request bodies {size / MiB:.1f} MiB:")
+        for deployment, (seconds, rss) in results.items():
+            of_body = Spread(tuple(v * MiB / size for v in rss.values))
+            line = (
+                f"    {deployment:<11}{seconds.show('.2f', ' s')}"
+                f"  RSS +{rss.show('.0f', ' MiB')} = {of_body.show('.1f', 'x')} body"
             )
-            with start as server:
-                server.admin("tenant", "create", "bench")
-                server.admin(
-                    "contact", "create", "--tenant", "bench", "--email", "user@example.com"
-                )
-                key = server.admin("apikey", "create", "--tenant", "bench", "--kind", "c2c")
-                headers = {
-                    "X-Api-Version": "v1",
-                    "Authorization": f"Bearer {key}",
-                    "Content-Type": "application/json",
-                }
-                pids = [launched.process.pid for launched in server.processes]
-                url = server.http_url + "/api/c2c/contacts/assets"
-                for name, payload in payloads.items():
-                    timed_post(url, payload, headers, pids)  # warm up
-                    results[name][deployment] = timed_post(url, payload, headers, pids)
-    print("C2C uploads (same run): seconds, MiB/s of decoded files, peak RSS growth")
-    for name, sizes in cases.items():
-        decoded, request = sum(sizes), len(payloads[name])
-        floor_time = results[name]["floor"][0]
-        print(f"  {name}: request body {request / MiB:.1f} MiB")
-        for label, (seconds, growth) in results[name].items():
-            print(
-                f"    {label:<11}{seconds:7.3f} s {decoded / MiB / seconds:7.1f} MiB/s"
-                f"  time x{seconds / floor_time:4.2f} of floor (target ≤ 2)"
-                f"  RSS +{growth / MiB:6.1f} MiB = x{growth / request:4.2f} of body (target ≤ 3)"
-            )
+            if deployment != "floor":
+                ratio = seconds / floor_time
+                line += f"  time {ratio.show('.2f', 'x')} of floor"
+            if deployment == "in-process":
+                name = f"C2C {case.name}, serve"
+                line += f" ({target(name + ': time / floor', ratio, at_most=2)}"
+                if "PDF" in case.name:
+                    line += f"; RSS {target(name + ': RSS / body', of_body, at_most=3)}"
+                line += ")"
+            print(line)
 
 
 if __name__ == "__main__":

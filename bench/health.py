@@ -1,60 +1,91 @@
-"""C2C health requests/s through the gateway on every call path, beside a bare aiohttp
-JSON handler measured in the same run. Targets: in-process ≥ 60 % of bare, channel ≥ 12 %.
+"""C2C health requests/s through the gateway (a key check through the whole call
+pipeline), at the default INFO logging beside the same deployment at WARNING, and beside a
+bare aiohttp JSON handler, all measured in the same interleaved rounds.
 
-Every server is started first and idles while another is measured; the measurements are
-interleaved over several rounds and the median is reported, so a noisy moment on a shared
-machine moves one sample, not a whole figure.
+Beside each figure: the deployment's CPU time per request (all its processes, user +
+system), which a machine shared with other work disturbs far less than requests/s.
+
+Targets: INFO costs ≤ 10 % of throughput (INFO / WARNING ≥ 0.90, in-process and split);
+`serve` with in-process calls ≥ 60 % of bare aiohttp, `gateway` → `server` over gRPC ≥ 15 %.
 """
 
 from __future__ import annotations
 
-import statistics
-import tempfile
 from contextlib import ExitStack
-from pathlib import Path
+
+import psutil
 
 from bench.bare import floor_server
+from bench.deployments import api_key, crmgate, pids
+from bench.stats import Spread, interleave, target
 from bench.wrk import requests_per_second
-from tests.support.processes import CrmgateProcess
 
-LOG_ENV = {"CRMGATE_LOG_LEVEL": "WARNING"}  # per-call log lines off: they'd measure the pipe
-ROUNDS = 3
+SECONDS = 3
+BARE = "bare aiohttp JSON handler"
+#: label: (deployment, log level, target against bare); INFO is crmgate's default.
+DEPLOYMENTS = {
+    "serve, in-process calls, INFO": ("in-process", "INFO", 0.60),
+    "serve, in-process calls, WARNING": ("in-process", "WARNING", None),
+    "gateway → server over gRPC, INFO": ("split", "INFO", 0.15),
+    "gateway → server over gRPC, WARNING": ("split", "WARNING", None),
+    "serve --gateway-calls channel, INFO": ("channel", "INFO", None),
+}
 
 
-def main(seconds: int = 3) -> None:
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
+def main() -> None:
+    cpu_per_request: dict[str, list[float]] = {}
+
+    def measure(label: str, url: str, headers: dict[str, str], pids: list[int]) -> float:
+        processes = [psutil.Process(pid) for pid in pids]
+        before = cpu_seconds(processes)
+        rps = requests_per_second(url, headers, seconds=SECONDS)
+        used = cpu_seconds(processes) - before
+        cpu_per_request.setdefault(label, []).append(used / (rps * SECONDS) * 1e6)
+        return rps
+
     with ExitStack() as stack:
-        bare_url, _ = stack.enter_context(floor_server("bench.bare_json_server"))
-        targets = {"bare aiohttp JSON handler": (bare_url + "/api/c2c/health", {})}
-        for label, deployment in (
-            ("serve, in-process calls", "in-process"),
-            ("gateway → server, gRPC channel", "split"),
-            ("serve, channel within one process", "channel"),
-        ):
-            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-            server = stack.enter_context(
-                CrmgateProcess.start_split(data_dir, env=LOG_ENV)
-                if deployment == "split"
-                else CrmgateProcess.start(data_dir, gateway_calls=deployment, env=LOG_ENV)
-            )
-            server.admin("tenant", "create", "bench", "--host", "127.0.0.1")
-            key = server.admin("apikey", "create", "--tenant", "bench", "--kind", "c2c")
-            headers = {"X-Api-Version": "v1", "Authorization": f"Bearer {key}"}
-            targets[label] = (server.http_url + "/api/c2c/health", headers)
-        for url, headers in targets.values():
+        bare_url, bare_pid = stack.enter_context(floor_server("bench.bare_json_server"))
+        targets = {BARE: (bare_url + "/api/c2c/health", {}, [bare_pid])}
+        for label, (deployment, level, _) in DEPLOYMENTS.items():
+            # INFO is the default: the INFO deployments get no setting at all.
+            env = {"CRMGATE_LOG_LEVEL": level} if level != "INFO" else None
+            server = stack.enter_context(crmgate(deployment, env))
+            headers = {"X-Api-Version": "v1", "Authorization": f"Bearer {api_key(server, 'c2c')}"}
+            targets[label] = (server.http_url + "/api/c2c/health", headers, pids(server))
+        for url, headers, _ in targets.values():
             requests_per_second(url, headers, seconds=1)  # warm up (and fill the key cache)
-        samples: dict[str, list[float]] = {label: [] for label in targets}
-        for _ in range(ROUNDS):
-            for label, (url, headers) in targets.items():
-                samples[label].append(requests_per_second(url, headers, seconds=seconds))
-    bare = statistics.median(samples["bare aiohttp JSON handler"])
-    notes = {
-        "serve, in-process calls": "target ≥ 60 %",
-        "gateway → server, gRPC channel": "target ≥ 12 %",
-    }
-    print(f"C2C health, wrk -t1 -c32 from a second process, median of {ROUNDS} interleaved rounds")
-    for label, values in samples.items():
-        rps = statistics.median(values)
-        print(f"  {label:<36}{rps:>9.0f} req/s  {rps / bare:7.1%}  {notes.get(label, '')}")
+        rps = interleave(
+            {label: lambda label=label, t=t: measure(label, *t) for label, t in targets.items()}
+        )
+    cpu = {label: Spread(tuple(values)) for label, values in cpu_per_request.items()}
+    rounds = len(rps[BARE].values)
+    print(
+        f"C2C health, wrk -t1 -c32 for {SECONDS} s from a second process, {rounds} interleaved"
+        " rounds: req/s, CPU us per request, ratios; median (min-max)"
+    )
+    for label, spread in rps.items():
+        line = f"  {label:<38}{spread.show('.0f')} req/s  {cpu[label].show('.0f')} us"
+        if label != BARE:
+            ratio = spread / rps[BARE]
+            floor = DEPLOYMENTS[label][2]
+            line += f"  of bare {ratio.show('.0%')}"
+            if floor is not None:
+                line += "  " + target(label + " / bare", ratio, at_least=floor)
+        print(line)
+    for info, warning in (
+        ("serve, in-process calls, INFO", "serve, in-process calls, WARNING"),
+        ("gateway → server over gRPC, INFO", "gateway → server over gRPC, WARNING"),
+    ):
+        ratio = rps[info] / rps[warning]
+        name = f"{info.rsplit(',', 1)[0]}: INFO / WARNING"
+        print(
+            f"  {name:<50}{ratio.show('.0%')}  {target(name, ratio, at_least=0.90)}"
+            f"  (CPU per request at INFO: {(cpu[info] / cpu[warning]).show('.0%')} of WARNING)"
+        )
 
 
 if __name__ == "__main__":

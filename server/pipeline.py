@@ -23,6 +23,7 @@ from grpc_status import rpc_status
 
 from gateway.contract import REQUEST_ID_KEY, CallFailed, build_status, new_request_id, status_code
 from server.errors import ApiError
+from server.logs import log_call
 from server.principal import Principal, current_principal
 
 log = logging.getLogger("crmgate.rpc")
@@ -107,19 +108,15 @@ class CallPipeline:
         finally:
             if status is not None:
                 code = status_code(status)
-            if log.isEnabledFor(logging.INFO):
-                log.info(
-                    "rpc",
-                    extra={
-                        "rpc": {
-                            "method": method,
-                            "status": code.name,
-                            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                            "tenant": principal.tenant_name if principal else None,
-                            "request_id": request_id,
-                        }
-                    },
-                )
+            log_call(
+                {
+                    "method": method,
+                    "status": code.name,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "tenant": principal.tenant_name if principal else None,
+                    "request_id": request_id,
+                }
+            )
         if status is not None:
             raise CallFailed(status)
 

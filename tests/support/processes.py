@@ -77,25 +77,30 @@ def launched(
     expect: frozenset[str],
     env: dict[str, str] | None = None,
     max_file_bytes: int | None = None,
+    log_path: Path | None = None,
 ) -> Iterator[Launched]:
     """Run `crmgate ARGS` until it announces every address in `expect` ('grpc', 'http').
 
     `max_file_bytes` sets RLIMIT_FSIZE on the process: writing past it fails with EFBIG,
-    a real I/O fault in the middle of whatever is being written.
+    a real I/O fault in the middle of whatever is being written. `log_path` takes the
+    log lines (stderr) into a file, as a service manager would, instead of into `output`
+    (benchmarks: reading them back here would load the machine being measured).
     """
 
     def limit() -> None:
         if max_file_bytes is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
 
-    process = subprocess.Popen(
-        crmgate_command(*args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, **(env or {})},
-        preexec_fn=limit,
-    )
+    with ExitStack() as files:
+        stderr = files.enter_context(log_path.open("w")) if log_path else subprocess.STDOUT
+        process = subprocess.Popen(
+            crmgate_command(*args),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**os.environ, **(env or {})},
+            preexec_fn=limit,
+        )
     lines: queue.Queue[str] = queue.Queue()
     output: list[str] = []
 
@@ -162,9 +167,11 @@ class CrmgateProcess:
         extra: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         max_file_bytes: int | None = None,
+        log_dir: Path | None = None,
     ) -> Iterator[CrmgateProcess]:
         """`crmgate serve` on free ports (`gateway_calls`: in-process or channel), on the
-        database `env` names in CRMGATE_DATABASE_URL, else SQLite in `data_dir`."""
+        database `env` names in CRMGATE_DATABASE_URL, else SQLite in `data_dir`; log
+        lines go to `log_dir`/serve.log when given."""
         args = ("serve", "--http-port", "0", "--grpc-port", "0", "--data-dir", str(data_dir))
         with launched(
             *args,
@@ -174,6 +181,7 @@ class CrmgateProcess:
             expect=frozenset({"grpc", "http"}),
             env=env,
             max_file_bytes=max_file_bytes,
+            log_path=log_dir / "serve.log" if log_dir else None,
         ) as serve:
             wait_until_answering(serve.addresses["http"])
             yield cls(
@@ -187,9 +195,10 @@ class CrmgateProcess:
     @classmethod
     @contextmanager
     def start_split(
-        cls, data_dir: Path, *, env: dict[str, str] | None = None
+        cls, data_dir: Path, *, env: dict[str, str] | None = None, log_dir: Path | None = None
     ) -> Iterator[CrmgateProcess]:
-        """`crmgate server` and `crmgate gateway --grpc-target` as two processes."""
+        """`crmgate server` and `crmgate gateway --grpc-target` as two processes (log
+        lines to `log_dir`/server.log and gateway.log when given)."""
         with ExitStack() as stack:
             server = stack.enter_context(
                 launched(
@@ -200,6 +209,7 @@ class CrmgateProcess:
                     str(data_dir),
                     expect=frozenset({"grpc"}),
                     env=env,
+                    log_path=log_dir / "server.log" if log_dir else None,
                 )
             )
             gateway = stack.enter_context(
@@ -211,6 +221,7 @@ class CrmgateProcess:
                     "0",
                     expect=frozenset({"http"}),
                     env=env,
+                    log_path=log_dir / "gateway.log" if log_dir else None,
                 )
             )
             wait_until_answering(gateway.addresses["http"])

@@ -1,0 +1,64 @@
+"""The JSON log lines, as a process writes them: call lines (server.logs.log_call) and
+ordinary records come out with the same fields, in order, all written by exit."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+SCRIPT = """
+import logging
+from server import logs
+logs.configure("INFO")
+logs.log_call({"method": "/c2c.v1.ContactAssets/Health", "status": "OK", "duration_ms": 0.1,
+               "tenant": "acme", "request_id": "r-1"})
+logging.getLogger("crmgate.test").warning("disk %s at %d%%", "data", 91)
+try:
+    raise ValueError("bad")
+except ValueError:
+    logging.getLogger("crmgate.test").exception("failed")
+logging.getLogger("crmgate.test").debug("not written at INFO")
+for i in range(600):  # more than one batch, all written at exit
+    logs.log_call({"request_id": f"n-{i}"})
+"""
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+def test_lines_are_json_with_their_fields_in_order_and_all_written_by_exit() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    for line in lines:
+        assert TIMESTAMP.fullmatch(line.pop("ts"))
+    exc = lines[2].pop("exc")
+    assert exc.startswith("Traceback (most recent call last):")
+    assert exc.endswith("ValueError: bad")
+    assert lines[:3] == [
+        {
+            "level": "info",
+            "logger": "crmgate.rpc",
+            "msg": "rpc",
+            "method": "/c2c.v1.ContactAssets/Health",
+            "status": "OK",
+            "duration_ms": 0.1,
+            "tenant": "acme",
+            "request_id": "r-1",
+        },
+        {"level": "warning", "logger": "crmgate.test", "msg": "disk data at 91%"},
+        {"level": "error", "logger": "crmgate.test", "msg": "failed"},
+    ]
+    assert [line["request_id"] for line in lines[3:]] == [f"n-{i}" for i in range(600)]
+
+
+def test_call_lines_follow_the_level() -> None:
+    script = SCRIPT.replace('configure("INFO")', 'configure("WARNING")')
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert [json.loads(line)["msg"] for line in result.stderr.splitlines()] == [
+        "disk data at 91%",
+        "failed",
+    ]
