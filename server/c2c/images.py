@@ -13,6 +13,8 @@ MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 # open_verified refuses anything past MAX_PIXELS itself; Pillow's warning would only be noise.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 WEBP_QUALITY = 85
+#: The most pixels a WebP image has on either side (the format's 14-bit dimensions).
+MAX_WEBP_SIDE = 16383
 
 
 class ImageRejected(Exception):
@@ -56,7 +58,10 @@ def open_verified(data: bytes, mime_type: str) -> Image.Image:
 
 
 def to_webp(image: Image.Image) -> bytes:
-    """WebP, upright, alpha kept, metadata dropped; animations keep every frame."""
+    """WebP, upright, alpha kept, metadata dropped; animations keep every frame. Raises
+    ImageRejected for an image longer than WebP allows on a side."""
+    if max(image.size) > MAX_WEBP_SIDE:
+        raise ImageRejected("too_long_for_webp")
     frames = [_webp_ready(frame) for frame in ImageSequence.Iterator(image)]
     out = io.BytesIO()
     if len(frames) > 1:
