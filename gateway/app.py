@@ -50,8 +50,10 @@ class Gateway:
             surface.bind(routes, caller)
 
     def surface_for_path(self, path: str) -> Surface:
+        """The surface owning a path: the longest prefix, the prefix's own path without
+        its slash (`/api/c2c`) included."""
         for surface in self._by_prefix:
-            if path.startswith(surface.path_prefix):
+            if path.startswith(surface.path_prefix) or path == surface.path_prefix.rstrip("/"):
                 return surface
         return self._fallback
 

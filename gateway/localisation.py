@@ -67,6 +67,10 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "en": "The {field} image is too large to process.",
         "es": "La imagen de {field} es demasiado grande para procesarla.",
     },
+    "too_long_for_webp": {
+        "en": "The {field} image is more than 16383 pixels wide or high, the most a stored (WebP) image can be.",
+        "es": "La imagen de {field} mide más de 16383 píxeles de ancho o de alto, el máximo de una imagen guardada (WebP).",
+    },
     "and_more": {
         "en": "{message} (and {count} more {errors})",
         "es": "{message} (y {count} {errors} más)",

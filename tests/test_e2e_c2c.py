@@ -207,18 +207,43 @@ def test_svg_variants_are_accepted(
     assert b"<rect" in stored and asset["size"] == len(stored) and asset["type"] == "image"
 
 
-def test_svg_scripts_are_removed(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+def test_svgs_are_stored_as_sent_and_served_sandboxed(
+    crmgate: CrmgateProcess, c2c: dict[str, str]
+) -> None:
+    """The document says SVG is not converted: the bytes are kept exactly, and the media
+    URL makes them inert (a denylist rewrite would miss `<animate>` and `<set>` tricks)."""
     hostile = samples.SVG.replace(
         b"<rect",
-        b'<script>alert(1)</script><foreignObject><body onload="x()"/></foreignObject>'
-        b'<a href="javascript:alert(3)"><text>t</text></a><rect onclick="alert(2)"',
+        b"<style>rect{fill:red}</style><script>alert(1)</script>"
+        b'<a><animate attributeName="href" values="java&#9;script:alert(1)"/><text>t</text></a>'
+        b'<set attributeName="onclick" to="alert(2)"/><image href="data:image/png;base64,AAAA"/>'
+        b"<rect",
     )
-    status, body = attach(crmgate, c2c["key"], one("a.svg", "image/svg+xml", hostile))
-    assert status == 201, body
-    stored = stored_bytes(crmgate, body["data"]["assets"][0]["uuid"])
-    for needle in (b"script", b"onclick", b"onload", b"javascript", b"foreignObject"):
-        assert needle not in stored
-    assert b"<rect" in stored and b"<text>t</text>" in stored
+    for document in (hostile, samples.ILLUSTRATOR_SVG, samples.LATIN1_SVG):
+        status, body = attach(crmgate, c2c["key"], one("a.svg", "image/svg+xml", document))
+        assert status == 201, body
+        (asset,) = body["data"]["assets"]
+        assert (asset["name"], asset["mime_type"], asset["size"]) == (
+            "a.svg", "image/svg+xml", len(document),
+        )  # fmt: skip
+        assert stored_bytes(crmgate, asset["uuid"]) == document
+        served = requests.get(f"{crmgate.http_url}/media/{asset['uuid']}/a.svg", timeout=10)
+        assert served.content == document
+        assert served.headers["Content-Type"] == "image/svg+xml"
+        assert served.headers["X-Content-Type-Options"] == "nosniff"
+        assert served.headers["Content-Disposition"] == "attachment"
+        policy = [part.strip() for part in served.headers["Content-Security-Policy"].split(";")]
+        assert "sandbox" in policy and "default-src 'none'" in policy
+
+
+def test_svgs_declaring_entities_are_refused(crmgate: CrmgateProcess, c2c: dict[str, str]) -> None:
+    bomb = (
+        b'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY a "aaaaaaaaaa">'
+        b'<!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>'
+        b'<svg xmlns="http://www.w3.org/2000/svg"><text>&b;</text></svg>'
+    )
+    status, body = attach(crmgate, c2c["key"], one("a.svg", "image/svg+xml", bomb))
+    assert status == 422 and list(violations(body)) == ["files.0.content"], body
 
 
 def violations(body: dict[str, Any]) -> dict[str, list[str]]:
@@ -484,7 +509,7 @@ def test_public_urls_and_internal_grpc(crmgate: CrmgateProcess, c2c: dict[str, s
         got = stub.GetAsset(
             pb.GetAssetRequest(uuid=asset.uuid, include_content=True), metadata=metadata
         )
-        assert got.asset.alt == "A square" and b"onload" not in got.content
+        assert got.asset.alt == "A square" and got.content == hostile  # SVG is kept as sent
         listed = stub.ListContactAssets(
             pb.ListContactAssetsRequest(contact_uuid=c2c["contact"]), metadata=metadata
         )
@@ -800,3 +825,33 @@ def test_upload_assets_over_grpc(crmgate: CrmgateProcess, c2c: dict[str, str]) -
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert error_info(rpc_status.from_call(caught.value)).reason == reason
         assert sorted(p for p in (crmgate.data_dir / "objects").rglob("*") if p.is_file()) == before
+
+
+def test_a_png_longer_than_webp_allows_is_a_documented_422(
+    crmgate: CrmgateProcess, c2c: dict[str, str]
+) -> None:
+    wide = samples.image("PNG", size=(16_384, 1))
+    status, body = attach(crmgate, c2c["key"], one("wide.png", "image/png", wide))
+    message = (
+        "The files.0.content image is more than 16383 pixels wide or high, "
+        "the most a stored (WebP) image can be."
+    )
+    assert (status, body) == (
+        422,
+        {
+            "error": "validation_failed",
+            "message": message,
+            "errors": {"files.0.content": [message]},
+        },
+    )
+    at_the_limit = samples.image("PNG", size=(16_383, 1))
+    status, body = attach(crmgate, c2c["key"], one("ok.png", "image/png", at_the_limit))
+    assert status == 201 and body["data"]["assets"][0]["name"] == "ok.webp", body
+
+
+def test_the_c2c_root_answers_in_the_c2c_envelope(crmgate: CrmgateProcess) -> None:
+    answer = requests.get(crmgate.http_url + "/api/c2c", timeout=10)
+    assert (answer.status_code, answer.json()) == (
+        404,
+        {"error": "not_found", "message": "No route for /api/c2c"},
+    )

@@ -60,7 +60,9 @@ STATUSES: StatusTable[int] = StatusTable(
 INTERNAL_ERROR = ("InternalError", "We encountered an internal error. Please try again.")
 S3_CODES = {503: ("ServiceUnavailable", "Please reduce your request rate.")}
 
-#: C2C media may be anything a tenant uploaded: a browser must never sniff or run it.
+SVG = "image/svg+xml"
+#: C2C media may be anything a tenant uploaded (SVGs are stored as sent): a browser must
+#: never sniff or run it.
 MEDIA_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
@@ -139,7 +141,12 @@ class StorageSurface(Surface):
             MEDIA_METHOD,
             message,
             contact_assets_pb2.GetMediaResponse,
-            lambda media: {"Content-Type": media.content_type, **MEDIA_HEADERS},
+            lambda media: {
+                "Content-Type": media.content_type,
+                **MEDIA_HEADERS,
+                # An SVG is a document that could run as a page of ours: never inline.
+                **({"Content-Disposition": "attachment"} if media.content_type == SVG else {}),
+            },
         )
 
     async def _serve(

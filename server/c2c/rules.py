@@ -125,8 +125,8 @@ def check_request(email: str, files: Sequence[FileFacts]) -> list[Violation]:
 
 def prepare(index: int, upload: FileInput) -> PreparedFile | Violation:
     """Prove the content is what it claims and turn it into what is stored: rasters
-    become WebP, SVGs are sanitized, everything else is kept byte for byte. CPU-heavy:
-    run it off the event loop."""
+    become WebP; everything else, SVGs (once checked) included, is kept byte for byte.
+    CPU-heavy: run it off the event loop."""
     field_name = f"files.{index}.content"
     declared = upload.mime_type
     detected = sniff.detect(upload.content)
@@ -141,7 +141,7 @@ def prepare(index: int, upload: FileInput) -> PreparedFile | Violation:
         elif declared == "image/gif":
             images.open_verified(upload.content, declared)
         elif declared == "image/svg+xml":
-            data = svg.sanitize(upload.content)
+            svg.check(upload.content)
     except images.ImageRejected as rejected:
         return Violation(field_name, rejected.reason, {"declared": declared})
     except svg.SvgRejected:

@@ -50,5 +50,16 @@ def xls() -> bytes:
 
 
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><rect width="10" height="10"/></svg>'
+#: As Adobe Illustrator writes it: the standard SVG 1.1 public DOCTYPE.
+ILLUSTRATOR_SVG = (
+    b'<?xml version="1.0" encoding="utf-8"?>\n'
+    b'<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+    b'"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">\n' + SVG
+)
+#: A declared encoding other than UTF-8.
+LATIN1_SVG = (
+    b'<?xml version="1.0" encoding="ISO-8859-1"?>\n'
+    b'<svg xmlns="http://www.w3.org/2000/svg"><title>Caf\xe9</title></svg>'
+)
 CSV = b"name,email,company\nAda,ada@example.com,Acme\nBob,bob@example.com,Globex\n"
 TEXT = b"Meeting notes\nNothing to see here.\n"
