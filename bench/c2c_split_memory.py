@@ -9,7 +9,7 @@ interleave deployments and cases; min/median/max per process, as a ratio of the 
 body. Target (issue 11): at most 2x the body in every process, in split mode and in serve
 mode (which was about 2.0x before uploads were streamed). Exits 1 when one is missed.
 
-    .venv/bin/python -m bench.c2c_split_memory [--rounds N]
+    .venv/bin/python -m bench.c2c_split_memory [--rounds N]   (or: make bench BENCH=c2c_split_memory)
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ import json
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import requests
 
 from bench.c2c_upload import pdf
+from bench.stats import ROUNDS
 from tests.support.processes import CrmgateProcess
 
 MiB = 1024 * 1024
@@ -96,10 +97,10 @@ def peak_growth(url: str, payload: bytes, headers: dict[str, str], pids: dict[st
     return {name: status_kib(pid, "VmHWM") - before[name] for name, pid in pids.items()}
 
 
-def main() -> int:
+def main(argv: Sequence[str] = ()) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    rounds = parser.parse_args().rounds
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    rounds = parser.parse_args(argv).rounds
     payloads = {
         case: body([(f"doc{i}.pdf", "application/pdf", pdf(size)) for i, size in enumerate(sizes)])
         for case, sizes in CASES.items()
@@ -137,4 +138,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

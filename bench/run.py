@@ -11,12 +11,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import c2c_upload, close_upload, concurrency, health, stats, webp
+from bench import c2c_split_memory, c2c_upload, close_upload, concurrency, health, stats, webp
 
 BENCHMARKS = {
     "health": health.main,
     "webp": webp.main,
     "c2c_upload": c2c_upload.main,
+    "c2c_split_memory": c2c_split_memory.main,
     "close_upload": close_upload.main,
     "concurrency": concurrency.main,
 }
