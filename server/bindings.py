@@ -22,6 +22,7 @@ from server.crm.servicer import CrmService
 from server.files.servicer import FilesService
 from server.files.storage import direct_uploads, object_storage, sign_upload_form, upload_target
 from server.links import PublicLinks
+from server.workers import BulkWorkers
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,13 @@ class Binding:
 
 
 def default_bindings(
-    settings: Settings, links: PublicLinks, runner: BackgroundRunner
+    settings: Settings,
+    links: PublicLinks,
+    runner: BackgroundRunner,
+    bulk: BulkWorkers | None = None,
 ) -> list[Binding]:
+    """Every service; bulk jobs run in `bulk`'s worker processes, or without it on this
+    process's database threads."""
     buckets = object_storage(settings)
     return [
         Binding(
@@ -51,7 +57,7 @@ def default_bindings(
                 direct_uploads(settings, buckets),
             ),
         ),
-        Binding(crm_pb2_grpc.add_CrmServicer_to_server, CrmService(buckets, runner)),
+        Binding(crm_pb2_grpc.add_CrmServicer_to_server, CrmService(buckets, runner, bulk)),
         Binding(
             registrar(operations_pb2.DESCRIPTOR.services_by_name["Operations"]),
             OperationsService(),

@@ -35,6 +35,10 @@ class ApiError(Exception):
         self.violations = list(violations)
         self.metadata = dict(metadata or {})
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Whole across processes: bulk jobs raise it in worker processes (server/workers.py)."""
+        return (type(self), (self.code, self.reason, self.message), self.__dict__)
+
     def to_status(self) -> status_pb2.Status:
         return build_status(self.code, self.message, self.reason, self.violations, self.metadata)
 

@@ -39,7 +39,8 @@ class PoolSizes:
     #: One per core, at a lower priority than the event loop (see _yield_the_cores).
     cpu: int = os.cpu_count() or 2
     storage: int = 4
-    #: Database threads bulk jobs may use at once (see run_db_bulk).
+    #: Bulk jobs running at once: worker processes (server/workers.py), or database
+    #: threads where a process has none (run_db_bulk).
     bulk: int = 2
 
 

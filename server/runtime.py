@@ -28,6 +28,7 @@ from server.inprocess import InProcessCaller
 from server.links import PublicLinks
 from server.pipeline import CallPipeline
 from server.tenant_hosts import tenant_hosts
+from server.workers import BulkWorkers
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Runtime:
     links: PublicLinks
     runner: BackgroundRunner
     readiness: Readiness
+    bulk: BulkWorkers
     bindings: list[Binding] = field(default_factory=list)
 
     @classmethod
@@ -59,10 +61,11 @@ class Runtime:
         runner = BackgroundRunner(
             pipeline, settings.background_limit, timedelta(seconds=settings.lease_seconds)
         )
-        bindings = default_bindings(settings, links, runner)
+        bulk = BulkWorkers(settings)
+        bindings = default_bindings(settings, links, runner, bulk)
         runner.handlers = method_handlers(bindings)
         readiness = Readiness(object_storage(settings))
-        return cls(settings, db, pipeline, links, runner, readiness, bindings)
+        return cls(settings, db, pipeline, links, runner, readiness, bulk, bindings)
 
     async def grpc_server(self) -> grpc.aio.Server:
         """The gRPC server; this process takes its share of background requests with it."""
@@ -72,8 +75,10 @@ class Runtime:
 
     async def drain(self) -> None:
         """Stop taking background requests; let running ones finish within the grace
-        period (CRMGATE_DRAIN_SECONDS), then release them for other servers."""
+        period (CRMGATE_DRAIN_SECONDS), then release them for other servers; stop the
+        idle bulk workers."""
         await self.runner.drain(self.settings.drain_seconds)
+        self.bulk.close()
 
     def start_sweeper(self) -> asyncio.Task[None]:
         """Sweep crash debris now and every ten minutes; cancel the task to stop it."""

@@ -1,5 +1,6 @@
 """A synchronous import is recorded before its first row is applied: when its server is
-killed midway, the import stays visible with exactly the number of rows it applied."""
+killed midway, the import stays visible with exactly the number of rows it applied (its
+worker process dies with the server)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import requests
 
 from server.database.connection import open_database
 from server.database.models import Contact, Spreadsheet, utcnow
-from tests.support.processes import CrmgateProcess, run_admin
+from tests.support.processes import CrmgateProcess, child_processes, run_admin, wait_until_gone
 from tests.support.voyzu import VoyzuClient
 
 PASSWORD = "correct horse battery"
@@ -52,8 +53,12 @@ def test_an_import_killed_midway_shows_how_far_it_got(tmp_path: Path) -> None:
             while not Spreadsheet.select().where(Spreadsheet.imported_count >= 200).exists():
                 assert time.monotonic() < deadline, "the import never got going"
                 time.sleep(0.02)
+            # The import runs in a bulk worker process, which dies with its server.
+            workers = child_processes(server.processes[0].process.pid)
+            assert workers, "the import is not running in a worker process"
             server.processes[0].kill()
             importer.join(timeout=30)
+            wait_until_gone(workers)
 
             (sheet,) = Spreadsheet.select()
             applied = Contact.select().where(Contact.email.endswith("@import.example")).count()

@@ -3,6 +3,9 @@ of this package off the event loop and wraps what it answers in the response."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import grpc
 from crm.v1 import crm_pb2 as pb
 from crm.v1 import crm_pb2_grpc
@@ -22,12 +25,26 @@ from server.executors import run_db, run_db_bulk
 from server.links import call_host
 from server.objects import ObjectStorage
 from server.principal import require_principal
+from server.workers import BulkWorkers
+
+T = TypeVar("T")
 
 
 class CrmService(crm_pb2_grpc.CrmServicer):
-    def __init__(self, buckets: ObjectStorage, runner: BackgroundRunner) -> None:
+    def __init__(
+        self, buckets: ObjectStorage, runner: BackgroundRunner, bulk: BulkWorkers | None = None
+    ) -> None:
         self._buckets = buckets
         self._runner = runner
+        self._bulk = bulk
+
+    async def _run_bulk(self, job: Callable[..., T], *args: object) -> T:
+        """A bulk job `job(buckets, *args, progress)`: in a worker process when the server
+        has them (server/workers.py), else on one of this process's database threads."""
+        progress = progress_reporter()
+        if self._bulk is None:
+            return await run_db_bulk(job, self._buckets, *args, progress)
+        return await self._bulk.run(job, *args, progress=progress)
 
     async def Authenticate(
         self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext
@@ -117,26 +134,14 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         self, request: pb.CreateImportRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateImportResponse:
         principal = require_principal()
-        result = await run_db_bulk(
-            imports.import_contacts,
-            self._buckets,
-            principal.user_id,
-            request.input,
-            progress_reporter(),
-        )
+        result = await self._run_bulk(imports.import_contacts, principal.user_id, request.input)
         return pb.CreateImportResponse(result=result)
 
     async def CreateExport(
         self, request: pb.CreateExportRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateExportResponse:
         principal = require_principal()
-        result = await run_db_bulk(
-            exports.export_contacts,
-            self._buckets,
-            principal.user_id,
-            request.input,
-            progress_reporter(),
-        )
+        result = await self._run_bulk(exports.export_contacts, principal.user_id, request.input)
         return pb.CreateExportResponse(result=result)
 
     async def ListUsers(

@@ -131,6 +131,37 @@ def launched(
         running.stop()
 
 
+def child_processes(pid: int) -> list[int]:
+    """The running processes whose parent is `pid` (Linux /proc)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        stat = _stat(entry.name) if entry.name.isdigit() else []
+        if stat and stat[0] != "Z" and int(stat[1]) == pid:
+            children.append(int(entry.name))
+    return children
+
+
+def wait_until_gone(pids: list[int]) -> None:
+    """Poll until none of the processes runs (gone, or a zombie), within the deadline."""
+    deadline = time.monotonic() + STARTUP_DEADLINE
+    while running := [pid for pid in pids if _running(pid)]:
+        assert time.monotonic() < deadline, f"processes {running} still run"
+        time.sleep(0.05)
+
+
+def _running(pid: int | str) -> bool:
+    stat = _stat(pid)
+    return bool(stat) and stat[0] != "Z"
+
+
+def _stat(pid: int | str) -> list[str]:
+    """A process's /proc stat fields after its name (state, parent, …); none once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
 def wait_until_answering(http_url: str) -> None:
     """Poll the gateway until it answers (any HTTP status), within the deadline."""
     deadline = time.monotonic() + STARTUP_DEADLINE
