@@ -11,7 +11,7 @@ from aiohttp import web
 from google.protobuf.descriptor import FileDescriptor
 
 from gateway.calls import Caller
-from gateway.contract import MAX_MESSAGE_BYTES, CallFailed
+from gateway.contract import MAX_MESSAGE_BYTES, PUBLIC_METHODS, CallFailed
 from gateway.errors import (
     BODY_TOO_LARGE,
     INVALID_JSON,
@@ -19,10 +19,13 @@ from gateway.errors import (
     JSON_TOO_DEEP,
     NUL_CHARACTER,
     NUMBER_TOO_LONG,
+    UNREADABLE_BODY,
     reject,
 )
 from gateway.forwarding import Network, forwarded_middleware
 from gateway.json_reader import TranscodeError, build_request
+from gateway.limits import DEFAULT_LIMITS, HttpLimits, LargeBodies
+from gateway.protocol import handler_args
 from gateway.routes import Route, discover_routes
 from gateway.routing import Router
 from gateway.surfaces.base import Surface
@@ -38,8 +41,15 @@ MAX_BODY_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 1024 * 1024
 class Gateway:
     """Dispatches HTTP requests to service methods through a Caller."""
 
-    def __init__(self, caller: Caller, surfaces: Sequence[Surface], routes: Sequence[Route]):
+    def __init__(
+        self,
+        caller: Caller,
+        surfaces: Sequence[Surface],
+        routes: Sequence[Route],
+        bodies: LargeBodies,
+    ):
         self._caller = caller
+        self._bodies = bodies
         self._router = Router(routes)
         self._owners = {service: surface for surface in surfaces for service in surface.services}
         # Longest prefix first, so /api/c2c/ wins over /api/.
@@ -63,7 +73,7 @@ class Gateway:
                 values = route.path.field_values(request.match_info)
                 return await self.dispatch(request, route, surface, values)
             except CallFailed as failure:
-                return await surface.render_error(request, failure.status)
+                return await surface.refusal(request, failure.status)
 
         return handle
 
@@ -78,18 +88,26 @@ class Gateway:
                 request, route, self._owners.get(route.service, surface), values
             )
         except CallFailed as failure:
-            return await surface.render_error(request, failure.status)
+            return await surface.refusal(request, failure.status)
 
     async def dispatch(
         self, request: web.Request, route: Route, surface: Surface, values: dict[str, str]
     ) -> web.StreamResponse:
         metadata = surface.call_metadata(request, route)
-        body = await read_json(request) if route.body else None
+        guarded = route.full_method not in PUBLIC_METHODS
+        body = None
+        if route.body:
+            if guarded:  # before a byte of the body is read: no key, no buffering
+                await self._check_credentials(surface, metadata)
+            with self._bodies.hold(request):
+                body = await read_json(request)
         try:
             message = build_request(
                 route, values, request.query.items(), body, surface.json_options
             )
         except TranscodeError as error:
+            if guarded and not route.body:  # feedback on the query only for a caller
+                await self._check_credentials(surface, metadata)
             raise reject(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 INVALID_REQUEST,
@@ -100,13 +118,26 @@ class Gateway:
         response = await self._caller.call(method, outgoing, metadata, response_type)
         return surface.render(request, route, response)
 
+    async def _check_credentials(self, surface: Surface, metadata: list[tuple[str, str]]) -> None:
+        """Raises CallFailed (UNAUTHENTICATED) unless the request's headers carry valid
+        credentials for the surface: the server decides, the gateway holds no secret."""
+        if surface.credential_check is not None:
+            method, request_type, response_type = surface.credential_check
+            await self._caller.call(method, request_type(), metadata, response_type)
+
 
 async def read_json(request: web.Request) -> Any:
-    """The parsed JSON body; an empty body reads as {}."""
+    """The parsed JSON body; an empty body reads as {}. A body announced larger than
+    the limit is refused unread."""
+    too_large = reject(grpc.StatusCode.INVALID_ARGUMENT, BODY_TOO_LARGE, max=MAX_BODY_BYTES)
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        raise too_large
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise reject(grpc.StatusCode.INVALID_ARGUMENT, BODY_TOO_LARGE, max=MAX_BODY_BYTES) from None
+        raise too_large from None
+    except web.RequestPayloadError:  # broken chunking or compression
+        raise reject(grpc.StatusCode.INVALID_ARGUMENT, UNREADABLE_BODY) from None
     if not raw.strip():
         return {}
     try:
@@ -159,17 +190,24 @@ def build_app(
     *,
     extra_routes: Iterable[web.RouteDef] = (),
     trusted_proxies: Iterable[Network] = (),
+    limits: HttpLimits = DEFAULT_LIMITS,
 ) -> web.Application:
     """The gateway app: `extra_routes` (the process's own, such as /healthz and /readyz)
     and the object routes (uploads, downloads, media; streamed) first, then every
     annotated RPC route through one dispatcher. X-Forwarded-* headers count only from
-    `trusted_proxies`."""
+    `trusted_proxies`. Serve it with `gateway.protocol.GatewayRunner`, which applies
+    `limits` before a route runs."""
     routes = discover_routes(files)
-    gateway = Gateway(caller, surfaces, routes)
+    bodies = LargeBodies(limits.large_bodies)
+    gateway = Gateway(caller, surfaces, routes, bodies)
     trusted = list(trusted_proxies)
     middlewares = [forwarded_middleware(trusted)] if trusted else []
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
-    app.router.add_routes([*extra_routes, *StorageSurface(caller).routes()])
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=middlewares,
+        handler_args=handler_args(limits, gateway.surface_for_path),
+    )
+    app.router.add_routes([*extra_routes, *StorageSurface(caller, bodies).routes()])
     for route in routes:
         app.router.add_route(route.http_method, route.path.router_path(), gateway.handler(route))
     app.router.add_route("*", "/{tail:.*}", gateway.unrouted)

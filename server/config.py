@@ -45,6 +45,12 @@ class Settings:
     db_statement_timeout: float = 30.0
     #: Background (`?async=true`) requests one process runs at once; the rest wait.
     background_limit: int = 2
+    #: Seconds an HTTP client may send nothing while it owes the rest of a request (its
+    #: head or its body) before the gateway closes the connection.
+    read_timeout: float = 60.0
+    #: Request bodies over 1 MiB (or chunked) one gateway process reads at once; beyond,
+    #: 503 with Retry-After.
+    max_large_uploads: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +75,8 @@ class Settings:
                 env, "CRMGATE_DB_STATEMENT_TIMEOUT", float, cls.db_statement_timeout
             ),
             background_limit=_number(env, "CRMGATE_BACKGROUND_LIMIT", int, cls.background_limit),
+            read_timeout=_number(env, "CRMGATE_READ_TIMEOUT", float, cls.read_timeout),
+            max_large_uploads=_number(env, "CRMGATE_MAX_LARGE_UPLOADS", int, cls.max_large_uploads),
         )
         settings.validate()
         return settings
@@ -90,6 +98,10 @@ class Settings:
             raise ValueError("CRMGATE_ORPHAN_GRACE_SECONDS must not be negative")
         if self.drain_seconds < 0:
             raise ValueError("CRMGATE_DRAIN_SECONDS must not be negative")
+        if self.read_timeout <= 0:
+            raise ValueError("CRMGATE_READ_TIMEOUT must be a positive number")
+        if self.max_large_uploads < 1:
+            raise ValueError("CRMGATE_MAX_LARGE_UPLOADS must be at least 1")
         if not 1 <= self.lease_seconds <= 30:
             raise ValueError("CRMGATE_LEASE_SECONDS must be between 1 and 30")
 
