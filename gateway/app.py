@@ -34,6 +34,8 @@ from gateway.surfaces.storage import StorageSurface
 
 #: Enough for any 64-bit integer (20 digits), with room for leading zeros.
 MAX_INTEGER_DIGITS = 32
+#: Objects and arrays within each other: far more than any message of the contract nests.
+MAX_JSON_DEPTH = 64
 #: Base64 grows bytes by a third; the largest documented JSON body fits in this.
 MAX_BODY_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 1024 * 1024
 
@@ -142,8 +144,7 @@ async def read_json(request: web.Request) -> Any:
         return {}
     try:
         document = json.loads(raw, parse_int=_bounded_int)
-        if _holds_nul(document):
-            raise reject(grpc.StatusCode.INVALID_ARGUMENT, NUL_CHARACTER)
+        _refuse_what_no_field_takes(document)
         return document
     except NumberTooLong:
         raise reject(
@@ -171,16 +172,23 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-def _holds_nul(value: Any) -> bool:
-    """Whether a string anywhere in the document holds U+0000, which no field takes (and
-    PostgreSQL cannot store)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
+def _refuse_what_no_field_takes(document: Any) -> None:
+    """Raises CallFailed for a document nested deeper than MAX_JSON_DEPTH (no message of
+    the contract is) or holding U+0000 in a string (no field takes it, and PostgreSQL
+    cannot store it). Iterative: depth costs no stack."""
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise reject(grpc.StatusCode.INVALID_ARGUMENT, NUL_CHARACTER)
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise reject(grpc.StatusCode.INVALID_ARGUMENT, JSON_TOO_DEEP)
+            items = value.values() if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+            if isinstance(value, dict):
+                pending.extend((key, depth) for key in value)
 
 
 def build_app(

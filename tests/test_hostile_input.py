@@ -71,13 +71,17 @@ def test_a_host_that_is_not_utf8(crmgate: CrmgateProcess) -> None:
             b'{"email": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
             "The body is nested too deeply to read.",
         ),
+        (
+            b'{"email": ' + b"[" * 64 + b"]" * 64 + b"}",
+            "The body is nested too deeply to read.",
+        ),
         (b'{"email": ' + b"9" * 5_000 + b"}", "The body holds an integer of more than 32 digits."),
         (
             b'{"email": "a\\u0000b@example.com", "files": []}',
             "The body holds a NUL character (\\u0000), which no field accepts.",
         ),
     ],
-    ids=["deep", "long-integer", "nul"],
+    ids=["deep", "deeper-than-64", "long-integer", "nul"],
 )
 def test_c2c_bodies_that_cannot_be_read(
     crmgate: CrmgateProcess, c2c_key: str, raw: bytes, message: str
