@@ -56,6 +56,15 @@ PUBLIC_METHODS = frozenset(
         "/c2c.v1.ContactAssets/GetMedia",
     }
 )
+#: The methods a gateway calls to have a request's credentials checked before it reads the
+#: body, one per surface: they answer from the call's metadata alone.
+CREDENTIAL_CHECKS = frozenset(
+    {
+        "/c2c.v1.ContactAssets/GetMessageLocale",
+        "/files.v1.Files/CheckCredentials",
+        "/crm.v1.Crm/CheckCredentials",
+    }
+)
 
 # Paths every gateway serves itself, streaming the bytes through Files.UploadObject,
 # Files.DownloadFile and ContactAssets.GetMedia; the server builds links with them.

@@ -21,7 +21,14 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from gateway.contract import REQUEST_ID_KEY, CallFailed, build_status, new_request_id, status_code
+from gateway.contract import (
+    CREDENTIAL_CHECKS,
+    REQUEST_ID_KEY,
+    CallFailed,
+    build_status,
+    new_request_id,
+    status_code,
+)
 from server.errors import ApiError
 from server.principal import Principal, current_principal
 
@@ -107,8 +114,16 @@ class CallPipeline:
         finally:
             if status is not None:
                 code = status_code(status)
-            if log.isEnabledFor(logging.INFO):
-                log.info(
+            # A credential check that passed is the prelude of the call that follows it
+            # (same request id): logged only at DEBUG, so each request logs one line.
+            level = (
+                logging.DEBUG
+                if code == grpc.StatusCode.OK and method in CREDENTIAL_CHECKS
+                else logging.INFO
+            )
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
                     "rpc",
                     extra={
                         "rpc": {

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from gateway.contract import CREDENTIAL_CHECKS, PUBLIC_METHODS
+from gateway.surfaces import default_surfaces
 from tests.support.processes import CrmgateProcess
 from tests.support.raw_http import connect, exchange, read_answer, read_interim
 
@@ -278,6 +280,14 @@ def test_credentials_are_checked_before_the_body(
     assert (answer.status, answer.body) == (401, expected)
     status, _, body = send(crmgate, head + b"Host: x\r\n", b'{"no": json')
     assert (status, body) == (401, expected)
+
+
+def test_every_surface_with_credentials_has_them_checked() -> None:
+    """Each surface names its check, one of the contract's (which the server logs quietly
+    when they pass), and none is public."""
+    checks = {surface.credential_check for surface in default_surfaces()}
+    assert {method for method, _, _ in checks if method} == CREDENTIAL_CHECKS
+    assert not CREDENTIAL_CHECKS & PUBLIC_METHODS
 
 
 @pytest.fixture(scope="module")
