@@ -14,6 +14,9 @@ from gateway.errors import RETRY_AFTER_KEY, UPLOADS_BUSY, reject
 
 #: A body over this (or of unknown length: chunked) counts as large.
 LARGE_BODY_BYTES = 1024 * 1024
+#: A body up to this is read before its credentials are checked: aiohttp buffers as much
+#: of any request anyway.
+SMALL_BODY_BYTES = 64 * 1024
 #: What a caller refused for want of a slot is told to wait.
 RETRY_AFTER_SECONDS = 5
 
@@ -34,6 +37,13 @@ class HttpLimits:
 DEFAULT_LIMITS = HttpLimits()
 
 
+def announced_over(request: web.Request, limit: int) -> bool:
+    """Whether the request's body may hold more than `limit` bytes: its Content-Length
+    says so, or it is chunked (no length announced)."""
+    length = request.content_length
+    return request.body_exists and (length is None or length > limit)
+
+
 class LargeBodies:
     """Counts the large bodies being read, refusing one more than the limit instead of
     queueing it (a queued upload still holds its connection and buffers)."""
@@ -46,8 +56,7 @@ class LargeBodies:
     def hold(self, request: web.Request) -> Iterator[None]:
         """A slot while the block reads the request's body, if that body is large; raises
         CallFailed (UNAVAILABLE, uploads_busy, retry_after) when none is free."""
-        length = request.content_length
-        if not request.body_exists or (length is not None and length <= LARGE_BODY_BYTES):
+        if not announced_over(request, LARGE_BODY_BYTES):
             yield
             return
         if self._reading >= self._limit:

@@ -118,14 +118,10 @@ class Surface:
     async def refusal(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:
         """`render_error`, with Retry-After when the refusal says when to retry."""
         response = await self.render_error(request, status)
-        return with_retry_after(response, status)
-
-
-def with_retry_after(response: web.StreamResponse, status: status_pb2.Status) -> web.StreamResponse:
-    seconds = retry_after(status)
-    if seconds:
-        response.headers["Retry-After"] = seconds
-    return response
+        seconds = retry_after(status)
+        if seconds:
+            response.headers["Retry-After"] = seconds
+        return response
 
 
 def error_map(violations: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
