@@ -66,7 +66,7 @@ class Surface:
     path_prefix = "/"
     json_options = JsonOptions()
     #: The call that checks a request's credentials from its headers alone — (method,
-    #: request type, response type) — made before the body is read; None: no credentials.
+    #: request type, response type) — made before a large body is read; None: no credentials.
     credential_check: tuple[str, type[Message], type[Message]] | None = None
 
     def call_metadata(self, request: web.Request, route: Route) -> list[tuple[str, str]]:

@@ -123,9 +123,10 @@ class FilesServicer:
 
     def CheckCredentials(self, request, context):
         """CheckCredentials succeeds when the call's API key is valid for its host,
-        else UNAUTHENTICATED. A gateway asks it before reading a request's body, so
-        a caller without a key never has its body buffered or validated. For
-        internal callers: it has no REST binding.
+        else UNAUTHENTICATED. A gateway asks it before reading a body that may be
+        large, and before refusing a small one, so a caller without valid
+        credentials never has a large body buffered nor any body validated.
+        For internal callers: it has no REST binding.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
