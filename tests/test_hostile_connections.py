@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -127,8 +128,10 @@ def test_large_bodies_beyond_the_limit_get_503(busy: CrmgateProcess) -> None:
     assert c2c_large().status == 422  # a slot is free
     holder = connect(busy.http_url)
     holder.sendall(C2C_POST + auth["c2c"] + b"Content-Length: %d\r\n\r\n[" % LARGE)
+    deadline = time.monotonic() + 30
     answer = c2c_large()
     while answer.status == 422:  # the holder's slot is taken once its key is checked
+        assert time.monotonic() < deadline, "the holder never took the slot"
         answer = c2c_large()
     assert (answer.status, answer.headers["retry-after"], answer.body) == (
         503,
@@ -156,8 +159,9 @@ def test_large_bodies_beyond_the_limit_get_503(busy: CrmgateProcess) -> None:
     )
     assert b"<Code>ServiceUnavailable</Code>" in upload.body
     holder.close()
+    deadline = time.monotonic() + 30
     while c2c_large().status == 503:  # the slot is released once the server sees the close
-        pass
+        assert time.monotonic() < deadline, "the slot was never released"
 
 
 def test_unauthenticated_80mb_posts_are_not_buffered(tmp_path: Path) -> None:
