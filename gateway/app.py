@@ -13,17 +13,26 @@ from google.protobuf.descriptor import FileDescriptor
 
 from gateway import json_body
 from gateway.calls import Caller
-from gateway.contract import MAX_MESSAGE_BYTES, CallFailed
+from gateway.contract import MAX_MESSAGE_BYTES, PUBLIC_METHODS, CallFailed
 from gateway.errors import (
     BODY_TOO_LARGE,
     INVALID_JSON,
     JSON_TOO_DEEP,
     NUL_CHARACTER,
     NUMBER_TOO_LONG,
+    UNREADABLE_BODY,
     reject,
 )
 from gateway.forwarding import Network, forwarded_middleware
 from gateway.json_body import Path as JsonPath
+from gateway.limits import (
+    DEFAULT_LIMITS,
+    SMALL_BODY_BYTES,
+    HttpLimits,
+    LargeBodies,
+    announced_over,
+)
+from gateway.protocol import handler_args
 from gateway.routes import Route, discover_routes
 from gateway.routing import Router
 from gateway.surfaces.base import Surface
@@ -32,6 +41,8 @@ from gateway.surfaces.storage import StorageSurface
 
 #: Enough for any 64-bit integer (20 digits), with room for leading zeros.
 MAX_INTEGER_DIGITS = 32
+#: Objects and arrays within each other: far more than any message of the contract nests.
+MAX_JSON_DEPTH = 64
 #: Base64 grows bytes by a third; the largest documented JSON body fits in this.
 MAX_BODY_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 1024 * 1024
 
@@ -39,8 +50,15 @@ MAX_BODY_BYTES = MAX_MESSAGE_BYTES * 4 // 3 + 1024 * 1024
 class Gateway:
     """Dispatches HTTP requests to service methods through a Caller."""
 
-    def __init__(self, caller: Caller, surfaces: Sequence[Surface], routes: Sequence[Route]):
+    def __init__(
+        self,
+        caller: Caller,
+        surfaces: Sequence[Surface],
+        routes: Sequence[Route],
+        bodies: LargeBodies,
+    ):
         self._caller = caller
+        self._bodies = bodies
         self._router = Router(routes)
         self._owners = {service: surface for surface in surfaces for service in surface.services}
         # Longest prefix first, so /api/c2c/ wins over /api/.
@@ -69,7 +87,7 @@ class Gateway:
                 values = route.path.field_values(request.match_info)
                 return await self.dispatch(request, route, surface, values)
             except CallFailed as failure:
-                return await surface.render_error(request, failure.status)
+                return await surface.refusal(request, failure.status)
 
         return handle
 
@@ -84,22 +102,44 @@ class Gateway:
                 request, route, self._owners.get(route.service, surface), values
             )
         except CallFailed as failure:
-            return await surface.render_error(request, failure.status)
+            return await surface.refusal(request, failure.status)
 
     async def dispatch(
         self, request: web.Request, route: Route, surface: Surface, values: dict[str, str]
     ) -> web.StreamResponse:
         metadata = surface.call_metadata(request, route)
-        response = await surface.call(
-            self._caller,
-            request,
-            route,
-            values,
-            metadata,
-            # Passed, not held here: the surface releases the body once it is sent on.
-            await read_json(request, partial(surface.keep_raw, route)) if route.body else None,
-        )
+        guarded = route.full_method not in PUBLIC_METHODS
+        # A body that may be large is read only once the credentials are known good; a
+        # small one (what aiohttp buffers anyway) is read first, saving authenticated
+        # callers the extra call, and what is wrong with it is told only to a caller.
+        checked = guarded and bool(route.body) and announced_over(request, SMALL_BODY_BYTES)
+        if checked:
+            await self._check_credentials(surface, metadata)
+        try:
+            with self._bodies.hold(request):
+                response = await surface.call(
+                    self._caller,
+                    request,
+                    route,
+                    values,
+                    metadata,
+                    # Passed, not held here: the surface releases the body once sent on.
+                    await read_json(request, partial(surface.keep_raw, route))
+                    if route.body
+                    else None,
+                )
+        except CallFailed:
+            if guarded and not checked:
+                await self._check_credentials(surface, metadata)
+            raise
         return surface.render(request, route, response)
+
+    async def _check_credentials(self, surface: Surface, metadata: list[tuple[str, str]]) -> None:
+        """Raises CallFailed (UNAUTHENTICATED) unless the request's headers carry valid
+        credentials for the surface: the server decides, the gateway holds no secret."""
+        if surface.credential_check is not None:
+            method, request_type, response_type = surface.credential_check
+            await self._caller.call(method, request_type(), metadata, response_type)
 
 
 async def read_json(request: web.Request, keep_raw: Callable[[JsonPath], bool]) -> Any:
@@ -110,8 +150,7 @@ async def read_json(request: web.Request, keep_raw: Callable[[JsonPath], bool]) 
         return {}
     try:
         document = json_body.parse(body, _loads, keep_raw)
-        if _holds_nul(document):
-            raise reject(grpc.StatusCode.INVALID_ARGUMENT, NUL_CHARACTER)
+        _refuse_what_no_field_takes(document)
         return document
     except NumberTooLong:
         raise reject(
@@ -129,17 +168,22 @@ async def read_json(request: web.Request, keep_raw: Callable[[JsonPath], bool]) 
 
 async def read_body(request: web.Request) -> bytearray:
     """The request body in one buffer, at most MAX_BODY_BYTES (aiohttp's own read() holds
-    it twice at the end, as a bytearray and as bytes)."""
+    it twice at the end, as a bytearray and as bytes). A body announced larger than the
+    limit is refused unread."""
+    too_large = reject(grpc.StatusCode.INVALID_ARGUMENT, BODY_TOO_LARGE, max=MAX_BODY_BYTES)
     if (request.content_length or 0) > MAX_BODY_BYTES:
-        raise reject(grpc.StatusCode.INVALID_ARGUMENT, BODY_TOO_LARGE, max=MAX_BODY_BYTES)
+        raise too_large
     # Sized once from Content-Length: a buffer grown step by step is copied when the
     # allocator moves it (from the heap to its own mapping), twice the body for a moment.
     body, filled = bytearray(request.content_length or 0), 0
-    while chunk := await request.content.readany():
-        body[filled : filled + len(chunk)] = chunk
-        filled += len(chunk)
-        if filled > MAX_BODY_BYTES:
-            raise reject(grpc.StatusCode.INVALID_ARGUMENT, BODY_TOO_LARGE, max=MAX_BODY_BYTES)
+    try:
+        while chunk := await request.content.readany():
+            body[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+            if filled > MAX_BODY_BYTES:
+                raise too_large
+    except web.RequestPayloadError:  # broken chunking or compression
+        raise reject(grpc.StatusCode.INVALID_ARGUMENT, UNREADABLE_BODY) from None
     del body[filled:]
     return body
 
@@ -160,16 +204,23 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
-def _holds_nul(value: Any) -> bool:
-    """Whether a string anywhere in the document holds U+0000, which no field takes (and
-    PostgreSQL cannot store)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
+def _refuse_what_no_field_takes(document: Any) -> None:
+    """Raises CallFailed for a document nested deeper than MAX_JSON_DEPTH (no message of
+    the contract is) or holding U+0000 in a string (no field takes it, and PostgreSQL
+    cannot store it). Iterative: depth costs no stack."""
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise reject(grpc.StatusCode.INVALID_ARGUMENT, NUL_CHARACTER)
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise reject(grpc.StatusCode.INVALID_ARGUMENT, JSON_TOO_DEEP)
+            items = value.values() if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+            if isinstance(value, dict):
+                pending.extend((key, depth) for key in value)
 
 
 def build_app(
@@ -179,17 +230,24 @@ def build_app(
     *,
     extra_routes: Iterable[web.RouteDef] = (),
     trusted_proxies: Iterable[Network] = (),
+    limits: HttpLimits = DEFAULT_LIMITS,
 ) -> web.Application:
     """The gateway app: `extra_routes` (the process's own, such as /healthz and /readyz)
     and the object routes (uploads, downloads, media; streamed) first, then every
     annotated RPC route through one dispatcher. X-Forwarded-* headers count only from
-    `trusted_proxies`."""
+    `trusted_proxies`. Serve it with `gateway.protocol.GatewayRunner`, which applies
+    `limits` before a route runs."""
     routes = discover_routes(files)
-    gateway = Gateway(caller, surfaces, routes)
+    bodies = LargeBodies(limits.large_bodies)
+    gateway = Gateway(caller, surfaces, routes, bodies)
     trusted = list(trusted_proxies)
     middlewares = [forwarded_middleware(trusted)] if trusted else []
-    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=middlewares)
-    app.router.add_routes([*extra_routes, *StorageSurface(caller).routes()])
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=middlewares,
+        handler_args=handler_args(limits, gateway.surface_for_path),
+    )
+    app.router.add_routes([*extra_routes, *StorageSurface(caller, bodies).routes()])
     for route in routes:
         handler = gateway.handler(route)
         for path in gateway.surface_for_route(route).router_paths(route):

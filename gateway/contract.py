@@ -43,6 +43,29 @@ AUTHORIZATION_KEY = "authorization"
 
 ERROR_DOMAIN = "crmgate"
 
+#: Methods anyone may call: signing in, the class modules, and the byte streams whose
+#: request is itself the capability (a signed policy, a download token, a media URL).
+#: The server authenticates every other method; a gateway checks those credentials
+#: before it reads a request's body.
+PUBLIC_METHODS = frozenset(
+    {
+        "/crm.v1.Crm/Authenticate",
+        "/crm.v1.Crm/GetResourceClass",
+        "/files.v1.Files/UploadObject",
+        "/files.v1.Files/DownloadFile",
+        "/c2c.v1.ContactAssets/GetMedia",
+    }
+)
+#: The methods a gateway calls to have a request's credentials checked before it reads the
+#: body, one per surface: they answer from the call's metadata alone.
+CREDENTIAL_CHECKS = frozenset(
+    {
+        "/c2c.v1.ContactAssets/GetMessageLocale",
+        "/files.v1.Files/CheckCredentials",
+        "/crm.v1.Crm/CheckCredentials",
+    }
+)
+
 # Paths every gateway serves itself, streaming the bytes through Files.UploadObject,
 # Files.DownloadFile and ContactAssets.GetMedia; the server builds links with them.
 #: `POST {STORAGE_PATH}{bucket}`: the S3 browser-POST target of Close uploads.

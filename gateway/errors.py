@@ -16,7 +16,7 @@ from typing import Generic, TypeVar
 import grpc
 from google.rpc import status_pb2
 
-from gateway.contract import CallFailed, build_status, error_reason, status_code
+from gateway.contract import CallFailed, build_status, error_info, error_reason, status_code
 from gateway.localisation import translate
 
 # Reasons the gateway itself gives, before or instead of a call.
@@ -34,6 +34,13 @@ UNSUPPORTED_API_VERSION = "unsupported_api_version"
 BACKEND_UNAVAILABLE = "backend_unavailable"
 BACKEND_TIMEOUT = "backend_timeout"
 MALFORMED_REPLY = "malformed_reply"
+UNREADABLE_BODY = "unreadable_body"
+MALFORMED_HTTP = "malformed_http"
+REQUEST_HEAD_TOO_LARGE = "request_head_too_large"
+UPLOADS_BUSY = "uploads_busy"
+#: ErrorInfo.metadata key of a refusal worth retrying: seconds to wait (the Retry-After
+#: header every surface adds).
+RETRY_AFTER_KEY = "retry_after"
 
 #: Refusals of what a request body holds (its type, its JSON, its fields): feedback a
 #: caller without valid credentials must not get.
@@ -45,6 +52,7 @@ BODY_REFUSALS = frozenset(
         NUL_CHARACTER,
         INVALID_REQUEST,
         UNSUPPORTED_MEDIA_TYPE,
+        UNREADABLE_BODY,
     }
 )
 #: Refusals worded by the gateway from the catalogue (a surface may re-word them in the
@@ -55,6 +63,7 @@ GATEWAY_WORDED = BODY_REFUSALS | {
     BODY_TOO_LARGE,
     MISSING_API_VERSION,
     UNSUPPORTED_API_VERSION,
+    UPLOADS_BUSY,
 }
 
 
@@ -98,6 +107,8 @@ HTTP_BY_REASON: Mapping[str, int] = {
     METHOD_NOT_ALLOWED: 405,
     UNSUPPORTED_MEDIA_TYPE: 415,
     BODY_TOO_LARGE: 413,
+    REQUEST_HEAD_TOO_LARGE: 431,
+    UPLOADS_BUSY: 503,
 }
 
 T = TypeVar("T")
@@ -121,3 +132,9 @@ DEFAULT_STATUSES: StatusTable[int] = StatusTable(HTTP_BY_REASON, HTTP_BY_CODE)
 def default_http_status(status: status_pb2.Status) -> int:
     """The shared default every surface falls back on."""
     return DEFAULT_STATUSES.lookup(status) or 500
+
+
+def retry_after(status: status_pb2.Status) -> str | None:
+    """Seconds a refused caller should wait before retrying, if the refusal says."""
+    info = error_info(status)
+    return info.metadata.get(RETRY_AFTER_KEY) if info is not None else None

@@ -102,6 +102,22 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
         "en": "The body is nested too deeply to read.",
         "es": "El cuerpo está anidado a demasiada profundidad para leerlo.",
     },
+    "unreadable_body": {
+        "en": "The request body could not be read: its encoding is broken or it ended early.",
+        "es": "No se pudo leer el cuerpo de la solicitud: su codificación es incorrecta o terminó antes de tiempo.",
+    },
+    "malformed_http": {
+        "en": "The request is not well-formed HTTP.",
+        "es": "La solicitud no es HTTP bien formado.",
+    },
+    "request_head_too_large": {
+        "en": "The request line and each header may hold at most {max} bytes.",
+        "es": "La línea de solicitud y cada cabecera admiten como máximo {max} bytes.",
+    },
+    "uploads_busy": {
+        "en": "Too many large requests are being received; please retry in {retry_after} seconds.",
+        "es": "Se están recibiendo demasiadas solicitudes grandes; reinténtelo en {retry_after} segundos.",
+    },
     "number_too_long": {
         "en": "The body holds an integer of more than {max} digits.",
         "es": "El cuerpo contiene un número entero de más de {max} dígitos.",

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 import grpc
 
-from gateway.contract import HOST_KEY
+from gateway.contract import HOST_KEY, PUBLIC_METHODS
 from server.api_keys import KeyVerifier
 from server.errors import ApiError
 from server.executors import run_db
@@ -24,18 +24,6 @@ SERVICE_CREDENTIALS = {
     "crm.v1.Crm": "session",
     "google.longrunning.Operations": "session",
 }
-
-#: Methods anyone may call: signing in, the class modules, and the byte streams whose
-#: request is itself the capability (a signed policy, a download token, a media URL).
-PUBLIC_METHODS = frozenset(
-    {
-        "/crm.v1.Crm/Authenticate",
-        "/crm.v1.Crm/GetResourceClass",
-        "/files.v1.Files/UploadObject",
-        "/files.v1.Files/DownloadFile",
-        "/c2c.v1.ContactAssets/GetMedia",
-    }
-)
 
 #: Verifies a credential of one kind from the call metadata; None means "not valid".
 CredentialVerifier = Callable[[Mapping[str, str]], Awaitable[Principal | None]]

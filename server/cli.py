@@ -18,6 +18,8 @@ from gateway.calls import Caller, ChannelCaller
 from gateway.contract import FILE_DESCRIPTORS
 from gateway.forwarding import parse_networks
 from gateway.health import backend_checks, health_routes
+from gateway.limits import HttpLimits
+from gateway.protocol import GatewayRunner
 from gateway.surfaces import default_surfaces
 from server import admin, logs
 from server.config import SUPPORTED_LOCALES, Settings
@@ -32,7 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env().with_overrides(
-            data_dir=getattr(args, "data_dir", None), dev=getattr(args, "dev", None) or None
+            data_dir=getattr(args, "data_dir", None),
+            dev=getattr(args, "dev", None) or None,
+            read_timeout=getattr(args, "read_timeout", None),
+            max_large_uploads=getattr(args, "max_large_uploads", None),
         )
         if hasattr(args, "trusted_proxy"):
             proxies = os.environ.get("CRMGATE_TRUSTED_PROXIES", "").split(",")
@@ -91,6 +96,20 @@ def _http_flags(parser: argparse.ArgumentParser) -> None:
         metavar="CIDR",
         help="honour X-Forwarded-Proto/Host from these peers (repeatable; also "
         "$CRMGATE_TRUSTED_PROXIES, comma-separated)",
+    )
+    parser.add_argument(
+        "--read-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close a connection whose client sends nothing this long mid-request "
+        "(default: $CRMGATE_READ_TIMEOUT or 60)",
+    )
+    parser.add_argument(
+        "--max-large-uploads",
+        type=int,
+        metavar="N",
+        help="request bodies over 1 MiB read at once; beyond, 503 with Retry-After "
+        "(default: $CRMGATE_MAX_LARGE_UPLOADS or 4)",
     )
 
 
@@ -311,8 +330,11 @@ async def _start_gateway(
         FILE_DESCRIPTORS,
         extra_routes=extra_routes,
         trusted_proxies=args.trusted_networks,
+        limits=HttpLimits(
+            read_timeout=settings.read_timeout, large_bodies=settings.max_large_uploads
+        ),
     )
-    runner = web.AppRunner(app, access_log=None)
+    runner = GatewayRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, args.http_host, args.http_port)
     await site.start()

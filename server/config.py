@@ -48,6 +48,12 @@ class Settings:
     #: Close upload forms are presigned POSTs to the S3 bucket itself (bytes never pass
     #: through crmgate); each upload is confirmed with a HEAD when it is first used.
     direct_uploads: bool = False
+    #: Seconds an HTTP client may send nothing while it owes the rest of a request (its
+    #: head or its body) before the gateway closes the connection.
+    read_timeout: float = 60.0
+    #: Request bodies over 1 MiB (or chunked) one gateway process reads at once; beyond,
+    #: 503 with Retry-After.
+    max_large_uploads: int = 4
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,6 +79,8 @@ class Settings:
             ),
             background_limit=_number(env, "CRMGATE_BACKGROUND_LIMIT", int, cls.background_limit),
             direct_uploads=_flag(env, "CRMGATE_DIRECT_UPLOADS"),
+            read_timeout=_number(env, "CRMGATE_READ_TIMEOUT", float, cls.read_timeout),
+            max_large_uploads=_number(env, "CRMGATE_MAX_LARGE_UPLOADS", int, cls.max_large_uploads),
         )
         settings.validate()
         return settings
@@ -94,6 +102,10 @@ class Settings:
             raise ValueError("CRMGATE_ORPHAN_GRACE_SECONDS must not be negative")
         if self.drain_seconds < 0:
             raise ValueError("CRMGATE_DRAIN_SECONDS must not be negative")
+        if self.read_timeout <= 0:
+            raise ValueError("CRMGATE_READ_TIMEOUT must be a positive number")
+        if self.max_large_uploads < 1:
+            raise ValueError("CRMGATE_MAX_LARGE_UPLOADS must be at least 1")
         if not 1 <= self.lease_seconds <= 30:
             raise ValueError("CRMGATE_LEASE_SECONDS must be between 1 and 30")
         if self.direct_uploads and not (self.storage_url or "").startswith("s3://"):

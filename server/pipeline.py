@@ -21,7 +21,14 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 from grpc_status import rpc_status
 
-from gateway.contract import REQUEST_ID_KEY, CallFailed, build_status, new_request_id, status_code
+from gateway.contract import (
+    CREDENTIAL_CHECKS,
+    REQUEST_ID_KEY,
+    CallFailed,
+    build_status,
+    new_request_id,
+    status_code,
+)
 from server.errors import ApiError
 from server.logs import log_call
 from server.principal import Principal, current_principal
@@ -108,15 +115,19 @@ class CallPipeline:
         finally:
             if status is not None:
                 code = status_code(status)
-            log_call(
-                {
-                    "method": method,
-                    "status": code.name,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "tenant": principal.tenant_name if principal else None,
-                    "request_id": request_id,
-                }
-            )
+            fields = {
+                "method": method,
+                "status": code.name,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                "tenant": principal.tenant_name if principal else None,
+                "request_id": request_id,
+            }
+            # A credential check that passed is the prelude of the call that follows it
+            # (same request id): logged only at DEBUG, so each request logs one line.
+            if code == grpc.StatusCode.OK and method in CREDENTIAL_CHECKS:
+                log.debug("rpc", extra={"rpc": fields})
+            else:
+                log_call(fields)
         if status is not None:
             raise CallFailed(status)
 

@@ -99,6 +99,29 @@ def test_bad_locale_setting_is_refused(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (("--read-timeout", "0"), {}, "CRMGATE_READ_TIMEOUT must be a positive number"),
+        ((), {"CRMGATE_READ_TIMEOUT": "soon"}, "CRMGATE_READ_TIMEOUT must be a positive number"),
+        (("--max-large-uploads", "0"), {}, "CRMGATE_MAX_LARGE_UPLOADS must be at least 1"),
+        ((), {"CRMGATE_MAX_LARGE_UPLOADS": "-1"}, "CRMGATE_MAX_LARGE_UPLOADS must be a positive"),
+    ],
+)
+def test_bad_connection_limits_are_refused(
+    tmp_path: Path, args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
+    result = subprocess.run(
+        crmgate_command("serve", "--data-dir", str(tmp_path), "--http-port", "0", *args),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
 def test_migrate_brings_the_schema_up_to_date(tmp_path: Path) -> None:
     from server.database.migrations import MIGRATIONS
 

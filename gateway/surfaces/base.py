@@ -24,7 +24,7 @@ from gateway.contract import (
     REQUEST_ID_KEY,
     new_request_id,
 )
-from gateway.errors import INVALID_REQUEST, reject
+from gateway.errors import INVALID_REQUEST, reject, retry_after
 from gateway.json_body import Path as JsonPath
 from gateway.json_options import JsonOptions
 from gateway.json_reader import TranscodeError, build_request
@@ -68,6 +68,9 @@ class Surface:
     #: Unknown paths under this prefix are answered in this surface's error format.
     path_prefix = "/"
     json_options = JsonOptions()
+    #: The call that checks a request's credentials from its headers alone — (method,
+    #: request type, response type) — made before a large body is read; None: no credentials.
+    credential_check: tuple[str, type[Message], type[Message]] | None = None
 
     def call_metadata(self, request: web.Request, route: Route) -> list[tuple[str, str]]:
         """Metadata for the call; raise `reject(...)` to refuse the request before it."""
@@ -129,10 +132,24 @@ class Surface:
             )
         return json_response(response_payload(route, message, self.json_options))
 
+    def error_response(self, request: web.Request, status: status_pb2.Status) -> web.Response:
+        """The failure in this surface's envelope, worded as the status is, making no
+        call: also for refusals made before a route runs (malformed HTTP, crashes)."""
+        raise NotImplementedError
+
     async def render_error(
         self, request: web.Request, status: status_pb2.Status
     ) -> web.StreamResponse:
-        raise NotImplementedError
+        """The failure in this surface's envelope; a surface may look up how to word it."""
+        return self.error_response(request, status)
+
+    async def refusal(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:
+        """`render_error`, with Retry-After when the refusal says when to retry."""
+        response = await self.render_error(request, status)
+        seconds = retry_after(status)
+        if seconds:
+            response.headers["Retry-After"] = seconds
+        return response
 
 
 def transcode(

@@ -36,8 +36,10 @@ from gateway.errors import (
     NUL_CHARACTER,
     NUMBER_TOO_LONG,
     ROUTE_NOT_FOUND,
+    UNREADABLE_BODY,
     UNSUPPORTED_API_VERSION,
     UNSUPPORTED_MEDIA_TYPE,
+    UPLOADS_BUSY,
     StatusTable,
     default_http_status,
     reject,
@@ -87,6 +89,8 @@ STATUSES: StatusTable[tuple[int, str]] = StatusTable(
         METHOD_NOT_ALLOWED: (405, "method_not_allowed"),
         UNSUPPORTED_MEDIA_TYPE: (415, "unsupported_media_type"),
         BODY_TOO_LARGE: (413, "payload_too_large"),
+        UNREADABLE_BODY: (422, "validation_failed"),
+        UPLOADS_BUSY: (503, "service_unavailable"),
     },
     by_code={
         grpc.StatusCode.INVALID_ARGUMENT: (422, "validation_failed"),
@@ -104,6 +108,11 @@ class C2cSurface(Surface):
     path_prefix = "/api/c2c/"
     json_options = JsonOptions(
         use_json_names=False, ignore_unknown_fields=True, decode_bytes=decode_content
+    )
+    credential_check = (
+        LOCALE_METHOD,
+        contact_assets_pb2.GetMessageLocaleRequest,
+        contact_assets_pb2.GetMessageLocaleResponse,
     )
 
     def bind(self, routes: Sequence[Route], caller: Caller) -> None:
@@ -174,9 +183,7 @@ class C2cSurface(Surface):
     ) -> web.StreamResponse:
         info = error_info(status)
         if info is None or info.reason not in GATEWAY_WORDED:
-            # The service worded it already, in the caller's language.
-            violations = [(v.field, v.description) for v in field_violations(status)]
-            return _envelope(status, status.message, violations)
+            return self.error_response(request, status)  # the service worded it already
         try:
             locale = await self._locale(request)
         except CallFailed as failure:
@@ -192,6 +199,10 @@ class C2cSurface(Surface):
         else:
             message = translate(info.reason, locale, **dict(info.metadata))
         return _envelope(status, message, violations)
+
+    def error_response(self, request: web.Request, status: status_pb2.Status) -> web.Response:
+        violations = [(v.field, v.description) for v in field_violations(status)]
+        return _envelope(status, status.message, violations)
 
     async def _locale(self, request: web.Request) -> str:
         """The caller's message language, as the service decides it for the tenant of the

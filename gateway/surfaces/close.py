@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import grpc
 from aiohttp import BasicAuth, web
+from files.v1 import files_pb2
 from google.rpc import status_pb2
 
 from gateway.contract import AUTHORIZATION_KEY, field_violations
-from gateway.errors import StatusTable, default_http_status
+from gateway.errors import UPLOADS_BUSY, StatusTable, default_http_status
 from gateway.json_options import JsonOptions
 from gateway.routes import Route
 from gateway.surfaces.base import Surface, error_map, header_text, json_response
 
 #: Close answers bad input with 400 and its validation envelope.
-STATUSES: StatusTable[int] = StatusTable(by_code={grpc.StatusCode.INVALID_ARGUMENT: 400})
+STATUSES: StatusTable[int] = StatusTable(
+    by_reason={UPLOADS_BUSY: 503}, by_code={grpc.StatusCode.INVALID_ARGUMENT: 400}
+)
 
 
 class CloseSurface(Surface):
@@ -25,6 +28,11 @@ class CloseSurface(Surface):
     services = frozenset({"files.v1.Files"})
     path_prefix = "/api/v1/"
     json_options = JsonOptions(use_json_names=False, ignore_unknown_fields=False)
+    credential_check = (
+        "/files.v1.Files/CheckCredentials",
+        files_pb2.CheckCredentialsRequest,
+        files_pb2.CheckCredentialsResponse,
+    )
 
     def router_paths(self, route: Route) -> list[str]:
         """Close answers each route with and without its trailing slash."""
@@ -38,9 +46,7 @@ class CloseSurface(Surface):
             metadata.append((AUTHORIZATION_KEY, f"Bearer {key}"))
         return metadata
 
-    async def render_error(
-        self, request: web.Request, status: status_pb2.Status
-    ) -> web.StreamResponse:
+    def error_response(self, request: web.Request, status: status_pb2.Status) -> web.Response:
         http = STATUSES.lookup(status) or default_http_status(status)
         if http != 400:
             return json_response({"error": status.message}, http)

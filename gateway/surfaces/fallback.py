@@ -13,9 +13,7 @@ from gateway.surfaces.base import Surface, json_response
 class FallbackSurface(Surface):
     name = "fallback"
 
-    async def render_error(
-        self, request: web.Request, status: status_pb2.Status
-    ) -> web.StreamResponse:
+    def error_response(self, request: web.Request, status: status_pb2.Status) -> web.Response:
         return json_response(
             {"error": error_reason(status) or "error", "message": status.message},
             default_http_status(status),

@@ -39,6 +39,7 @@ from gateway.contract import (
     error_reason,
 )
 from gateway.errors import MALFORMED_REPLY, StatusTable, default_http_status
+from gateway.limits import LargeBodies
 from gateway.surfaces.base import Surface, json_response
 
 log = logging.getLogger("crmgate.gateway")
@@ -73,8 +74,9 @@ MEDIA_HEADERS = {
 class StorageSurface(Surface):
     name = "storage"
 
-    def __init__(self, caller: Caller) -> None:
+    def __init__(self, caller: Caller, bodies: LargeBodies) -> None:
         self._caller = caller
+        self._bodies = bodies
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -93,13 +95,14 @@ class StorageSurface(Surface):
                 raise s3_refusal(
                     "MissingContentLength", "You must provide the Content-Length HTTP header.", 411
                 )
-            fields, file_part = await read_form(request)
-            messages = upload_messages(request.match_info["bucket"], fields, file_part)
-            stored = await self._caller.call_stream_in(
-                UPLOAD_METHOD, messages, metadata, files_pb2.UploadObjectResponse
-            )
+            with self._bodies.hold(request):
+                fields, file_part = await read_form(request)
+                messages = upload_messages(request.match_info["bucket"], fields, file_part)
+                stored = await self._caller.call_stream_in(
+                    UPLOAD_METHOD, messages, metadata, files_pb2.UploadObjectResponse
+                )
         except CallFailed as failure:
-            return await self.render_error(request, failure.status)
+            return await self.refusal(request, failure.status)
         assert isinstance(stored, files_pb2.UploadObjectResponse)
         location = f"{request.url.with_query(None)}/{stored.key}"
         given = {name.lower(): value for name, value in fields}
@@ -190,9 +193,7 @@ class StorageSurface(Surface):
             await response.write_eof()
             return response
 
-    async def render_error(
-        self, request: web.Request, status: status_pb2.Status
-    ) -> web.StreamResponse:
+    def error_response(self, request: web.Request, status: status_pb2.Status) -> web.Response:
         http = http_status(status)
         if not request.path.startswith(STORAGE_PATH):
             return json_response(

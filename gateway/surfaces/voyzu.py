@@ -20,7 +20,13 @@ from google.rpc import status_pb2
 
 from gateway.calls import Caller
 from gateway.contract import SESSION_KEY, field_violations
-from gateway.errors import MALFORMED_REPLY, METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND, StatusTable
+from gateway.errors import (
+    MALFORMED_REPLY,
+    METHOD_NOT_ALLOWED,
+    ROUTE_NOT_FOUND,
+    UPLOADS_BUSY,
+    StatusTable,
+)
 from gateway.json_options import JsonOptions
 from gateway.json_writer import message_to_json, response_payload
 from gateway.routes import Route
@@ -40,6 +46,7 @@ STATUSES: StatusTable[int] = StatusTable(
         "unknown_resource": 404,  # /api/{resource}/class of no resource: no such endpoint
         "payment_required": 402,
         MALFORMED_REPLY: 541,
+        UPLOADS_BUSY: 503,  # not a routing failure: this gateway is busy, retry later
     },
     by_code={
         grpc.StatusCode.INVALID_ARGUMENT: 400,
@@ -80,6 +87,11 @@ class VoyzuSurface(Surface):
     services = frozenset({"crm.v1.Crm"})
     path_prefix = "/api/"
     json_options = JsonOptions(use_json_names=True, ignore_unknown_fields=True)
+    credential_check = (
+        "/crm.v1.Crm/CheckCredentials",
+        crm_pb2.CheckCredentialsRequest,
+        crm_pb2.CheckCredentialsResponse,
+    )
 
     def __init__(self, *, dev: bool = False) -> None:
         self._dev = dev
@@ -150,9 +162,7 @@ class VoyzuSurface(Surface):
             expires=expires.strftime("%a, %d %b %Y %H:%M:%S GMT"),
         )
 
-    async def render_error(
-        self, request: web.Request, status: status_pb2.Status
-    ) -> web.StreamResponse:
+    def error_response(self, request: web.Request, status: status_pb2.Status) -> web.Response:
         return json_response({"ErrorMessage": error_message(status)}, http_status(status))
 
 

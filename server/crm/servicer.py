@@ -169,6 +169,12 @@ class CrmService(crm_pb2_grpc.CrmServicer):
             sharing=pb.UserSharingInput(shared_with_user_ids=chosen)
         )
 
+    async def CheckCredentials(
+        self, request: pb.CheckCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CheckCredentialsResponse:
+        require_principal()  # the pipeline has checked the session; this is all there is to do
+        return pb.CheckCredentialsResponse()
+
     async def StartRequest(
         self, request: pb.StartRequestRequest, context: grpc.aio.ServicerContext
     ) -> pb.StartRequestResponse:

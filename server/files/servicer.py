@@ -75,6 +75,12 @@ class FilesService(files_pb2_grpc.FilesServicer):
         activity = await run_db(activities.get, principal.tenant_id, request.id)
         return files_pb2.GetEmailActivityResponse(activity=activity)
 
+    async def CheckCredentials(
+        self, request: files_pb2.CheckCredentialsRequest, context: grpc.aio.ServicerContext
+    ) -> files_pb2.CheckCredentialsResponse:
+        require_principal()  # the pipeline has checked the key; this is all there is to do
+        return files_pb2.CheckCredentialsResponse()
+
     async def UploadObject(
         self,
         request_iterator: AsyncIterator[files_pb2.UploadObjectRequest],

@@ -113,6 +113,11 @@ class CrmStub:
                 request_serializer=crm_dot_v1_dot_crm__pb2.UpdateUserSharingRequest.SerializeToString,
                 response_deserializer=crm_dot_v1_dot_crm__pb2.UpdateUserSharingResponse.FromString,
                 _registered_method=True)
+        self.CheckCredentials = channel.unary_unary(
+                '/crm.v1.Crm/CheckCredentials',
+                request_serializer=crm_dot_v1_dot_crm__pb2.CheckCredentialsRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.CheckCredentialsResponse.FromString,
+                _registered_method=True)
         self.StartRequest = channel.unary_unary(
                 '/crm.v1.Crm/StartRequest',
                 request_serializer=crm_dot_v1_dot_crm__pb2.StartRequestRequest.SerializeToString,
@@ -240,6 +245,17 @@ class CrmServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckCredentials(self, request, context):
+        """CheckCredentials succeeds when the call's session is valid, else
+        UNAUTHENTICATED. A gateway asks it before reading a body that may be large,
+        and before refusing a small one, so a caller without valid credentials never
+        has a large body buffered nor any body validated.
+        For internal callers: it has no REST binding.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StartRequest(self, request, context):
         """StartRequest runs a method marked `background_allowed` in the background
         (`?async=true`) and returns the id to poll. Its state lives in the
@@ -334,6 +350,11 @@ def add_CrmServicer_to_server(servicer, server):
                     servicer.UpdateUserSharing,
                     request_deserializer=crm_dot_v1_dot_crm__pb2.UpdateUserSharingRequest.FromString,
                     response_serializer=crm_dot_v1_dot_crm__pb2.UpdateUserSharingResponse.SerializeToString,
+            ),
+            'CheckCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckCredentials,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.CheckCredentialsRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.CheckCredentialsResponse.SerializeToString,
             ),
             'StartRequest': grpc.unary_unary_rpc_method_handler(
                     servicer.StartRequest,
@@ -755,6 +776,33 @@ class Crm:
             '/crm.v1.Crm/UpdateUserSharing',
             crm_dot_v1_dot_crm__pb2.UpdateUserSharingRequest.SerializeToString,
             crm_dot_v1_dot_crm__pb2.UpdateUserSharingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/CheckCredentials',
+            crm_dot_v1_dot_crm__pb2.CheckCredentialsRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.CheckCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x66iles/v1/files.proto\x12\x08\x66iles.v1\x1a\x1cgoogle/api/annotations.proto\"=\n\x13\x43reateUploadRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"f\n\x14\x43reateUploadResponse\x12$\n\x06upload\x18\x01 \x01(\x0b\x32\x14.files.v1.UploadForm\x12(\n\x08\x64ownload\x18\x02 \x01(\x0b\x32\x16.files.v1.DownloadLink\"z\n\nUploadForm\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x30\n\x06\x66ields\x18\x02 \x03(\x0b\x32 .files.v1.UploadForm.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1b\n\x0c\x44ownloadLink\x12\x0b\n\x03url\x18\x01 \x01(\t\"T\n\x0f\x45mailAttachment\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\"\xea\x02\n\rEmailActivity\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12\x0f\n\x07lead_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x11\n\tdirection\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x11\n\tbody_text\x18\x08 \x01(\t\x12\x11\n\tbody_html\x18\t \x01(\t\x12\x0e\n\x06sender\x18\n \x01(\t\x12\n\n\x02to\x18\x0b \x03(\t\x12\n\n\x02\x63\x63\x18\x0c \x03(\t\x12\x0b\n\x03\x62\x63\x63\x18\r \x03(\t\x12.\n\x0b\x61ttachments\x18\x0e \x03(\x0b\x32\x19.files.v1.EmailAttachment\x12\x14\n\x0c\x64\x61te_created\x18\x0f \x01(\t\x12\x13\n\x0btemplate_id\x18\x10 \x01(\t\x12\x16\n\x0e\x64\x61te_scheduled\x18\x11 \x01(\t\x12\x15\n\rfollowup_date\x18\x12 \x01(\t\"\xd5\x02\n\x1a\x43reateEmailActivityRequest\x12\x12\n\ncontact_id\x18\x01 \x01(\t\x12\x0f\n\x07lead_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x11\n\tdirection\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x11\n\tbody_text\x18\x07 \x01(\t\x12\x11\n\tbody_html\x18\x08 \x01(\t\x12\x0e\n\x06sender\x18\t \x01(\t\x12\n\n\x02to\x18\n \x03(\t\x12\n\n\x02\x63\x63\x18\x0b \x03(\t\x12\x0b\n\x03\x62\x63\x63\x18\x0c \x03(\t\x12.\n\x0b\x61ttachments\x18\r \x03(\x0b\x32\x19.files.v1.EmailAttachment\x12\x13\n\x0btemplate_id\x18\x0e \x01(\t\x12\x16\n\x0e\x64\x61te_scheduled\x18\x0f \x01(\t\x12\x15\n\rfollowup_date\x18\x10 \x01(\t\"H\n\x1b\x43reateEmailActivityResponse\x12)\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x17.files.v1.EmailActivity\"%\n\x17GetEmailActivityRequest\x12\n\n\x02id\x18\x01 \x01(\t\"E\n\x18GetEmailActivityResponse\x12)\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x17.files.v1.EmailActivity\"T\n\x13UploadObjectRequest\x12$\n\x04\x66orm\x18\x01 \x01(\x0b\x32\x14.files.v1.ObjectFormH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"S\n\nObjectForm\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12#\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x13.files.v1.FormField\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\"(\n\tFormField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"O\n\x14UploadObjectResponse\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\"2\n\x13\x44ownloadFileRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"[\n\x14\x44ownloadFileResponse\x12*\n\x08metadata\x18\x01 \x01(\x0b\x32\x16.files.v1.FileMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"Y\n\x0c\x46ileMetadata\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x1b\n\x13\x63ontent_disposition\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontent_length\x18\x03 \x01(\x03\x32\xc1\x04\n\x05\x46iles\x12o\n\x0c\x43reateUpload\x12\x1d.files.v1.CreateUploadRequest\x1a\x1e.files.v1.CreateUploadResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/api/v1/files/upload/:\x01*\x12\x90\x01\n\x13\x43reateEmailActivity\x12$.files.v1.CreateEmailActivityRequest\x1a%.files.v1.CreateEmailActivityResponse\",\x82\xd3\xe4\x93\x02&\"\x17/api/v1/activity/email/:\x01*b\x08\x61\x63tivity\x12\x8c\x01\n\x10GetEmailActivity\x12!.files.v1.GetEmailActivityRequest\x1a\".files.v1.GetEmailActivityResponse\"1\x90\x02\x01\x82\xd3\xe4\x93\x02(\x12\x1c/api/v1/activity/email/{id}/b\x08\x61\x63tivity\x12O\n\x0cUploadObject\x12\x1d.files.v1.UploadObjectRequest\x1a\x1e.files.v1.UploadObjectResponse(\x01\x12T\n\x0c\x44ownloadFile\x12\x1d.files.v1.DownloadFileRequest\x1a\x1e.files.v1.DownloadFileResponse\"\x03\x90\x02\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x66iles/v1/files.proto\x12\x08\x66iles.v1\x1a\x1cgoogle/api/annotations.proto\"\x19\n\x17\x43heckCredentialsRequest\"\x1a\n\x18\x43heckCredentialsResponse\"=\n\x13\x43reateUploadRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\"f\n\x14\x43reateUploadResponse\x12$\n\x06upload\x18\x01 \x01(\x0b\x32\x14.files.v1.UploadForm\x12(\n\x08\x64ownload\x18\x02 \x01(\x0b\x32\x16.files.v1.DownloadLink\"z\n\nUploadForm\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x30\n\x06\x66ields\x18\x02 \x03(\x0b\x32 .files.v1.UploadForm.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x1b\n\x0c\x44ownloadLink\x12\x0b\n\x03url\x18\x01 \x01(\t\"T\n\x0f\x45mailAttachment\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x10\n\x08\x66ilename\x18\x02 \x01(\t\x12\x0c\n\x04size\x18\x03 \x01(\x05\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\"\xea\x02\n\rEmailActivity\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\ncontact_id\x18\x02 \x01(\t\x12\x0f\n\x07lead_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\x12\x11\n\tdirection\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x0f\n\x07subject\x18\x07 \x01(\t\x12\x11\n\tbody_text\x18\x08 \x01(\t\x12\x11\n\tbody_html\x18\t \x01(\t\x12\x0e\n\x06sender\x18\n \x01(\t\x12\n\n\x02to\x18\x0b \x03(\t\x12\n\n\x02\x63\x63\x18\x0c \x03(\t\x12\x0b\n\x03\x62\x63\x63\x18\r \x03(\t\x12.\n\x0b\x61ttachments\x18\x0e \x03(\x0b\x32\x19.files.v1.EmailAttachment\x12\x14\n\x0c\x64\x61te_created\x18\x0f \x01(\t\x12\x13\n\x0btemplate_id\x18\x10 \x01(\t\x12\x16\n\x0e\x64\x61te_scheduled\x18\x11 \x01(\t\x12\x15\n\rfollowup_date\x18\x12 \x01(\t\"\xd5\x02\n\x1a\x43reateEmailActivityRequest\x12\x12\n\ncontact_id\x18\x01 \x01(\t\x12\x0f\n\x07lead_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x11\n\tdirection\x18\x04 \x01(\t\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x0f\n\x07subject\x18\x06 \x01(\t\x12\x11\n\tbody_text\x18\x07 \x01(\t\x12\x11\n\tbody_html\x18\x08 \x01(\t\x12\x0e\n\x06sender\x18\t \x01(\t\x12\n\n\x02to\x18\n \x03(\t\x12\n\n\x02\x63\x63\x18\x0b \x03(\t\x12\x0b\n\x03\x62\x63\x63\x18\x0c \x03(\t\x12.\n\x0b\x61ttachments\x18\r \x03(\x0b\x32\x19.files.v1.EmailAttachment\x12\x13\n\x0btemplate_id\x18\x0e \x01(\t\x12\x16\n\x0e\x64\x61te_scheduled\x18\x0f \x01(\t\x12\x15\n\rfollowup_date\x18\x10 \x01(\t\"H\n\x1b\x43reateEmailActivityResponse\x12)\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x17.files.v1.EmailActivity\"%\n\x17GetEmailActivityRequest\x12\n\n\x02id\x18\x01 \x01(\t\"E\n\x18GetEmailActivityResponse\x12)\n\x08\x61\x63tivity\x18\x01 \x01(\x0b\x32\x17.files.v1.EmailActivity\"T\n\x13UploadObjectRequest\x12$\n\x04\x66orm\x18\x01 \x01(\x0b\x32\x14.files.v1.ObjectFormH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"S\n\nObjectForm\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12#\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x13.files.v1.FormField\x12\x10\n\x08\x66ilename\x18\x03 \x01(\t\"(\n\tFormField\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"O\n\x14UploadObjectResponse\x12\x0e\n\x06\x62ucket\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\"2\n\x13\x44ownloadFileRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"[\n\x14\x44ownloadFileResponse\x12*\n\x08metadata\x18\x01 \x01(\x0b\x32\x16.files.v1.FileMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"Y\n\x0c\x46ileMetadata\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x1b\n\x13\x63ontent_disposition\x18\x02 \x01(\t\x12\x16\n\x0e\x63ontent_length\x18\x03 \x01(\x03\x32\xa1\x05\n\x05\x46iles\x12o\n\x0c\x43reateUpload\x12\x1d.files.v1.CreateUploadRequest\x1a\x1e.files.v1.CreateUploadResponse\" \x82\xd3\xe4\x93\x02\x1a\"\x15/api/v1/files/upload/:\x01*\x12\x90\x01\n\x13\x43reateEmailActivity\x12$.files.v1.CreateEmailActivityRequest\x1a%.files.v1.CreateEmailActivityResponse\",\x82\xd3\xe4\x93\x02&\"\x17/api/v1/activity/email/:\x01*b\x08\x61\x63tivity\x12\x8c\x01\n\x10GetEmailActivity\x12!.files.v1.GetEmailActivityRequest\x1a\".files.v1.GetEmailActivityResponse\"1\x90\x02\x01\x82\xd3\xe4\x93\x02(\x12\x1c/api/v1/activity/email/{id}/b\x08\x61\x63tivity\x12O\n\x0cUploadObject\x12\x1d.files.v1.UploadObjectRequest\x1a\x1e.files.v1.UploadObjectResponse(\x01\x12T\n\x0c\x44ownloadFile\x12\x1d.files.v1.DownloadFileRequest\x1a\x1e.files.v1.DownloadFileResponse\"\x03\x90\x02\x01\x30\x01\x12^\n\x10\x43heckCredentials\x12!.files.v1.CheckCredentialsRequest\x1a\".files.v1.CheckCredentialsResponse\"\x03\x90\x02\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,42 +42,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FILES'].methods_by_name['GetEmailActivity']._serialized_options = b'\220\002\001\202\323\344\223\002(\022\034/api/v1/activity/email/{id}/b\010activity'
   _globals['_FILES'].methods_by_name['DownloadFile']._loaded_options = None
   _globals['_FILES'].methods_by_name['DownloadFile']._serialized_options = b'\220\002\001'
-  _globals['_CREATEUPLOADREQUEST']._serialized_start=64
-  _globals['_CREATEUPLOADREQUEST']._serialized_end=125
-  _globals['_CREATEUPLOADRESPONSE']._serialized_start=127
-  _globals['_CREATEUPLOADRESPONSE']._serialized_end=229
-  _globals['_UPLOADFORM']._serialized_start=231
-  _globals['_UPLOADFORM']._serialized_end=353
-  _globals['_UPLOADFORM_FIELDSENTRY']._serialized_start=308
-  _globals['_UPLOADFORM_FIELDSENTRY']._serialized_end=353
-  _globals['_DOWNLOADLINK']._serialized_start=355
-  _globals['_DOWNLOADLINK']._serialized_end=382
-  _globals['_EMAILATTACHMENT']._serialized_start=384
-  _globals['_EMAILATTACHMENT']._serialized_end=468
-  _globals['_EMAILACTIVITY']._serialized_start=471
-  _globals['_EMAILACTIVITY']._serialized_end=833
-  _globals['_CREATEEMAILACTIVITYREQUEST']._serialized_start=836
-  _globals['_CREATEEMAILACTIVITYREQUEST']._serialized_end=1177
-  _globals['_CREATEEMAILACTIVITYRESPONSE']._serialized_start=1179
-  _globals['_CREATEEMAILACTIVITYRESPONSE']._serialized_end=1251
-  _globals['_GETEMAILACTIVITYREQUEST']._serialized_start=1253
-  _globals['_GETEMAILACTIVITYREQUEST']._serialized_end=1290
-  _globals['_GETEMAILACTIVITYRESPONSE']._serialized_start=1292
-  _globals['_GETEMAILACTIVITYRESPONSE']._serialized_end=1361
-  _globals['_UPLOADOBJECTREQUEST']._serialized_start=1363
-  _globals['_UPLOADOBJECTREQUEST']._serialized_end=1447
-  _globals['_OBJECTFORM']._serialized_start=1449
-  _globals['_OBJECTFORM']._serialized_end=1532
-  _globals['_FORMFIELD']._serialized_start=1534
-  _globals['_FORMFIELD']._serialized_end=1574
-  _globals['_UPLOADOBJECTRESPONSE']._serialized_start=1576
-  _globals['_UPLOADOBJECTRESPONSE']._serialized_end=1655
-  _globals['_DOWNLOADFILEREQUEST']._serialized_start=1657
-  _globals['_DOWNLOADFILEREQUEST']._serialized_end=1707
-  _globals['_DOWNLOADFILERESPONSE']._serialized_start=1709
-  _globals['_DOWNLOADFILERESPONSE']._serialized_end=1800
-  _globals['_FILEMETADATA']._serialized_start=1802
-  _globals['_FILEMETADATA']._serialized_end=1891
-  _globals['_FILES']._serialized_start=1894
-  _globals['_FILES']._serialized_end=2471
+  _globals['_FILES'].methods_by_name['CheckCredentials']._loaded_options = None
+  _globals['_FILES'].methods_by_name['CheckCredentials']._serialized_options = b'\220\002\001'
+  _globals['_CHECKCREDENTIALSREQUEST']._serialized_start=64
+  _globals['_CHECKCREDENTIALSREQUEST']._serialized_end=89
+  _globals['_CHECKCREDENTIALSRESPONSE']._serialized_start=91
+  _globals['_CHECKCREDENTIALSRESPONSE']._serialized_end=117
+  _globals['_CREATEUPLOADREQUEST']._serialized_start=119
+  _globals['_CREATEUPLOADREQUEST']._serialized_end=180
+  _globals['_CREATEUPLOADRESPONSE']._serialized_start=182
+  _globals['_CREATEUPLOADRESPONSE']._serialized_end=284
+  _globals['_UPLOADFORM']._serialized_start=286
+  _globals['_UPLOADFORM']._serialized_end=408
+  _globals['_UPLOADFORM_FIELDSENTRY']._serialized_start=363
+  _globals['_UPLOADFORM_FIELDSENTRY']._serialized_end=408
+  _globals['_DOWNLOADLINK']._serialized_start=410
+  _globals['_DOWNLOADLINK']._serialized_end=437
+  _globals['_EMAILATTACHMENT']._serialized_start=439
+  _globals['_EMAILATTACHMENT']._serialized_end=523
+  _globals['_EMAILACTIVITY']._serialized_start=526
+  _globals['_EMAILACTIVITY']._serialized_end=888
+  _globals['_CREATEEMAILACTIVITYREQUEST']._serialized_start=891
+  _globals['_CREATEEMAILACTIVITYREQUEST']._serialized_end=1232
+  _globals['_CREATEEMAILACTIVITYRESPONSE']._serialized_start=1234
+  _globals['_CREATEEMAILACTIVITYRESPONSE']._serialized_end=1306
+  _globals['_GETEMAILACTIVITYREQUEST']._serialized_start=1308
+  _globals['_GETEMAILACTIVITYREQUEST']._serialized_end=1345
+  _globals['_GETEMAILACTIVITYRESPONSE']._serialized_start=1347
+  _globals['_GETEMAILACTIVITYRESPONSE']._serialized_end=1416
+  _globals['_UPLOADOBJECTREQUEST']._serialized_start=1418
+  _globals['_UPLOADOBJECTREQUEST']._serialized_end=1502
+  _globals['_OBJECTFORM']._serialized_start=1504
+  _globals['_OBJECTFORM']._serialized_end=1587
+  _globals['_FORMFIELD']._serialized_start=1589
+  _globals['_FORMFIELD']._serialized_end=1629
+  _globals['_UPLOADOBJECTRESPONSE']._serialized_start=1631
+  _globals['_UPLOADOBJECTRESPONSE']._serialized_end=1710
+  _globals['_DOWNLOADFILEREQUEST']._serialized_start=1712
+  _globals['_DOWNLOADFILEREQUEST']._serialized_end=1762
+  _globals['_DOWNLOADFILERESPONSE']._serialized_start=1764
+  _globals['_DOWNLOADFILERESPONSE']._serialized_end=1855
+  _globals['_FILEMETADATA']._serialized_start=1857
+  _globals['_FILEMETADATA']._serialized_end=1946
+  _globals['_FILES']._serialized_start=1949
+  _globals['_FILES']._serialized_end=2622
 # @@protoc_insertion_point(module_scope)

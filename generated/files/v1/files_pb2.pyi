@@ -19,6 +19,40 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class CheckCredentialsRequest(_message.Message):
+    """CheckCredentialsRequest carries nothing: the call's metadata is checked."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckCredentialsRequest: _TypeAlias = CheckCredentialsRequest  # noqa: Y015
+
+@_typing.final
+class CheckCredentialsResponse(_message.Message):
+    """CheckCredentialsResponse carries nothing: success is the answer."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckCredentialsResponse: _TypeAlias = CheckCredentialsResponse  # noqa: Y015
+
+@_typing.final
 class CreateUploadRequest(_message.Message):
     """CreateUploadRequest names the file a client is about to upload."""
 

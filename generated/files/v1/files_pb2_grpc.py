@@ -62,6 +62,11 @@ class FilesStub:
                 request_serializer=files_dot_v1_dot_files__pb2.DownloadFileRequest.SerializeToString,
                 response_deserializer=files_dot_v1_dot_files__pb2.DownloadFileResponse.FromString,
                 _registered_method=True)
+        self.CheckCredentials = channel.unary_unary(
+                '/files.v1.Files/CheckCredentials',
+                request_serializer=files_dot_v1_dot_files__pb2.CheckCredentialsRequest.SerializeToString,
+                response_deserializer=files_dot_v1_dot_files__pb2.CheckCredentialsResponse.FromString,
+                _registered_method=True)
 
 
 class FilesServicer:
@@ -116,6 +121,17 @@ class FilesServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckCredentials(self, request, context):
+        """CheckCredentials succeeds when the call's API key is valid for its host,
+        else UNAUTHENTICATED. A gateway asks it before reading a body that may be
+        large, and before refusing a small one, so a caller without valid
+        credentials never has a large body buffered nor any body validated.
+        For internal callers: it has no REST binding.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FilesServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +159,11 @@ def add_FilesServicer_to_server(servicer, server):
                     servicer.DownloadFile,
                     request_deserializer=files_dot_v1_dot_files__pb2.DownloadFileRequest.FromString,
                     response_serializer=files_dot_v1_dot_files__pb2.DownloadFileResponse.SerializeToString,
+            ),
+            'CheckCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckCredentials,
+                    request_deserializer=files_dot_v1_dot_files__pb2.CheckCredentialsRequest.FromString,
+                    response_serializer=files_dot_v1_dot_files__pb2.CheckCredentialsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -283,6 +304,33 @@ class Files:
             '/files.v1.Files/DownloadFile',
             files_dot_v1_dot_files__pb2.DownloadFileRequest.SerializeToString,
             files_dot_v1_dot_files__pb2.DownloadFileResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/files.v1.Files/CheckCredentials',
+            files_dot_v1_dot_files__pb2.CheckCredentialsRequest.SerializeToString,
+            files_dot_v1_dot_files__pb2.CheckCredentialsResponse.FromString,
             options,
             channel_credentials,
             insecure,

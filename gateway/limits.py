@@ -1,0 +1,72 @@
+"""The gateway's limits on what one connection may hold: how long a client may stall
+mid-request, and how many large bodies one process reads at once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import grpc
+from aiohttp import web
+
+from gateway.errors import RETRY_AFTER_KEY, UPLOADS_BUSY, reject
+
+#: A body over this (or of unknown length: chunked) counts as large.
+LARGE_BODY_BYTES = 1024 * 1024
+#: A body up to this is read before its credentials are checked: aiohttp buffers as much
+#: of any request anyway.
+SMALL_BODY_BYTES = 64 * 1024
+#: What a caller refused for want of a slot is told to wait.
+RETRY_AFTER_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """Limits applied before and while a route reads a request."""
+
+    #: Seconds a client may send nothing while it owes the rest of a request (its head,
+    #: or its body) before the connection is closed.
+    read_timeout: float = 60.0
+    #: Large bodies one process reads at once; beyond, 503 with Retry-After.
+    large_bodies: int = 4
+    #: The longest request line, and the longest header field, in bytes.
+    max_line_bytes: int = 8190
+
+
+DEFAULT_LIMITS = HttpLimits()
+
+
+def announced_over(request: web.Request, limit: int) -> bool:
+    """Whether the request's body may hold more than `limit` bytes: its Content-Length
+    says so, or it is chunked (no length announced)."""
+    length = request.content_length
+    return request.body_exists and (length is None or length > limit)
+
+
+class LargeBodies:
+    """Counts the large bodies being read, refusing one more than the limit instead of
+    queueing it (a queued upload still holds its connection and buffers)."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._reading = 0
+
+    @contextmanager
+    def hold(self, request: web.Request) -> Iterator[None]:
+        """A slot while the block reads the request's body, if that body is large; raises
+        CallFailed (UNAVAILABLE, uploads_busy, retry_after) when none is free."""
+        if not announced_over(request, LARGE_BODY_BYTES):
+            yield
+            return
+        if self._reading >= self._limit:
+            raise reject(
+                grpc.StatusCode.UNAVAILABLE,
+                UPLOADS_BUSY,
+                **{RETRY_AFTER_KEY: RETRY_AFTER_SECONDS},
+            )
+        self._reading += 1
+        try:
+            yield
+        finally:
+            self._reading -= 1
