@@ -40,12 +40,14 @@ DEFAULT_PAGE_SIZE = 50
 #: Longer search texts are refused (400): no name, email or value is longer.
 MAX_SEARCH_TEXT = 200
 MAX_PAGE_SIZE = 500
-#: TotalCount counts at most this many matches past the page's first row (see README).
-COUNT_AHEAD = 10_000
+#: TotalCount counts at most this many matches past the page (see README).
+COUNT_AHEAD = 1_000
 #: SQLite: a search whose words the trigram index finds in at most this many contacts (of
 #: every tenant) starts from those; one with more walks the sort order's index instead,
 #: where matches are dense enough to fill a page soon.
 FTS_FIRST_LIMIT = 5_000
+#: SQLite: how many trigrams of each word the trigram index is asked for (the rarest).
+RAREST_TERMS = 4
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 LIMITS = {"FirstName": 100, "LastName": 100, "Email": 320, "Phone": 64, "Company": 200}
 
@@ -190,6 +192,7 @@ def matching(user: User, search: crm_pb2.ContactsSearchInput) -> peewee.ModelSel
     if search.sort_by and search.sort_by not in SORTABLE:
         raise invalid_argument(f"SortBy must be one of {', '.join(SORTABLE)}.")
     found = documents.words(search.search_text)
+    column, descending = _sort(search)
     query = Contact.select().where(visible_to(user))
     for word in found:
         query = query.where(
@@ -204,41 +207,61 @@ def matching(user: User, search: crm_pb2.ContactsSearchInput) -> peewee.ModelSel
                 ),
             )
         )
-    column = SORTABLE.get(search.sort_by or "CreatedDate", Contact.created_at)
-    order = column.desc() if search.sort_descending else column.asc()
-    query = query.order_by(order, Contact.id.desc() if search.sort_descending else Contact.id)
+    if descending:
+        query = query.order_by(column.desc(), Contact.id.desc())
+    else:
+        query = query.order_by(column, Contact.id)
     if isinstance(database.obj, peewee.SqliteDatabase):
         query = _sqlite_plan(query, found, column)
     return query
 
 
+def _sort(search: crm_pb2.ContactsSearchInput) -> tuple[peewee.Field, bool]:
+    return SORTABLE.get(search.sort_by or "CreatedDate", Contact.created_at), search.sort_descending
+
+
 def _sqlite_plan(
     query: peewee.ModelSelect, found: list[str], column: peewee.Field
 ) -> peewee.ModelSelect:
-    """SQLite cannot weigh the trigram index against a sort index, so choose here: from
-    the trigram index when its matches are few, else along the sort order's index.
+    """SQLite cannot weigh the trigram index against a sort index, so choose here: take
+    the rarest few trigrams of each word (ranked by counting, up to FTS_FIRST_LIMIT, the
+    contacts holding each); when at most FTS_FIRST_LIMIT contacts hold all of them, start
+    from those (LIKE then checks the words whole), else walk the sort order's index,
+    along which matches are dense enough to fill a page soon.
     (PostgreSQL's planner makes that choice itself, from its statistics.)"""
-    match = documents.fts_query(found)
-    if match:
-        probe = database.execute_sql(
-            "SELECT count(*) FROM (SELECT rowid FROM contact_search"
-            " WHERE contact_search MATCH ? LIMIT ?)",
-            (match, FTS_FIRST_LIMIT + 1),
-        ).fetchone()[0]
-        if probe <= FTS_FIRST_LIMIT:
-            matched = peewee.SQL(
-                "(SELECT rowid FROM contact_search WHERE contact_search MATCH ?)", [match]
-            )
+    chosen: list[str] = []
+    for word in found:
+        terms = documents.trigrams(word)
+        if len(terms) > RAREST_TERMS:
+            terms = sorted(terms, key=_holding)[:RAREST_TERMS]
+        chosen += terms
+    if chosen:
+        holding = database.execute_sql(
+            "SELECT rowid FROM contact_search WHERE contact_search MATCH ? LIMIT ?",
+            (documents.fts_terms(chosen), FTS_FIRST_LIMIT + 1),
+        ).fetchall()
+        if len(holding) <= FTS_FIRST_LIMIT:
+            # Looked up by rowid, not through an index of the tenant's contacts.
             return query.from_(peewee.NodeList((Contact, peewee.SQL("NOT INDEXED")))).where(
-                Contact.id.in_(matched)
+                Contact.id.in_([rowid for (rowid,) in holding])
             )
     index = peewee.SQL(f'INDEXED BY "{SORT_INDEXES[column.name]}"')
     return query.from_(peewee.NodeList((Contact, index)))
 
 
+def _holding(term: str) -> int:
+    """How many contacts (of every tenant) hold the trigram, counting to one past
+    FTS_FIRST_LIMIT at most."""
+    return database.execute_sql(
+        "SELECT count(*) FROM (SELECT rowid FROM contact_search"
+        " WHERE contact_search MATCH ? LIMIT ?)",
+        (documents.fts_terms([term]), FTS_FIRST_LIMIT + 1),
+    ).fetchone()[0]
+
+
 def search(user_id: int | None, given: crm_pb2.ContactsSearchInput) -> crm_pb2.ContactsDatatable:
-    """One page of the contacts the user may see that match the search: the page, its
-    custom values (one query by the page's ids) and a bounded count."""
+    """One page of the contacts the user may see that match the search, with their custom
+    values (one query by the page's ids) and a count that stops COUNT_AHEAD past the page."""
     user = signed_in(user_id)
     page = given.page or 1
     size = given.page_size or DEFAULT_PAGE_SIZE
@@ -253,14 +276,36 @@ def search(user_id: int | None, given: crm_pb2.ContactsSearchInput) -> crm_pb2.C
     if rows:
         for value in CustomFieldValue.select().where(CustomFieldValue.contact.in_(list(values))):
             values[value.contact_id][value.name] = value.value
-    counted = query.order_by().limit(start + COUNT_AHEAD + 1).select(peewee.SQL("1"))
-    total = peewee.Select([counted.alias("matches")], [peewee.fn.COUNT(peewee.SQL("*"))])
     return crm_pb2.ContactsDatatable(
         rows=[messages.to_web(contact, values[contact.id]) for contact in rows],
-        total_count=database.execute(total).fetchone()[0],
+        total_count=_total(query, given, rows, start, size),
         page=page,
         page_size=size,
     )
+
+
+def _total(
+    query: peewee.ModelSelect,
+    given: crm_pb2.ContactsSearchInput,
+    rows: list[Contact],
+    start: int,
+    size: int,
+) -> int:
+    """Exact up to start + size + COUNT_AHEAD matches, else one more than that. The rows
+    before the page are not counted again: the page's first row says where it starts."""
+    if not rows:
+        return _count(query, start)
+    column, descending = _sort(given)
+    key = peewee.Tuple(column, Contact.id)
+    bound = peewee.Tuple(column.to_value(getattr(rows[0], column.name)), rows[0].id)
+    rest = query.where(key <= bound if descending else key >= bound)
+    return start + _count(rest, size + COUNT_AHEAD + 1)
+
+
+def _count(query: peewee.ModelSelect, limit: int) -> int:
+    counted = query.order_by().limit(limit).select(peewee.SQL("1"))
+    total = peewee.Select([counted.alias("matches")], [peewee.fn.COUNT(peewee.SQL("*"))])
+    return database.execute(total).fetchone()[0]
 
 
 def every_match(user: User, search: crm_pb2.ContactsSearchInput) -> Iterator[Contact]:

@@ -532,7 +532,7 @@ _V9_SEARCH = Ddl(
 _V9_SEARCH_INDEX = Ddl(
     sqlite=(
         """CREATE VIRTUAL TABLE "contact_search" USING fts5(search_text, content='contact', """
-        """content_rowid='id', tokenize='trigram case_sensitive 1')""",
+        """content_rowid='id', tokenize='trigram case_sensitive 1', detail='none')""",
         """INSERT INTO "contact_search" ("contact_search") VALUES ('rebuild')""",
         """CREATE TRIGGER "contact_search_insert" AFTER INSERT ON "contact" BEGIN
         INSERT INTO "contact_search" (rowid, search_text) VALUES (new.id, new.search_text);

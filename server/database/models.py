@@ -128,7 +128,7 @@ class Contact(BaseModel):
 SEARCH_INDEX_DDL = {
     "sqlite": (
         """CREATE VIRTUAL TABLE "contact_search" USING fts5(search_text, content='contact', """
-        """content_rowid='id', tokenize='trigram case_sensitive 1')""",
+        """content_rowid='id', tokenize='trigram case_sensitive 1', detail='none')""",
         """CREATE TRIGGER "contact_search_insert" AFTER INSERT ON "contact" BEGIN
         INSERT INTO "contact_search" (rowid, search_text) VALUES (new.id, new.search_text);
     END""",

@@ -51,8 +51,15 @@ def like_pattern(word: str) -> str:
     return f"%{escaped}%"
 
 
-def fts_query(found: list[str]) -> str:
-    """An FTS5 query for the words the trigram index can find (all of them must be
-    present), or "" when every word is too short for it."""
-    phrases = ['"' + word.replace('"', '""') + '"' for word in found if len(word) >= TRIGRAM]
-    return " AND ".join(phrases)
+def trigrams(word: str, most: int = 8) -> list[str]:
+    """Up to `most` of the word's distinct trigrams, spread along it (none for a word too
+    short for the trigram index). A contact holding the word holds every one of them."""
+    every = list(dict.fromkeys(word[at : at + TRIGRAM] for at in range(len(word) - TRIGRAM + 1)))
+    if len(every) <= most:
+        return every
+    return [every[round(step * (len(every) - 1) / (most - 1))] for step in range(most)]
+
+
+def fts_terms(terms: list[str]) -> str:
+    """An FTS5 query for rows holding every one of the trigrams."""
+    return " AND ".join('"' + term.replace('"', '""') + '"' for term in terms)
