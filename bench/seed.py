@@ -3,7 +3,7 @@
 Rows go in by batched SQL (SQLite) or COPY (PostgreSQL) on a schema the migrations made;
 each contact's search document is written by `server.database.search.document`, exactly
 as the product's write paths do, and SQLite's trigram index is fed by the product's own
-triggers. On PostgreSQL the contact indexes are dropped during the COPY and rebuilt from
+triggers. On PostgreSQL the contact indexes are dropped during a big COPY and rebuilt from
 their own definitions after, then the tables are vacuumed and analysed, as a database
 that has been running a while would be.
 
@@ -36,6 +36,9 @@ REGIONS = ["north", "south", "east", "west", "centre"]
 REGION_EVERY = 10
 BASE_TIME = datetime(2020, 1, 1)
 BATCH = 20_000
+#: PostgreSQL: loads of at least this many contacts drop the contact indexes and rebuild
+#: them after.
+REBUILD_INDEXES_FROM = 100_000
 
 
 def _words(syllables: list[str], count: int) -> list[str]:
@@ -234,7 +237,8 @@ def _seed_postgresql(url: str, tenant_name: str, owner_email: str, count: int) -
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'contact'"
                 " AND indexname NOT IN ('contact_pkey', 'contact_uuid')"
             )
-            indexes = cursor.fetchall()
+            # Rebuilding the indexes beats maintaining them row by row only for a big load.
+            indexes = cursor.fetchall() if count >= REBUILD_INDEXES_FROM else []
             for name, _ in indexes:
                 cursor.execute(f'DROP INDEX "{name}"')
             columns = ", ".join(f'"{column}"' for column in _COLUMNS)
