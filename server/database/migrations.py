@@ -529,7 +529,10 @@ _V9_SEARCH = Ddl(
     ),
     postgresql=("SET LOCAL statement_timeout = 0",),
 )
-_V9_SEARCH_INDEX = Ddl(
+#: The substring index of the search documents (the models' Contact.create_table runs it
+#: too): SQLite's FTS5 with the trigram tokenizer, an external-content table the triggers
+#: keep in step; PostgreSQL's pg_trgm GIN index.
+SEARCH_INDEX = Ddl(
     sqlite=(
         """CREATE VIRTUAL TABLE "contact_search" USING fts5(search_text, content='contact', """
         """content_rowid='id', tokenize='trigram case_sensitive 1', detail='none')""",
@@ -584,7 +587,7 @@ def search_documents(db: peewee.Database) -> None:
                 'UPDATE "contact" SET "search_text" = %s WHERE "id" = %s'.replace("%s", db.param),
                 (search.document(*fields, values.get(contact_id, ())), contact_id),
             )
-    ddl(_V9_SEARCH_INDEX)(db)
+    ddl(SEARCH_INDEX)(db)
 
 
 MIGRATIONS: list[Migration] = [

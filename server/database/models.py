@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import peewee
 
 from server.database.connection import database
+from server.database.migrations import SEARCH_INDEX, ddl
 
 
 def utcnow() -> datetime:
@@ -109,7 +110,7 @@ class Contact(BaseModel):
     # The voyzu user who owns it; None (made by an operator) means every user sees it.
     owner = peewee.ForeignKeyField(User, null=True, backref="contacts", on_delete="SET NULL")
     # What voyzu search matches (server/database/search.py: `document`), written with
-    # every change of the fields or custom values; indexed by SEARCH_INDEX_DDL.
+    # every change of the fields or custom values; indexed as migration 9 made it.
     search_text = peewee.TextField(default="", constraints=[peewee.SQL("DEFAULT ''")])
 
     @classmethod
@@ -117,37 +118,8 @@ class Contact(BaseModel):
         """The table, its indexes, and the backend's own index of the search documents."""
         super().create_table(safe, **options)
         db = cls._meta.database
-        db = getattr(db, "obj", db)  # the proxy's database
-        backend = "postgresql" if isinstance(db, peewee.PostgresqlDatabase) else "sqlite"
-        for statement in SEARCH_INDEX_DDL[backend]:
-            db.execute_sql(statement)
+        ddl(SEARCH_INDEX)(getattr(db, "obj", db))  # the proxy's database
 
-
-#: The substring index of the search documents: SQLite's FTS5 with the trigram tokenizer,
-#: an external-content table kept in step by triggers; PostgreSQL's pg_trgm GIN index.
-SEARCH_INDEX_DDL = {
-    "sqlite": (
-        """CREATE VIRTUAL TABLE "contact_search" USING fts5(search_text, content='contact', """
-        """content_rowid='id', tokenize='trigram case_sensitive 1', detail='none')""",
-        """CREATE TRIGGER "contact_search_insert" AFTER INSERT ON "contact" BEGIN
-        INSERT INTO "contact_search" (rowid, search_text) VALUES (new.id, new.search_text);
-    END""",
-        """CREATE TRIGGER "contact_search_delete" AFTER DELETE ON "contact" BEGIN
-        INSERT INTO "contact_search" ("contact_search", rowid, search_text)
-        VALUES ('delete', old.id, old.search_text);
-    END""",
-        """CREATE TRIGGER "contact_search_update" AFTER UPDATE OF search_text ON "contact" BEGIN
-        INSERT INTO "contact_search" ("contact_search", rowid, search_text)
-        VALUES ('delete', old.id, old.search_text);
-        INSERT INTO "contact_search" (rowid, search_text) VALUES (new.id, new.search_text);
-    END""",
-    ),
-    "postgresql": (
-        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
-        'CREATE INDEX "contact_search_text_trgm" ON "contact" '
-        'USING gin ("search_text" gin_trgm_ops)',
-    ),
-}
 
 #: Every voyzu sort order (column, then id) of a tenant's live contacts is an index walk;
 #: the owner rides along so visibility is decided without reading the row.
