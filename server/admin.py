@@ -14,6 +14,7 @@ from server import consistency
 from server.api_keys import create_api_key, revoke_api_key
 from server.config import Settings
 from server.crm.passwords import hash_password
+from server.database import search
 from server.database.connection import database
 from server.database.models import ApiKey, Contact, Tenant, TenantHost, User, normalize_email
 from server.objects import open_storage
@@ -93,6 +94,7 @@ def create_contact(tenant_name: str, email: str, first_name: str, last_name: str
             email_normalized=normalize_email(email),
             first_name=first_name,
             last_name=last_name,
+            search_text=search.document(first_name, last_name, email, "", "", ()),
         ),
         f"tenant {tenant_name!r} has a contact with email {normalize_email(email)!r} already",
     )

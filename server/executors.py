@@ -42,6 +42,8 @@ class PoolSizes:
     #: Bulk jobs running at once: worker processes (server/workers.py), or database
     #: threads where a process has none (run_db_bulk).
     bulk: int = 2
+    #: Database threads contact searches may use at once (see run_db_search).
+    search: int = 2
 
 
 #: How much lower CPU-heavy work runs than the event loop (see _yield_the_cores).
@@ -95,21 +97,35 @@ async def run_db(function: Callable[..., T], *args: object) -> T:
         ) from None
 
 
-_bulk: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Semaphore]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+async def _run_db_within(kind: str, function: Callable[..., T], *args: object) -> T:
+    """Database work of a kind of which at most `PoolSizes.<kind>` run at once; the rest
+    wait on the event loop, holding no thread."""
+    loop = asyncio.get_running_loop()
+    slots = _slots.setdefault(loop, {})
+    if kind not in slots:
+        slots[kind] = asyncio.Semaphore(getattr(_sizes, kind))
+    async with slots[kind]:
+        return await run_db(function, *args)
 
 
 async def run_db_bulk(function: Callable[..., T], *args: object) -> T:
     """A slice of a bulk job's database work (an import's rows, an export's query): at
     most `PoolSizes.bulk` run at once, so bulk jobs leave database threads — and the
     cores their Python needs — to interactive calls."""
-    loop = asyncio.get_running_loop()
-    slots = _bulk.get(loop)
-    if slots is None:
-        slots = _bulk[loop] = asyncio.Semaphore(_sizes.bulk)
-    async with slots:
-        return await run_db(function, *args)
+    return await _run_db_within("bulk", function, *args)
+
+
+async def run_db_search(function: Callable[..., T], *args: object) -> T:
+    """A contact search: at most `PoolSizes.search` run at once. On SQLite a search is
+    CPU work in this process, and eight at once starved the event loop (another tenant's
+    C2C health p99 300 ms at 20,000 contacts; 25 ms with two at once, and more searches
+    answered per second)."""
+    return await _run_db_within("search", function, *args)
 
 
 async def run_cpu(function: Callable[..., T], *args: object) -> T:

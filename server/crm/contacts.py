@@ -3,6 +3,7 @@ own, those shared with them, and those no user owns."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -14,8 +15,10 @@ from crm.v1 import crm_pb2
 from server.crm import messages
 from server.crm.custom_fields import check_values
 from server.crm.users import signed_in
+from server.database import search as documents
 from server.database.connection import database
 from server.database.models import (
+    SORT_INDEXES,
     Contact,
     CustomFieldValue,
     User,
@@ -38,6 +41,14 @@ DEFAULT_PAGE_SIZE = 50
 #: Longer search texts are refused (400): no name, email or value is longer.
 MAX_SEARCH_TEXT = 200
 MAX_PAGE_SIZE = 500
+#: TotalCount counts at most this many matches past the page (see README).
+COUNT_AHEAD = 1_000
+#: SQLite: a search whose words the trigram index finds in at most this many contacts (of
+#: every tenant) starts from those; one with more walks the sort order's index instead,
+#: where matches are dense enough to fill a page soon.
+FTS_FIRST_LIMIT = 5_000
+#: SQLite: how many trigrams of each word the trigram index is asked for (the rarest).
+RAREST_TERMS = 4
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 LIMITS = {"FirstName": 100, "LastName": 100, "Email": 320, "Phone": 64, "Company": 200}
 
@@ -96,6 +107,17 @@ def _duplicate() -> ApiError:
     )
 
 
+def _search_text(web: crm_pb2.WebContact, values: dict[str, str]) -> str:
+    return documents.document(
+        web.first_name,
+        web.last_name,
+        web.email,
+        web.phone,
+        web.company,
+        (values[name] for name in sorted(values)),
+    )
+
+
 def _write_values(contact: Contact, values: dict[str, str]) -> None:
     CustomFieldValue.delete().where(CustomFieldValue.contact == contact).execute()
     for name, value in values.items():
@@ -117,6 +139,7 @@ def add(user: User, web: crm_pb2.WebContact) -> Contact:
                 last_name=web.last_name,
                 phone=web.phone,
                 company=web.company,
+                search_text=_search_text(web, values),
             )
             _write_values(contact, values)
     except peewee.IntegrityError:
@@ -143,6 +166,7 @@ def update(user_id: int | None, contact_id: str, web: crm_pb2.WebContact) -> Non
             contact.first_name, contact.last_name = web.first_name, web.last_name
             contact.phone, contact.company = web.phone, web.company
             contact.updated_at = utcnow()
+            contact.search_text = _search_text(web, values)
             contact.save()
             _write_values(contact, values)
     except peewee.IntegrityError:
@@ -162,31 +186,85 @@ def delete(user_id: int | None, contact_id: str) -> None:
 
 
 def matching(user: User, search: crm_pb2.ContactsSearchInput) -> peewee.ModelSelect:
-    query = Contact.select().where(visible_to(user))
+    """The contacts the user may see in which every word of the search is found (in the
+    folded search document, where no word can span two fields), in the asked order."""
     if len(search.search_text) > MAX_SEARCH_TEXT:
         raise invalid_argument(f"SearchText must be at most {MAX_SEARCH_TEXT} characters.")
-    # Every word must match some field, ignoring case (all of Unicode's, on both backends).
-    for word in search.search_text.lower().split():
-        values = CustomFieldValue.select(CustomFieldValue.contact).where(
-            peewee.fn.LOWER(CustomFieldValue.value).contains(word)
-        )
-        query = query.where(
-            peewee.fn.LOWER(Contact.first_name).contains(word)
-            | peewee.fn.LOWER(Contact.last_name).contains(word)
-            | peewee.fn.LOWER(Contact.email_normalized).contains(word)
-            | peewee.fn.LOWER(Contact.company).contains(word)
-            | peewee.fn.LOWER(Contact.phone).contains(word)
-            | Contact.id.in_(values)
-        )
     if search.sort_by and search.sort_by not in SORTABLE:
         raise invalid_argument(f"SortBy must be one of {', '.join(SORTABLE)}.")
-    column = SORTABLE.get(search.sort_by or "CreatedDate", Contact.created_at)
-    order = column.desc() if search.sort_descending else column.asc()
-    return query.order_by(order, Contact.id.desc() if search.sort_descending else Contact.id)
+    found = documents.words(search.search_text)
+    column, descending = _sort(search)
+    query = Contact.select().where(visible_to(user))
+    for word in found:
+        query = query.where(
+            peewee.Expression(
+                Contact.search_text,
+                peewee.OP.ILIKE,  # LIKE on SQLite
+                peewee.NodeList(
+                    (
+                        peewee.Value(documents.like_pattern(word), converter=False),
+                        peewee.SQL("ESCAPE '\\'"),
+                    )
+                ),
+            )
+        )
+    if descending:
+        query = query.order_by(column.desc(), Contact.id.desc())
+    else:
+        query = query.order_by(column, Contact.id)
+    if isinstance(database.obj, peewee.SqliteDatabase):
+        query = _sqlite_plan(query, found, column)
+    return query
+
+
+def _sort(search: crm_pb2.ContactsSearchInput) -> tuple[peewee.Field, bool]:
+    return SORTABLE.get(search.sort_by or "CreatedDate", Contact.created_at), search.sort_descending
+
+
+def _sqlite_plan(
+    query: peewee.ModelSelect, found: list[str], column: peewee.Field
+) -> peewee.ModelSelect:
+    """SQLite cannot weigh the trigram index against a sort index, so choose here: take
+    the rarest few trigrams of each word (ranked by counting, up to FTS_FIRST_LIMIT, the
+    contacts holding each); when at most FTS_FIRST_LIMIT contacts hold all of them, start
+    from those (LIKE then checks the words whole), else walk the sort order's index,
+    along which matches are dense enough to fill a page soon.
+    (PostgreSQL's planner makes that choice itself, from its statistics.)"""
+    chosen: list[str] = []
+    for word in found:
+        terms = documents.trigrams(word)
+        if len(terms) > RAREST_TERMS:
+            terms = sorted(terms, key=_holding)[:RAREST_TERMS]
+        chosen += terms
+    if chosen:
+        holding = database.execute_sql(
+            "SELECT rowid FROM contact_search WHERE contact_search MATCH ? LIMIT ?",
+            (documents.fts_terms(chosen), FTS_FIRST_LIMIT + 1),
+        ).fetchall()
+        if len(holding) <= FTS_FIRST_LIMIT:
+            # Looked up by rowid, not through an index of the tenant's contacts.
+            # One JSON parameter, not thousands: binding them cost more than the lookups.
+            rowids = json.dumps([rowid for (rowid,) in holding])
+            return query.from_(peewee.NodeList((Contact, peewee.SQL("NOT INDEXED")))).where(
+                Contact.id.in_(peewee.SQL("(SELECT value FROM json_each(?))", [rowids]))
+            )
+    index = peewee.SQL(f'INDEXED BY "{SORT_INDEXES[column.name]}"')
+    return query.from_(peewee.NodeList((Contact, index)))
+
+
+def _holding(term: str) -> int:
+    """How many contacts (of every tenant) hold the trigram, counting to one past
+    FTS_FIRST_LIMIT at most."""
+    return database.execute_sql(
+        "SELECT count(*) FROM (SELECT rowid FROM contact_search"
+        " WHERE contact_search MATCH ? LIMIT ?)",
+        (documents.fts_terms([term]), FTS_FIRST_LIMIT + 1),
+    ).fetchone()[0]
 
 
 def search(user_id: int | None, given: crm_pb2.ContactsSearchInput) -> crm_pb2.ContactsDatatable:
-    """One page of the contacts the user may see that match the search."""
+    """One page of the contacts the user may see that match the search, with their custom
+    values (one query by the page's ids) and a count that stops COUNT_AHEAD past the page."""
     user = signed_in(user_id)
     page = given.page or 1
     size = given.page_size or DEFAULT_PAGE_SIZE
@@ -195,13 +273,46 @@ def search(user_id: int | None, given: crm_pb2.ContactsSearchInput) -> crm_pb2.C
             f"Page must be at least 1 and PageSize between 1 and {MAX_PAGE_SIZE}."
         )
     query = matching(user, given)
-    rows = list(query.paginate(page, size).prefetch(CustomFieldValue))
+    start = (page - 1) * size
+    # The page's ids first: skipping `start` rows then reads only the sort index (an
+    # index-only scan on PostgreSQL), and just the page's rows are read whole.
+    ids = [row.id for row in query.select(Contact.id).limit(size).offset(start)]
+    where = {row.id: row for row in Contact.select().where(Contact.id.in_(ids))}
+    rows = [where[contact_id] for contact_id in ids]
+    values: dict[int, dict[str, str]] = {row.id: {} for row in rows}
+    if rows:
+        for value in CustomFieldValue.select().where(CustomFieldValue.contact.in_(list(values))):
+            values[value.contact_id][value.name] = value.value
     return crm_pb2.ContactsDatatable(
-        rows=[messages.to_web(contact) for contact in rows],
-        total_count=query.count(),
+        rows=[messages.to_web(contact, values[contact.id]) for contact in rows],
+        total_count=_total(query, given, rows, start, size),
         page=page,
         page_size=size,
     )
+
+
+def _total(
+    query: peewee.ModelSelect,
+    given: crm_pb2.ContactsSearchInput,
+    rows: list[Contact],
+    start: int,
+    size: int,
+) -> int:
+    """Exact up to start + size + COUNT_AHEAD matches, else one more than that. The rows
+    before the page are not counted again: the page's first row says where it starts."""
+    if not rows:
+        return _count(query, start)
+    column, descending = _sort(given)
+    key = peewee.Tuple(column, Contact.id)
+    bound = peewee.Tuple(column.to_value(getattr(rows[0], column.name)), rows[0].id)
+    rest = query.where(key <= bound if descending else key >= bound)
+    return start + _count(rest, size + COUNT_AHEAD + 1)
+
+
+def _count(query: peewee.ModelSelect, limit: int) -> int:
+    counted = query.order_by().limit(limit).select(peewee.SQL("1"))
+    total = peewee.Select([counted.alias("matches")], [peewee.fn.COUNT(peewee.SQL("*"))])
+    return database.execute(total).fetchone()[0]
 
 
 def every_match(user: User, search: crm_pb2.ContactsSearchInput) -> Iterator[Contact]:

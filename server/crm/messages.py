@@ -5,6 +5,7 @@ contact, a spreadsheet or a request the same way."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import timedelta
 
 from crm.v1 import crm_pb2
@@ -27,9 +28,10 @@ from server.database.models import (
 OPERATION_PREFIX = "requests/"
 
 
-def to_web(contact: Contact) -> crm_pb2.WebContact:
-    """A contact with its custom values (a query unless they were prefetched)."""
-    values = {value.name: value.value for value in contact.custom_values}
+def to_web(contact: Contact, values: Mapping[str, str] | None = None) -> crm_pb2.WebContact:
+    """A contact with its custom values: those given, else the prefetched or queried."""
+    if values is None:
+        values = {value.name: value.value for value in contact.custom_values}
     return crm_pb2.WebContact(
         id=str(contact.uuid),
         first_name=contact.first_name,

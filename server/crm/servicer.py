@@ -21,7 +21,7 @@ from server.crm.background import (
 from server.crm.dates import iso
 from server.crm.sessions import sign_in
 from server.errors import ApiError, invalid_argument, not_found
-from server.executors import run_db, run_db_bulk
+from server.executors import run_db, run_db_bulk, run_db_search
 from server.links import call_host
 from server.objects import ObjectStorage
 from server.principal import require_principal
@@ -78,7 +78,7 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         self, request: pb.SearchContactsRequest, context: grpc.aio.ServicerContext
     ) -> pb.SearchContactsResponse:
         principal = require_principal()
-        datatable = await run_db(contacts.search, principal.user_id, request.input)
+        datatable = await run_db_search(contacts.search, principal.user_id, request.input)
         return pb.SearchContactsResponse(datatable=datatable)
 
     async def CreateContact(

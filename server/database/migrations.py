@@ -37,6 +37,7 @@ from typing import NamedTuple
 
 import peewee
 
+from server.database import search
 from server.database.connection import database
 
 #: The key of the PostgreSQL advisory lock every migrating process takes first.
@@ -507,6 +508,88 @@ def unique_in_the_database(db: peewee.Database) -> None:
         db.execute_sql(statement)
 
 
+# 9: voyzu search reads a folded search document per contact through a substring index,
+# and every sort order walks an index of the tenant's live contacts.
+_V9_SEARCH = Ddl(
+    both=(
+        """ALTER TABLE "contact" ADD COLUMN "search_text" TEXT NOT NULL DEFAULT ''""",
+        *(
+            f'CREATE INDEX IF NOT EXISTS "contact_sort_{column}" ON "contact" '
+            f'("tenant_id", "{column}", "id", "owner_id") WHERE ("deleted_at" IS NULL)'
+            for column in (
+                "first_name",
+                "last_name",
+                "email_normalized",
+                "company",
+                "phone",
+                "created_at",
+                "updated_at",
+            )
+        ),
+    ),
+    postgresql=("SET LOCAL statement_timeout = 0",),
+)
+#: The substring index of the search documents (the models' Contact.create_table runs it
+#: too): SQLite's FTS5 with the trigram tokenizer, an external-content table the triggers
+#: keep in step; PostgreSQL's pg_trgm GIN index.
+SEARCH_INDEX = Ddl(
+    sqlite=(
+        """CREATE VIRTUAL TABLE "contact_search" USING fts5(search_text, content='contact', """
+        """content_rowid='id', tokenize='trigram case_sensitive 1', detail='none')""",
+        """INSERT INTO "contact_search" ("contact_search") VALUES ('rebuild')""",
+        """CREATE TRIGGER "contact_search_insert" AFTER INSERT ON "contact" BEGIN
+        INSERT INTO "contact_search" (rowid, search_text) VALUES (new.id, new.search_text);
+    END""",
+        """CREATE TRIGGER "contact_search_delete" AFTER DELETE ON "contact" BEGIN
+        INSERT INTO "contact_search" ("contact_search", rowid, search_text)
+        VALUES ('delete', old.id, old.search_text);
+    END""",
+        """CREATE TRIGGER "contact_search_update" AFTER UPDATE OF search_text ON "contact" BEGIN
+        INSERT INTO "contact_search" ("contact_search", rowid, search_text)
+        VALUES ('delete', old.id, old.search_text);
+        INSERT INTO "contact_search" (rowid, search_text) VALUES (new.id, new.search_text);
+    END""",
+    ),
+    postgresql=(
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+        'CREATE INDEX "contact_search_text_trgm" ON "contact" '
+        'USING gin ("search_text" gin_trgm_ops)',
+    ),
+)
+
+
+def search_documents(db: peewee.Database) -> None:
+    """Add the search document column and its indexes, writing every contact's document
+    (search.document, as the write paths do) before the substring index is built."""
+    ddl(_V9_SEARCH)(db)
+    batch = 5000
+    last = 0
+    while True:
+        rows = db.execute_sql(
+            'SELECT "id", "first_name", "last_name", "email", "phone", "company" FROM "contact"'
+            ' WHERE "id" > %s ORDER BY "id" LIMIT %s'.replace("%s", db.param),
+            (last, batch),
+        ).fetchall()
+        if not rows:
+            break
+        last = rows[-1][0]
+        values: dict[int, list[str]] = {}
+        for contact_id, value in db.execute_sql(
+            'SELECT "contact_id", "value" FROM "custom_field_value"'
+            ' WHERE "contact_id" BETWEEN %s AND %s ORDER BY "contact_id", "name"'.replace(
+                "%s", db.param
+            ),
+            (rows[0][0], last),
+        ):
+            values.setdefault(contact_id, []).append(value)
+        for contact_id, *fields in rows:
+            db.execute_sql(
+                'UPDATE "contact" SET "search_text" = %s WHERE "id" = %s'.replace("%s", db.param),
+                (search.document(*fields, values.get(contact_id, ())), contact_id),
+            )
+    ddl(SEARCH_INDEX)(db)
+
+
 MIGRATIONS: list[Migration] = [
     (1, "core tables", ddl(_V1_TENANTS, _USER_TABLES, _V1_CONTACTS)),
     (2, "contact media", ddl(_V2_MEDIA)),
@@ -524,6 +607,7 @@ MIGRATIONS: list[Migration] = [
     (6, "imports recorded before their rows", ddl(_V6_IMPORT_PROGRESS)),
     (7, "background requests claimed by a server", ddl(_V7_REQUEST_OWNER)),
     (8, "uniqueness rules as unique indexes", unique_in_the_database),
+    (9, "search documents and their indexes", search_documents),
 ]
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import peewee
 
 from server.database.connection import database
+from server.database.migrations import SEARCH_INDEX, ddl
 
 
 def utcnow() -> datetime:
@@ -108,6 +109,39 @@ class Contact(BaseModel):
     company = peewee.CharField(max_length=200, default="")
     # The voyzu user who owns it; None (made by an operator) means every user sees it.
     owner = peewee.ForeignKeyField(User, null=True, backref="contacts", on_delete="SET NULL")
+    # What voyzu search matches (server/database/search.py: `document`), written with
+    # every change of the fields or custom values; indexed as migration 9 made it.
+    search_text = peewee.TextField(default="", constraints=[peewee.SQL("DEFAULT ''")])
+
+    @classmethod
+    def create_table(cls, safe: bool = True, **options: object) -> None:
+        """The table, its indexes, and the backend's own index of the search documents."""
+        super().create_table(safe, **options)
+        db = cls._meta.database
+        ddl(SEARCH_INDEX)(getattr(db, "obj", db))  # the proxy's database
+
+
+#: Every voyzu sort order (column, then id) of a tenant's live contacts is an index walk;
+#: the owner rides along so visibility is decided without reading the row.
+SORT_INDEXES = {}
+for _column in (
+    Contact.first_name,
+    Contact.last_name,
+    Contact.email_normalized,
+    Contact.company,
+    Contact.phone,
+    Contact.created_at,
+    Contact.updated_at,
+):
+    SORT_INDEXES[_column.name] = f"contact_sort_{_column.name}"
+    Contact.add_index(
+        Contact.tenant,
+        _column,
+        Contact.id,
+        Contact.owner,
+        where=Contact.deleted_at.is_null(),
+        name=SORT_INDEXES[_column.name],
+    )
 
 
 # One live contact per email in a tenant, enforced by the database so that racing creates
