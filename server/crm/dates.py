@@ -8,3 +8,13 @@ from datetime import datetime
 def iso(moment: datetime) -> str:
     """A naive UTC datetime (as the database holds them) in voyzu's form."""
     return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+def iso_stored(value: datetime | str) -> str:
+    """`iso` of a timestamp as a database cursor answers it: PostgreSQL's datetime, or
+    SQLite's text (`YYYY-MM-DD HH:MM:SS[.ffffff]`, as Peewee stores it), sliced without
+    parsing, for exports of millions of rows."""
+    if isinstance(value, datetime):
+        return iso(value)
+    millis = value[20:23] if len(value) > 19 else "000"
+    return f"{value[:10]}T{value[11:19]}.{millis}Z"

@@ -4,7 +4,10 @@ server/crm/spreadsheets.py.)"""
 
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Callable
+from typing import BinaryIO
 
 from crm.v1 import crm_pb2
 from google.api import httpbody_pb2
@@ -28,19 +31,48 @@ def store(
     """Keep a spreadsheet: the object first, then its row; an object whose row cannot be
     saved is removed again, so no row ever points at nothing. An import's row is RUNNING
     until `record_import(…, done=True)`."""
+    row = _described(user, name, kind)
+    row.size, row.row_count = len(data), rows
+    if kind == "import":
+        row.import_status, row.imported_count, row.heartbeat_at = "RUNNING", 0, utcnow()
+    buckets.write(SPREADSHEET_BUCKET, row.storage_key, data)
+    return _saved(buckets, row)
+
+
+def store_written(
+    buckets: ObjectStorage, user: User, name: str, kind: str, fill: Callable[[BinaryIO], int]
+) -> Spreadsheet:
+    """Keep a spreadsheet that `fill` writes (answering its number of data rows) into a
+    temp file of the store, published once complete: however big, it is never in memory.
+    A failure midway (a drain's Released included) leaves no object and no row."""
+    row = _described(user, name, kind)
+    temp, descriptor = buckets.open_temp(SPREADSHEET_BUCKET, row.storage_key)
+    try:
+        with os.fdopen(descriptor, "wb") as sink:
+            row.row_count = fill(sink)
+            sink.flush()
+            os.fsync(sink.fileno())
+            row.size = sink.tell()
+        buckets.publish(temp, SPREADSHEET_BUCKET, row.storage_key)
+    finally:
+        temp.unlink(missing_ok=True)
+    return _saved(buckets, row)
+
+
+def _described(user: User, name: str, kind: str) -> Spreadsheet:
     row = Spreadsheet(
         tenant=user.tenant_id,
         owner=user,
         name=name,
         kind=kind,
         format=spreadsheets.spreadsheet_format(name),
-        size=len(data),
-        row_count=rows,
     )
-    if kind == "import":
-        row.import_status, row.imported_count, row.heartbeat_at = "RUNNING", 0, utcnow()
     row.storage_key = f"tenants/{user.tenant_id}/spreadsheets/{row.uuid}/{safe_name(name)}"
-    buckets.write(SPREADSHEET_BUCKET, row.storage_key, data)
+    return row
+
+
+def _saved(buckets: ObjectStorage, row: Spreadsheet) -> Spreadsheet:
+    """The row saved after its object; the object removed again when it cannot be."""
     try:
         row.save(force_insert=True)
     except BaseException:
