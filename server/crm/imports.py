@@ -17,7 +17,14 @@ from server.crm import contacts, custom_fields, messages, sheets, spreadsheets
 from server.crm.background import Progress
 from server.crm.users import require_paid, signed_in
 from server.database.connection import database
-from server.database.models import Contact, CustomField, CustomFieldValue, User, utcnow
+from server.database.models import (
+    BaseModel,
+    Contact,
+    CustomField,
+    CustomFieldValue,
+    User,
+    utcnow,
+)
 from server.errors import ApiError, invalid_argument
 from server.objects import ObjectStorage
 
@@ -127,19 +134,32 @@ class _Batch:
                 if value != ""
             ]
         for start in range(0, len(values), INSERT_ROWS):
-            CustomFieldValue.insert_many(values[start : start + INSERT_ROWS]).execute()
+            _insert(CustomFieldValue, values[start : start + INSERT_ROWS])
         return len(inserted)
 
 
 def _insert_new(rows: Sequence[dict[str, object]]) -> dict[uuid.UUID, int]:
     """Insert the contacts no unique index refuses (the first of two rows with one email
     wins); answers the inserted ones' ids by uuid."""
+    found = _insert(Contact, rows, ' ON CONFLICT DO NOTHING RETURNING "uuid", "id"')
+    return {_as_uuid(raw): contact_id for raw, contact_id in found}
+
+
+def _insert(model: type[BaseModel], rows: Sequence[dict[str, object]], tail: str = "") -> list:
+    """One multi-row INSERT of rows keyed alike by field name, written directly: Peewee's
+    insert_many spends more time building the statement than the database running it."""
     if not rows:
-        return {}
-    query = (
-        Contact.insert_many(rows).on_conflict_ignore().returning(Contact.uuid, Contact.id).tuples()
+        return []
+    fields = [model._meta.fields[name] for name in rows[0]]
+    db = model._meta.database
+    one = "(" + ", ".join([db.param] * len(fields)) + ")"
+    columns = ", ".join(f'"{field.column_name}"' for field in fields)
+    sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ' + ", ".join(
+        [one] * len(rows)
     )
-    return {_as_uuid(raw): contact_id for raw, contact_id in query.execute()}
+    values = [field.db_value(row[field.name]) for row in rows for field in fields]
+    cursor = db.execute_sql(sql + tail, values)
+    return cursor.fetchall() if tail else []
 
 
 def _as_uuid(raw: object) -> uuid.UUID:
