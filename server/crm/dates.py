@@ -16,5 +16,6 @@ def iso_stored(value: datetime | str) -> str:
     parsing, for exports of millions of rows."""
     if isinstance(value, datetime):
         return iso(value)
-    millis = value[20:23] if len(value) > 19 else "000"
-    return f"{value[:10]}T{value[11:19]}.{millis}Z"
+    if len(value) > 19:
+        return f"{value[:10]}T{value[11:23]}Z"
+    return f"{value[:10]}T{value[11:19]}.000Z"

@@ -61,24 +61,21 @@ def _cells(
     names: Sequence[str],
     progress: Progress,
     total: int,
-) -> Iterator[list[str]]:
-    """Each contact (a row of COLUMNS) as cells in the order of the export's headers;
-    progress after every chunk (where a drain stops the export)."""
+) -> Iterator[list[list[str]]]:
+    """Each chunk of contacts (rows of COLUMNS) as rows of cells in the order of the
+    export's headers; progress after every chunk (where a drain stops the export)."""
+    blanks = [""] * len(names)
     written = 0
     for chunk in chunks:
         values = _custom_values([row[0] for row in chunk]) if names else {}
+        rows = []
         for id_, first, last, email, phone, company, created, updated in chunk:
-            own = values.get(id_, {})
-            yield [
-                first,
-                last,
-                email,
-                phone,
-                company,
-                iso_stored(created),
-                iso_stored(updated),
-                *(own.get(name, "") for name in names),
-            ]  # type: ignore[misc]
+            row = [first, last, email, phone, company, iso_stored(created), iso_stored(updated)]
+            if names:
+                own = values.get(id_)
+                row += [own.get(name, "") for name in names] if own else blanks
+            rows.append(row)
+        yield rows  # type: ignore[misc]
         written += len(chunk)
         progress(int(written * 99 / max(total, 1)), f"Wrote {written} of {total} contacts")
 

@@ -157,37 +157,48 @@ def row_values(
 
 
 def write(
-    format_: str, sink: BinaryIO, headers: Sequence[str], rows: Iterable[Sequence[str]]
+    format_: str,
+    sink: BinaryIO,
+    headers: Sequence[str],
+    chunks: Iterable[Sequence[Sequence[str]]],
 ) -> int:
-    """Write the spreadsheet into `sink` as the rows come (XLSX through openpyxl's
-    write-only mode, which keeps its sheet in a temp file); answers the data rows written."""
-    return _write_csv(sink, headers, rows) if format_ == "csv" else _write_xlsx(sink, headers, rows)
+    """Write the spreadsheet into `sink` a chunk of rows at a time, as they come (XLSX
+    through openpyxl's write-only mode, which keeps its sheet in a temp file); answers
+    the data rows written."""
+    if format_ == "csv":
+        return _write_csv(sink, headers, chunks)
+    return _write_xlsx(sink, headers, chunks)
 
 
-def _safe(row: Sequence[str]) -> list[str]:
-    return ["'" + cell if cell[:1] in _FORMULA_START else cell for cell in row]
+def _safe(chunk: Sequence[Sequence[str]]) -> list[list[str]]:
+    return [["'" + cell if cell[:1] in _FORMULA_START else cell for cell in row] for row in chunk]
 
 
-def _write_csv(sink: BinaryIO, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
+def _write_csv(
+    sink: BinaryIO, headers: Sequence[str], chunks: Iterable[Sequence[Sequence[str]]]
+) -> int:
     text = io.TextIOWrapper(sink, encoding="utf-8", newline="")  # type: ignore[type-var]
     writer = csv.writer(text)
     writer.writerow(headers)
     count = 0
-    for row in rows:
-        writer.writerow(_safe(row))
-        count += 1
+    for chunk in chunks:
+        writer.writerows(_safe(chunk))
+        count += len(chunk)
     text.flush()
     text.detach()  # the sink stays open: its owner closes it
     return count
 
 
-def _write_xlsx(sink: BinaryIO, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> int:
+def _write_xlsx(
+    sink: BinaryIO, headers: Sequence[str], chunks: Iterable[Sequence[Sequence[str]]]
+) -> int:
     book = openpyxl.Workbook(write_only=True)
     sheet = book.create_sheet("Contacts")
     sheet.append(list(headers))
     count = 0
-    for row in rows:
-        sheet.append(_safe(row))
-        count += 1
+    for chunk in chunks:
+        for row in _safe(chunk):
+            sheet.append(row)
+        count += len(chunk)
     book.save(sink)
     return count
