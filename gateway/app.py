@@ -25,7 +25,7 @@ from gateway.forwarding import Network, forwarded_middleware
 from gateway.json_reader import TranscodeError, build_request
 from gateway.routes import Route, discover_routes
 from gateway.routing import Router
-from gateway.surfaces.base import Surface
+from gateway.surfaces.base import Surface, serve_stream
 from gateway.surfaces.fallback import FallbackSurface
 from gateway.surfaces.storage import StorageSurface
 
@@ -96,6 +96,11 @@ class Gateway:
                 violations=[(v.field, v.message, v.kind) for v in error.violations],
             ) from None
         del body
+        streamed = surface.streamed_call(request, route, message)
+        if streamed is not None:
+            return await serve_stream(
+                self._caller, request, streamed, metadata, surface.render_error
+            )
         method, outgoing, response_type = surface.outgoing_call(request, route, message)
         response = await self._caller.call(method, outgoing, metadata, response_type)
         return surface.render(request, route, response)

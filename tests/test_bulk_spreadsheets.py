@@ -233,3 +233,30 @@ def test_export_content_is_exact(owner: VoyzuClient) -> None:
             "'+plus",
         ],
     ]
+
+
+def test_downloads_stream_with_the_same_http_answers(owner: VoyzuClient) -> None:
+    """POST /api/spreadsheets/get/{id} streams the file (DownloadSpreadsheet) with the
+    headers the one-message answer had; ?async=true still answers through the poll."""
+    rows = "".join(f"p{i}@download.example,{'x' * 200}\n" for i in range(3000))
+    imported(owner, "big.csv", ("Email,Company\n" + rows).encode())
+    about, data = exported(owner, "csv")
+    assert len(data) == about["Size"] > 600_000  # several chunks of 256 KiB
+    status, body, response = owner.request("POST", f"/api/spreadsheets/get/{about['Id']}")
+    assert (status, body) == (200, data)
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert response.headers["Content-Length"] == str(len(data))
+    missing = str(uuid.uuid4())
+    assert owner.post(f"/api/spreadsheets/get/{missing}") == (
+        400,
+        {"ErrorMessage": f"No spreadsheet {missing}."},
+    )
+    assert owner.post("/api/spreadsheets/get/nope") == (
+        400,
+        {"ErrorMessage": "'nope' is not a spreadsheet id."},
+    )
+    status, started = owner.post(f"/api/spreadsheets/get/{about['Id']}?async=true")
+    assert status == 200, started
+    done = owner.wait_for(started["RequestId"])
+    assert done["ProcessStatus"] == "PROCESSED"
+    assert base64.b64decode(done["Result"]["data"]) == data

@@ -7,10 +7,14 @@ its own, the transcoder's or the service's — which always arrives as a google.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import grpc
 from aiohttp import web
 from google.protobuf.message import Message
 from google.rpc import status_pb2
@@ -21,11 +25,16 @@ from gateway.contract import (
     BASE_URL_KEY,
     HOST_KEY,
     REQUEST_ID_KEY,
+    CallFailed,
+    build_status,
     new_request_id,
 )
+from gateway.errors import MALFORMED_REPLY
 from gateway.json_options import JsonOptions
 from gateway.json_writer import http_body, response_payload
 from gateway.routes import Route
+
+log = logging.getLogger("crmgate.gateway")
 
 #: One encoder for every response: json.dumps with options builds a new one per call.
 dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -91,6 +100,13 @@ class Surface:
         """The call to make for a request: by default the route's own method."""
         return route.full_method, message, route.response_type
 
+    def streamed_call(
+        self, request: web.Request, route: Route, message: Message
+    ) -> StreamedCall | None:
+        """A server-streaming call that answers the request instead of the route's own
+        unary method (a file served in chunks); None for the route's method."""
+        return None
+
     def render(self, request: web.Request, route: Route, message: Message) -> web.StreamResponse:
         body = http_body(route, message)
         if body is not None:
@@ -104,6 +120,56 @@ class Surface:
         self, request: web.Request, status: status_pb2.Status
     ) -> web.StreamResponse:
         raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class StreamedCall:
+    """A server-streaming call whose first message is the metadata (a `metadata` field:
+    headers and `content_length`) and the rest `chunk`s."""
+
+    method: str
+    message: Message
+    response_type: type[Message]
+    headers: Callable[[Message], Mapping[str, str]]
+
+
+async def serve_stream(
+    caller: Caller,
+    request: web.Request,
+    call: StreamedCall,
+    metadata: Sequence[tuple[str, str]],
+    render_error: Callable[[web.Request, status_pb2.Status], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    """The response of a streamed call: a failure before the first message is the
+    surface's error document; one midway cuts the body short of its Content-Length."""
+    responses = caller.call_stream_out(call.method, call.message, metadata, call.response_type)
+    async with contextlib.aclosing(responses):
+        try:
+            first = await anext(responses, None)
+            if first is None or first.WhichOneof("part") != "metadata":
+                raise CallFailed(
+                    build_status(
+                        grpc.StatusCode.INTERNAL,
+                        "malformed reply from the backend",
+                        MALFORMED_REPLY,
+                    )
+                )
+        except CallFailed as failure:
+            return await render_error(request, failure.status)
+        about = first.metadata  # type: ignore[attr-defined]
+        response = web.StreamResponse(headers=dict(call.headers(about)))
+        response.content_length = about.content_length
+        await response.prepare(request)
+        if request.method != "HEAD":
+            try:
+                async for part in responses:
+                    await response.write(part.chunk)  # type: ignore[attr-defined]
+            except CallFailed as failure:
+                log.error("%s failed midway: %s", call.method, failure.status.message)
+                response.force_close()
+                return response
+        await response.write_eof()
+        return response
 
 
 def error_map(violations: Sequence[tuple[str, str]]) -> dict[str, list[str]]:

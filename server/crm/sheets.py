@@ -100,9 +100,9 @@ def listing(user_id: int | None) -> list[crm_pb2.Spreadsheet]:
     return [messages.spreadsheet(row) for row in rows]
 
 
-def download(buckets: ObjectStorage, user_id: int | None, sheet_id: str) -> httpbody_pb2.HttpBody:
-    """One of the user's spreadsheets as a file: a malformed id is INVALID_ARGUMENT, one
-    that is not theirs NOT_FOUND (as contacts.find)."""
+def owned(user_id: int | None, sheet_id: str) -> Spreadsheet:
+    """One of the user's spreadsheets: a malformed id is INVALID_ARGUMENT, one that is
+    not theirs NOT_FOUND (as contacts.find)."""
     try:
         parsed = uuid.UUID(sheet_id)
     except ValueError:
@@ -110,5 +110,12 @@ def download(buckets: ObjectStorage, user_id: int | None, sheet_id: str) -> http
     row = Spreadsheet.get_or_none(Spreadsheet.uuid == parsed, Spreadsheet.owner == user_id)
     if row is None:
         raise not_found("spreadsheet_not_found", f"No spreadsheet {sheet_id}.")
+    return row
+
+
+def download(buckets: ObjectStorage, user_id: int | None, sheet_id: str) -> httpbody_pb2.HttpBody:
+    """One of the user's spreadsheets as one message (GetSpreadsheet, for `?async=true`:
+    downloads stream through DownloadSpreadsheet)."""
+    row = owned(user_id, sheet_id)
     data = buckets.read(SPREADSHEET_BUCKET, row.storage_key)
     return httpbody_pb2.HttpBody(content_type=CONTENT_TYPES[row.format], data=data)
