@@ -81,15 +81,12 @@ def _cells(
 
 
 def _custom_values(contact_ids: list[object]) -> dict[object, dict[str, str]]:
-    """Custom values of the given contacts: contact id → field name → value."""
+    """Custom values of the given contacts: contact id → field name → value. Written
+    directly: Peewee builds an IN list of thousands slower than the database answers."""
+    db = CustomFieldValue._meta.database
+    marks = ", ".join([db.param] * len(contact_ids))
+    sql = f'SELECT "contact_id", "name", "value" FROM "custom_field_value" WHERE "contact_id" IN ({marks})'
     found: dict[object, dict[str, str]] = {}
-    rows = (
-        CustomFieldValue.select(
-            CustomFieldValue.contact, CustomFieldValue.name, CustomFieldValue.value
-        )
-        .where(CustomFieldValue.contact.in_(contact_ids))
-        .tuples()
-    )
-    for contact_id, name, value in rows:
+    for contact_id, name, value in db.execute_sql(sql, contact_ids).fetchall():
         found.setdefault(contact_id, {})[name] = value
     return found

@@ -8,7 +8,6 @@ a contact created meanwhile by someone else is reported like any other duplicate
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 
 from crm.v1 import crm_pb2
@@ -117,14 +116,14 @@ class _Batch:
         """Insert the rows (inside the caller's transaction); a row whose email is taken
         — by a live contact or an earlier row of the file — is a duplicate error. Answers
         how many were inserted."""
-        inserted: dict[uuid.UUID, int] = {}
+        inserted: dict[str, int] = {}
         for start in range(0, len(self.rows), INSERT_ROWS):
             chunk = [columns for _, columns, _ in self.rows[start : start + INSERT_ROWS]]
             inserted.update(_insert_new(chunk))
         duplicate = contacts.duplicate().message
         values = []
         for number, columns, custom in self.rows:
-            contact_id = inserted.get(columns["uuid"])  # type: ignore[call-overload]
+            contact_id = inserted.get(columns["uuid"].hex)  # type: ignore[attr-defined]
             if contact_id is None:
                 self.errors.append(crm_pb2.RowError(row=number, message=duplicate))
                 continue
@@ -138,11 +137,12 @@ class _Batch:
         return len(inserted)
 
 
-def _insert_new(rows: Sequence[dict[str, object]]) -> dict[uuid.UUID, int]:
+def _insert_new(rows: Sequence[dict[str, object]]) -> dict[str, int]:
     """Insert the contacts no unique index refuses (the first of two rows with one email
-    wins); answers the inserted ones' ids by uuid."""
+    wins); answers the inserted ones' ids by their uuid's hex digits (SQLite stores
+    those; PostgreSQL answers the dashed form)."""
     found = _insert(Contact, rows, ' ON CONFLICT DO NOTHING RETURNING "uuid", "id"')
-    return {_as_uuid(raw): contact_id for raw, contact_id in found}
+    return {str(raw).replace("-", ""): contact_id for raw, contact_id in found}
 
 
 def _insert(model: type[BaseModel], rows: Sequence[dict[str, object]], tail: str = "") -> list:
@@ -160,7 +160,3 @@ def _insert(model: type[BaseModel], rows: Sequence[dict[str, object]], tail: str
     values = [field.db_value(row[field.name]) for row in rows for field in fields]
     cursor = db.execute_sql(sql + tail, values)
     return cursor.fetchall() if tail else []
-
-
-def _as_uuid(raw: object) -> uuid.UUID:
-    return raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))
