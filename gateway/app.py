@@ -132,6 +132,8 @@ class Gateway:
             if guarded and not checked:
                 await self._check_credentials(surface, metadata)
             raise
+        if isinstance(response, web.StreamResponse):  # streamed by the surface already
+            return response
         return surface.render(request, route, response)
 
     async def _check_credentials(self, surface: Surface, metadata: list[tuple[str, str]]) -> None:

@@ -186,12 +186,13 @@ class RunningImport:
 
 @pytest.fixture
 def running_import(cluster: Cluster) -> Iterator[RunningImport]:
-    """A large background import, claimed by one of the servers."""
+    """A large background import (the most rows a file may hold: imports apply batches of
+    1,000 rows fast), claimed by one of the servers."""
     admin(cluster, "user", "create", "--tenant", "acme", "--email", "u@acme.example",
           "--password", PASSWORD, "--plan", "paid")  # fmt: skip
     client = VoyzuClient(cluster.gateways[0])
     client.sign_in("u@acme.example", PASSWORD)
-    status, body = client.post("/api/imports/create?async=true", big_import(30_000))
+    status, body = client.post("/api/imports/create?async=true", big_import(100_000))
     assert status == 200, body
     request_id = body["RequestId"]
     row = wait_for_row(cluster, request_id, lambda r: r.status == "PROCESSING")

@@ -7,8 +7,11 @@ its own, the transcoder's or the service's — which always arrives as a google.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -22,14 +25,18 @@ from gateway.contract import (
     BASE_URL_KEY,
     HOST_KEY,
     REQUEST_ID_KEY,
+    CallFailed,
+    build_status,
     new_request_id,
 )
-from gateway.errors import INVALID_REQUEST, reject, retry_after
+from gateway.errors import INVALID_REQUEST, MALFORMED_REPLY, reject, retry_after
 from gateway.json_body import Path as JsonPath
 from gateway.json_options import JsonOptions
 from gateway.json_reader import TranscodeError, build_request
 from gateway.json_writer import http_body, response_payload
 from gateway.routes import Route
+
+log = logging.getLogger("crmgate.gateway")
 
 #: One encoder for every response: json.dumps with options builds a new one per call.
 dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -109,9 +116,11 @@ class Surface:
         values: Mapping[str, str],
         metadata: Sequence[tuple[str, str]],
         body: Any,
-    ) -> Message:
+    ) -> Message | web.StreamResponse:
         """Make the route's call: its request message from the path values, the query and
-        the parsed JSON body (released once converted), sent as `outgoing_call` says."""
+        the parsed JSON body (released once converted), sent as `outgoing_call` says. The
+        answer is rendered by `render`, unless the surface streamed it itself (a response
+        already written)."""
         message = transcode(route, values, request, body, self.json_options)
         del body
         method, outgoing, response_type = self.outgoing_call(request, route, message)
@@ -165,6 +174,56 @@ def transcode(
             INVALID_REQUEST,
             violations=[(v.field, v.message, v.kind) for v in error.violations],
         ) from None
+
+
+@dataclass(frozen=True)
+class StreamedCall:
+    """A server-streaming call whose first message is the metadata (a `metadata` field:
+    headers and `content_length`) and the rest `chunk`s."""
+
+    method: str
+    message: Message
+    response_type: type[Message]
+    headers: Callable[[Message], Mapping[str, str]]
+
+
+async def serve_stream(
+    caller: Caller,
+    request: web.Request,
+    call: StreamedCall,
+    metadata: Sequence[tuple[str, str]],
+    render_error: Callable[[web.Request, status_pb2.Status], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    """The response of a streamed call: a failure before the first message is the
+    surface's error document; one midway cuts the body short of its Content-Length."""
+    responses = caller.call_stream_out(call.method, call.message, metadata, call.response_type)
+    async with contextlib.aclosing(responses):
+        try:
+            first = await anext(responses, None)
+            if first is None or first.WhichOneof("part") != "metadata":
+                raise CallFailed(
+                    build_status(
+                        grpc.StatusCode.INTERNAL,
+                        "malformed reply from the backend",
+                        MALFORMED_REPLY,
+                    )
+                )
+        except CallFailed as failure:
+            return await render_error(request, failure.status)
+        about = first.metadata  # type: ignore[attr-defined]
+        response = web.StreamResponse(headers=dict(call.headers(about)))
+        response.content_length = about.content_length
+        await response.prepare(request)
+        if request.method != "HEAD":
+            try:
+                async for part in responses:
+                    await response.write(part.chunk)  # type: ignore[attr-defined]
+            except CallFailed as failure:
+                log.error("%s failed midway: %s", call.method, failure.status.message)
+                response.force_close()
+                return response
+        await response.write_eof()
+        return response
 
 
 def error_map(violations: Sequence[tuple[str, str]]) -> dict[str, list[str]]:

@@ -11,7 +11,6 @@ error documents on the upload target and `{"error", "message"}` JSON on download
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TypeVar
@@ -38,9 +37,9 @@ from gateway.contract import (
     error_info,
     error_reason,
 )
-from gateway.errors import MALFORMED_REPLY, StatusTable, default_http_status
+from gateway.errors import StatusTable, default_http_status
 from gateway.limits import LargeBodies
-from gateway.surfaces.base import Surface, json_response
+from gateway.surfaces.base import StreamedCall, Surface, json_response, serve_stream
 
 log = logging.getLogger("crmgate.gateway")
 
@@ -160,38 +159,9 @@ class StorageSurface(Surface):
         response_type: type[Message],
         headers: Callable[[Message], Mapping[str, str]],
     ) -> web.StreamResponse:
-        """The response of a server-streaming call whose first message is the metadata
-        (headers and length) and the rest chunks: a failure before the first message is
-        an error document; one midway cuts the body short of its Content-Length."""
+        call = StreamedCall(method, message, response_type, headers)
         metadata = self.base_metadata(request)
-        responses = self._caller.call_stream_out(method, message, metadata, response_type)
-        async with contextlib.aclosing(responses):
-            try:
-                first = await anext(responses, None)
-                if first is None or first.WhichOneof("part") != "metadata":
-                    raise CallFailed(
-                        build_status(
-                            grpc.StatusCode.INTERNAL,
-                            "malformed reply from the backend",
-                            MALFORMED_REPLY,
-                        )
-                    )
-            except CallFailed as failure:
-                return await self.render_error(request, failure.status)
-            about = first.metadata  # type: ignore[attr-defined]
-            response = web.StreamResponse(headers=dict(headers(about)))
-            response.content_length = about.content_length
-            await response.prepare(request)
-            if request.method != "HEAD":
-                try:
-                    async for part in responses:
-                        await response.write(part.chunk)  # type: ignore[attr-defined]
-                except CallFailed as failure:
-                    log.error("%s failed midway: %s", method, failure.status.message)
-                    response.force_close()
-                    return response
-            await response.write_eof()
-            return response
+        return await serve_stream(self._caller, request, call, metadata, self.render_error)
 
     def error_response(self, request: web.Request, status: status_pb2.Status) -> web.Response:
         http = http_status(status)

@@ -8,8 +8,9 @@ malformed reply), 500 only for the unanticipated — and then without details.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -30,10 +31,20 @@ from gateway.errors import (
 from gateway.json_options import JsonOptions
 from gateway.json_writer import message_to_json, response_payload
 from gateway.routes import Route
-from gateway.surfaces.base import Surface, header_text, json_response, request_host
+from gateway.surfaces.base import (
+    StreamedCall,
+    Surface,
+    header_text,
+    json_response,
+    request_host,
+    serve_stream,
+    transcode,
+)
 
 SESSION_COOKIE = "voyzu_session_id"
 START_REQUEST = "/crm.v1.Crm/StartRequest"
+GET_SPREADSHEET = "/crm.v1.Crm/GetSpreadsheet"
+DOWNLOAD_SPREADSHEET = "/crm.v1.Crm/DownloadSpreadsheet"
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 #: The voyzu statuses: 400 bad input (a malformed or unknown id included), 401 no or bad
@@ -113,12 +124,35 @@ class VoyzuSurface(Surface):
     def outgoing_call(
         self, request: web.Request, route: Route, message: Message
     ) -> tuple[str, Message, type[Message]]:
-        if request.query.get("async", "").lower() != "true" or not _background_allowed(route):
+        if not _asynchronous(request) or not _background_allowed(route):
             return super().outgoing_call(request, route, message)
         packed = any_pb2.Any()
         packed.Pack(message)
         start = crm_pb2.StartRequestRequest(method=route.full_method, request=packed)
         return START_REQUEST, start, crm_pb2.StartRequestResponse
+
+    async def call(
+        self,
+        caller: Caller,
+        request: web.Request,
+        route: Route,
+        values: Mapping[str, str],
+        metadata: Sequence[tuple[str, str]],
+        body: Any,
+    ) -> Message | web.StreamResponse:
+        """Spreadsheets are downloaded in chunks (DownloadSpreadsheet), however big; a
+        background request still runs GetSpreadsheet."""
+        if route.full_method != GET_SPREADSHEET or _asynchronous(request):
+            return await super().call(caller, request, route, values, metadata, body)
+        message = transcode(route, values, request, body, self.json_options)
+        assert isinstance(message, crm_pb2.GetSpreadsheetRequest)
+        download = StreamedCall(
+            DOWNLOAD_SPREADSHEET,
+            crm_pb2.DownloadSpreadsheetRequest(id=message.id),
+            crm_pb2.DownloadSpreadsheetResponse,
+            lambda file: {"Content-Type": file.content_type},  # type: ignore[attr-defined]
+        )
+        return await serve_stream(caller, request, download, metadata, self.refusal)
 
     def render(self, request: web.Request, route: Route, message: Message) -> web.StreamResponse:
         if isinstance(message, crm_pb2.StartRequestResponse):
@@ -164,6 +198,10 @@ class VoyzuSurface(Surface):
 
     def error_response(self, request: web.Request, status: status_pb2.Status) -> web.Response:
         return json_response({"ErrorMessage": error_message(status)}, http_status(status))
+
+
+def _asynchronous(request: web.Request) -> bool:
+    return request.query.get("async", "").lower() == "true"
 
 
 def _background_allowed(route: Route) -> bool:

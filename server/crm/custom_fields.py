@@ -78,9 +78,16 @@ def define(
     )
 
 
-def check_values(tenant_id: int, values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+def by_name(tenant_id: int) -> dict[str, CustomField]:
+    """The customer's fields keyed by their lower-cased name, as values name them: read
+    once per call (an import checks every row against one reading)."""
+    return {field.name.lower(): field for field in definitions(tenant_id)}
+
+
+def check_values(
+    known: Mapping[str, CustomField], values: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
     """The values keyed by each field's canonical name, and what is wrong with them."""
-    known = {field.name.lower(): field for field in definitions(tenant_id)}
     problems: list[str] = []
     canonical: dict[str, str] = {}
     for name, value in values.items():

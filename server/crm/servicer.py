@@ -3,7 +3,7 @@ of this package off the event loop and wraps what it answers in the response."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 import grpc
@@ -23,7 +23,7 @@ from server.crm.sessions import sign_in
 from server.errors import ApiError, invalid_argument, not_found
 from server.executors import run_db, run_db_bulk, run_db_search
 from server.links import call_host
-from server.objects import ObjectStorage
+from server.objects import ObjectStorage, stream_object
 from server.principal import require_principal
 from server.workers import BulkWorkers
 
@@ -129,6 +129,22 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         principal = require_principal()
         file = await run_db(sheets.download, self._buckets, principal.user_id, request.id)
         return pb.GetSpreadsheetResponse(file=file)
+
+    async def DownloadSpreadsheet(
+        self, request: pb.DownloadSpreadsheetRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.DownloadSpreadsheetResponse]:
+        principal = require_principal()
+        row = await run_db(sheets.owned, principal.user_id, request.id)
+        size, chunks = await stream_object(
+            self._buckets, sheets.SPREADSHEET_BUCKET, row.storage_key
+        )
+        yield pb.DownloadSpreadsheetResponse(
+            metadata=pb.SpreadsheetFile(
+                content_type=sheets.CONTENT_TYPES[row.format], content_length=size
+            )
+        )
+        async for chunk in chunks:
+            yield pb.DownloadSpreadsheetResponse(chunk=chunk)
 
     async def CreateImport(
         self, request: pb.CreateImportRequest, context: grpc.aio.ServicerContext

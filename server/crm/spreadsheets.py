@@ -12,6 +12,7 @@ import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import openpyxl
 
@@ -36,7 +37,7 @@ _ALIASES = {
     "organization": "Company",
     "organisation": "Company",
 }
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_START = frozenset(("=", "+", "-", "@", "\t", "\r"))
 
 
 class SpreadsheetError(Exception):
@@ -47,6 +48,9 @@ class SpreadsheetError(Exception):
 class Sheet:
     headers: list[str]
     rows: list[list[str]]
+    #: Each row's number as a spreadsheet program shows it (blank rows count; the header
+    #: is usually 1), for row errors the user can find.
+    numbers: list[int]
 
 
 def spreadsheet_format(file_name: str) -> str:
@@ -60,12 +64,15 @@ def read(file_name: str, content: bytes) -> Sheet:
     if not content:
         raise SpreadsheetError("The spreadsheet is empty.")
     rows = _read_csv(content) if spreadsheet_format(file_name) == "csv" else _read_xlsx(content)
-    table = [row for row in rows if any(cell.strip() for cell in row)]
+    table = [
+        (number, row) for number, row in enumerate(rows, 1) if any(cell.strip() for cell in row)
+    ]
     if not table:
         raise SpreadsheetError("The spreadsheet has no header row.")
     if len(table) - 1 > MAX_ROWS:
         raise SpreadsheetError(f"The spreadsheet has more than {MAX_ROWS} rows.")
-    return Sheet([cell.strip() for cell in table[0]], table[1:])
+    headers = [cell.strip() for cell in table[0][1]]
+    return Sheet(headers, [row for _, row in table[1:]], [number for number, _ in table[1:]])
 
 
 def _read_csv(content: bytes) -> list[list[str]]:
@@ -149,34 +156,49 @@ def row_values(
     return fields, custom
 
 
-def _safe(value: str) -> str:
-    return "'" + value if value.startswith(_FORMULA_START) else value
+def write(
+    format_: str,
+    sink: BinaryIO,
+    headers: Sequence[str],
+    chunks: Iterable[Sequence[Sequence[str]]],
+) -> int:
+    """Write the spreadsheet into `sink` a chunk of rows at a time, as they come (XLSX
+    through openpyxl's write-only mode, which keeps its sheet in a temp file); answers
+    the data rows written."""
+    if format_ == "csv":
+        return _write_csv(sink, headers, chunks)
+    return _write_xlsx(sink, headers, chunks)
 
 
-def write(format_: str, headers: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[bytes, int]:
-    """The spreadsheet's bytes and its number of data rows."""
-    return _write_csv(headers, rows) if format_ == "csv" else _write_xlsx(headers, rows)
+def _safe(chunk: Sequence[Sequence[str]]) -> list[list[str]]:
+    return [["'" + cell if cell[:1] in _FORMULA_START else cell for cell in row] for row in chunk]
 
 
-def _write_csv(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[bytes, int]:
-    out = io.StringIO(newline="")
-    writer = csv.writer(out)
+def _write_csv(
+    sink: BinaryIO, headers: Sequence[str], chunks: Iterable[Sequence[Sequence[str]]]
+) -> int:
+    text = io.TextIOWrapper(sink, encoding="utf-8", newline="")  # type: ignore[type-var]
+    writer = csv.writer(text)
     writer.writerow(headers)
     count = 0
-    for row in rows:
-        writer.writerow([_safe(cell) for cell in row])
-        count += 1
-    return out.getvalue().encode("utf-8"), count
+    for chunk in chunks:
+        writer.writerows(_safe(chunk))
+        count += len(chunk)
+    text.flush()
+    text.detach()  # the sink stays open: its owner closes it
+    return count
 
 
-def _write_xlsx(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[bytes, int]:
+def _write_xlsx(
+    sink: BinaryIO, headers: Sequence[str], chunks: Iterable[Sequence[Sequence[str]]]
+) -> int:
     book = openpyxl.Workbook(write_only=True)
     sheet = book.create_sheet("Contacts")
     sheet.append(list(headers))
     count = 0
-    for row in rows:
-        sheet.append([_safe(cell) for cell in row])
-        count += 1
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue(), count
+    for chunk in chunks:
+        for row in _safe(chunk):
+            sheet.append(row)
+        count += len(chunk)
+    book.save(sink)
+    return count

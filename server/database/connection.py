@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -202,3 +203,25 @@ def lock_rows(query: peewee.ModelSelect) -> None:
     its write transactions already run one at a time."""
     if query.model._meta.database.for_update:
         query.for_update().execute()
+
+
+def stream_rows(query: peewee.ModelSelect, size: int) -> Iterator[list[tuple[object, ...]]]:
+    """The query's rows as the database stores them (no conversion), `size` at a time,
+    never all in memory: PostgreSQL through a server-side cursor (DECLARE, then FETCH) in
+    a transaction of its own; SQLite's cursor steps through the rows as they are fetched
+    anyway (and takes no write lock: a read needs no transaction)."""
+    db = query.model._meta.database
+    sql, params = query.sql()
+    if not db.for_update:  # SQLite
+        cursor = db.execute_sql(sql, params)
+        try:
+            while rows := cursor.fetchmany(size):
+                yield rows
+        finally:
+            cursor.close()
+        return
+    name = f"crmgate_stream_{uuid.uuid4().hex}"
+    with db.atomic():  # the cursor lives until the transaction ends
+        db.execute_sql(f'DECLARE "{name}" NO SCROLL CURSOR FOR {sql}', params)
+        while rows := db.execute_sql(f'FETCH FORWARD {int(size)} FROM "{name}"').fetchall():
+            yield rows

@@ -1208,6 +1208,86 @@ class GetSpreadsheetResponse(_message.Message):
 Global___GetSpreadsheetResponse: _TypeAlias = GetSpreadsheetResponse  # noqa: Y015
 
 @_typing.final
+class DownloadSpreadsheetRequest(_message.Message):
+    """DownloadSpreadsheetRequest names a spreadsheet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The spreadsheet's id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadSpreadsheetRequest: _TypeAlias = DownloadSpreadsheetRequest  # noqa: Y015
+
+@_typing.final
+class DownloadSpreadsheetResponse(_message.Message):
+    """DownloadSpreadsheetResponse is one message of a download: the file's
+    metadata first, then its bytes.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    METADATA_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.bytes
+    """The next bytes of the file; in every later message."""
+    @_builtins.property
+    def metadata(self) -> Global___SpreadsheetFile:
+        """The file's content type and length; only in the first message."""
+
+    def __init__(
+        self,
+        *,
+        metadata: Global___SpreadsheetFile | None = ...,
+        chunk: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "metadata", b"metadata", "part", b"part"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_part: _TypeAlias = _typing.Literal["metadata", "chunk"]  # noqa: Y015
+    _WhichOneofArgType_part: _TypeAlias = _typing.Literal["part", b"part"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_part) -> _WhichOneofReturnType_part | None: ...
+
+Global___DownloadSpreadsheetResponse: _TypeAlias = DownloadSpreadsheetResponse  # noqa: Y015
+
+@_typing.final
+class SpreadsheetFile(_message.Message):
+    """SpreadsheetFile is what an HTTP response serving a spreadsheet says about it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_LENGTH_FIELD_NUMBER: _builtins.int
+    content_type: _builtins.str
+    """Its media type (text/csv; charset=utf-8, or the XLSX type)."""
+    content_length: _builtins.int
+    """Its size in bytes."""
+    def __init__(
+        self,
+        *,
+        content_type: _builtins.str = ...,
+        content_length: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_length", b"content_length", "content_type", b"content_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpreadsheetFile: _TypeAlias = SpreadsheetFile  # noqa: Y015
+
+@_typing.final
 class CreateImportRequest(_message.Message):
     """CreateImportRequest wraps an ImportInput."""
 

@@ -88,6 +88,11 @@ class CrmStub:
                 request_serializer=crm_dot_v1_dot_crm__pb2.GetSpreadsheetRequest.SerializeToString,
                 response_deserializer=crm_dot_v1_dot_crm__pb2.GetSpreadsheetResponse.FromString,
                 _registered_method=True)
+        self.DownloadSpreadsheet = channel.unary_stream(
+                '/crm.v1.Crm/DownloadSpreadsheet',
+                request_serializer=crm_dot_v1_dot_crm__pb2.DownloadSpreadsheetRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.DownloadSpreadsheetResponse.FromString,
+                _registered_method=True)
         self.CreateImport = channel.unary_unary(
                 '/crm.v1.Crm/CreateImport',
                 request_serializer=crm_dot_v1_dot_crm__pb2.CreateImportRequest.SerializeToString,
@@ -203,6 +208,17 @@ class CrmServicer:
 
     def GetSpreadsheet(self, request, context):
         """GetSpreadsheet downloads one of the session user's spreadsheets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadSpreadsheet(self, request, context):
+        """DownloadSpreadsheet streams one of the session user's spreadsheets: the
+        first message carries its content type and length, every later one a chunk
+        of its bytes, so neither side holds a whole export. The voyzu gateway
+        answers POST /api/spreadsheets/get/{id} with it (`?async=true` runs
+        GetSpreadsheet instead). No REST binding of its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -325,6 +341,11 @@ def add_CrmServicer_to_server(servicer, server):
                     servicer.GetSpreadsheet,
                     request_deserializer=crm_dot_v1_dot_crm__pb2.GetSpreadsheetRequest.FromString,
                     response_serializer=crm_dot_v1_dot_crm__pb2.GetSpreadsheetResponse.SerializeToString,
+            ),
+            'DownloadSpreadsheet': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadSpreadsheet,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.DownloadSpreadsheetRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.DownloadSpreadsheetResponse.SerializeToString,
             ),
             'CreateImport': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateImport,
@@ -641,6 +662,33 @@ class Crm:
             '/crm.v1.Crm/GetSpreadsheet',
             crm_dot_v1_dot_crm__pb2.GetSpreadsheetRequest.SerializeToString,
             crm_dot_v1_dot_crm__pb2.GetSpreadsheetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadSpreadsheet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/crm.v1.Crm/DownloadSpreadsheet',
+            crm_dot_v1_dot_crm__pb2.DownloadSpreadsheetRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.DownloadSpreadsheetResponse.FromString,
             options,
             channel_credentials,
             insecure,

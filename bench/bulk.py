@@ -1,0 +1,364 @@
+"""Bulk work through the voyzu API, SQLite beside PostgreSQL, one `crmgate serve` each at
+its default settings:
+
+- Import: `POST /api/imports/create` of a CSV of N rows (and an XLSX of N rows), timed
+  end to end by the client. Target: CSV ≥ 20,000 rows/s (median over rounds).
+- Export: `POST /api/exports/create` of every contact of a tenant seeded with M contacts
+  (half with a custom field value), timed end to end, beside a floor measured in the same
+  round: the same contacts' columns read with sqlite3/psycopg2 (a server-side cursor)
+  straight into csv.writer and a file. The server's peak RSS growth is the kernel's
+  VmHWM after resetting it (`echo 5 > /proc/PID/clear_refs`) minus VmRSS before.
+  Targets: CSV time ≤ 3x the floor (median), peak RSS growth ≤ 64 MiB (worst round).
+
+Rounds interleave the backends and alternate floor and export; figures are min / median
+/ max. Exits non-zero when a target is missed.
+
+    .venv/bin/python bench/bulk.py [--import-rows 100000] [--xlsx-import-rows 20000]
+        [--export-rows 1000000] [--xlsx-export-rows 100000] [--rounds 3]
+
+CPU figures (rows per CPU-second of the crmgate process; export CPU against the floor's
+CPU) are printed beside the wall-clock ones: on a shared machine they show what the code
+costs when the wall clock mostly shows the neighbours. Targets use the wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import io
+import os
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import openpyxl
+import psycopg2
+import requests
+
+from bench.concurrency import postgres_database
+from tests.support.load import session_id
+from tests.support.processes import CrmgateProcess, run_admin
+
+PASSWORD = "bench password"
+IMPORTER = "importer@bulk.example"
+EXPORTER = "exporter@bulk.example"
+IMPORT_TARGET = 20_000.0
+EXPORT_RATIO_TARGET = 3.0
+RSS_TARGET_MIB = 64.0
+MIB = 1024 * 1024
+COLUMNS = "first_name, last_name, email, phone, company, created_at, updated_at"
+
+
+@dataclass
+class Backend:
+    name: str
+    server: CrmgateProcess
+    database: str  # the SQLite file or the PostgreSQL URL
+    importer: str  # session ids
+    exporter: str
+    export_tenant: int
+    figures: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, value: float) -> None:
+        self.figures.setdefault(name, []).append(value)
+
+    @property
+    def pid(self) -> int:
+        return self.server.processes[0].process.pid
+
+
+def deploy(stack: ExitStack, name: str, database_url: str | None, export_rows: int) -> Backend:
+    data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="crmgate-bulk-")))
+    env = {"CRMGATE_DATABASE_URL": database_url} if database_url else {}
+    for tenant, email in (("importing", IMPORTER), ("exporting", EXPORTER)):
+        run_admin(data_dir, "tenant", "create", tenant, env=env)
+        run_admin(
+            data_dir,
+            *("user", "create", "--tenant", tenant, "--email", email, "--password", PASSWORD),
+            *("--plan", "paid"),
+            env=env,
+        )
+    server = stack.enter_context(CrmgateProcess.start(data_dir, env=env))
+    database = database_url or str(data_dir / "crmgate.sqlite3")
+    exporter = session_id(server.http_url, EXPORTER, PASSWORD)
+    status = requests.post(
+        server.http_url + "/api/custom-fields/update",
+        json={"Fields": [{"Name": "Tier", "Type": "text"}]},
+        cookies={"voyzu_session_id": exporter},
+        timeout=30,
+    ).status_code
+    assert status == 200, status
+    started = time.perf_counter()
+    tenant = seed(database, export_rows)
+    print(f"  {name}: seeded {export_rows:,} contacts in {time.perf_counter() - started:.1f} s")
+    return Backend(
+        name,
+        server,
+        database,
+        session_id(server.http_url, IMPORTER, PASSWORD),
+        exporter,
+        tenant,
+    )
+
+
+def seed(database: str, rows: int) -> int:
+    """`rows` contacts (every second with a Tier value) for the exporting tenant, written
+    with one INSERT … SELECT per table: quick, and no part of what is measured."""
+    postgres = database.startswith("postgresql://")
+    connection = psycopg2.connect(database) if postgres else sqlite3.connect(database)
+    cursor = connection.cursor()
+    mark = "%s" if postgres else "?"
+    cursor.execute(f"SELECT id FROM tenant WHERE name = {mark}", ("exporting",))
+    (tenant,) = cursor.fetchone()
+    cursor.execute(f'SELECT id FROM "user" WHERE email = {mark}', (EXPORTER,))
+    (owner,) = cursor.fetchone()
+    if postgres:
+        numbers = f"generate_series(1, {int(rows)}) AS n(i)"
+        uuid = "md5(i::text || random()::text)::uuid"
+        moment = "timestamp '2026-01-01' + i * interval '1 second'"
+    else:
+        numbers = (
+            f"(WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {int(rows)})"
+            " SELECT i FROM s)"
+        )
+        uuid = "lower(hex(randomblob(16)))"
+        moment = "datetime('2026-01-01', '+' || i || ' seconds') || '.123456'"
+    cursor.execute(
+        f"INSERT INTO contact (uuid, tenant_id, owner_id, email, email_normalized, first_name,"
+        f" last_name, phone, company, created_at, updated_at)"
+        f" SELECT {uuid}, {tenant}, {owner}, 'Person' || i || '@Seed.example',"
+        f" 'person' || i || '@seed.example', 'First' || i, 'Last, \"' || i || '\"',"
+        f" '+1 555 ' || i, 'Company ' || (i % 1000), {moment}, {moment} FROM {numbers}"
+    )
+    cursor.execute(
+        "INSERT INTO custom_field_value (contact_id, name, value)"
+        f" SELECT id, 'Tier', 'gold' FROM contact WHERE tenant_id = {tenant} AND id % 2 = 0"
+    )
+    connection.commit()
+    if postgres:
+        connection.autocommit = True
+        cursor.execute("VACUUM ANALYZE")
+    connection.close()
+    return int(tenant)
+
+
+def csv_rows(rows: int, tag: str) -> list[list[str]]:
+    return [
+        [f"First{i}", f"Last{i}", f"{tag}-{i}@import.example", f"+1 555 {i}", f"Company {i % 97}"]
+        for i in range(rows)
+    ]
+
+
+HEADERS = ["FirstName", "LastName", "Email", "Phone", "Company"]
+
+
+def csv_file(rows: list[list[str]]) -> bytes:
+    out = io.StringIO(newline="")
+    writer = csv.writer(out)
+    writer.writerow(HEADERS)
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def xlsx_file(rows: list[list[str]]) -> bytes:
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet()
+    sheet.append(HEADERS)
+    for row in rows:
+        sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_import(backend: Backend, name: str, content: bytes, rows: int) -> tuple[float, float]:
+    """(rows/s by the wall clock, rows per CPU-second of the crmgate process)."""
+    body = {"FileName": name, "Content": base64.b64encode(content).decode()}
+    cpu = cpu_seconds(backend.pid)
+    started = time.perf_counter()
+    answer = requests.post(
+        backend.server.http_url + "/api/imports/create",
+        json=body,
+        cookies={"voyzu_session_id": backend.importer},
+        timeout=600,
+    )
+    elapsed = time.perf_counter() - started
+    result = answer.json()
+    assert answer.status_code == 200, result
+    assert (result["ImportedCount"], result["Errors"]) == (rows, []), result["Errors"][:3]
+    return rows / elapsed, rows / (cpu_seconds(backend.pid) - cpu)
+
+
+def status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def measure_export(backend: Backend, format_: str, rows: int) -> tuple[float, float, float]:
+    """(seconds, peak RSS growth in MiB, CPU seconds of the crmgate process) of one
+    export of the seeded tenant."""
+    Path(f"/proc/{backend.pid}/clear_refs").write_text("5")
+    before = status_kib(backend.pid, "VmRSS")
+    cpu = cpu_seconds(backend.pid)
+    started = time.perf_counter()
+    answer = requests.post(
+        backend.server.http_url + "/api/exports/create",
+        json={"Format": format_},
+        cookies={"voyzu_session_id": backend.exporter},
+        timeout=600,
+    )
+    elapsed = time.perf_counter() - started
+    peak = status_kib(backend.pid, "VmHWM")
+    body = answer.json()
+    assert answer.status_code == 200, body
+    assert body["Spreadsheet"]["RowCount"] == rows, body
+    return elapsed, (peak - before) / 1024, cpu_seconds(backend.pid) - cpu
+
+
+def measure_floor(backend: Backend, target: Path) -> tuple[float, float]:
+    """(seconds, CPU seconds of this process) of the same contacts' columns, read with
+    the driver (a server-side cursor on PostgreSQL) and written with csv.writer straight
+    to a file."""
+    postgres = backend.database.startswith("postgresql://")
+    query = (
+        f"SELECT {COLUMNS} FROM contact WHERE tenant_id = {backend.export_tenant}"
+        " AND deleted_at IS NULL ORDER BY created_at, id"
+    )
+    cpu = time.process_time()
+    started = time.perf_counter()
+    connection = (
+        psycopg2.connect(backend.database) if postgres else sqlite3.connect(backend.database)
+    )
+    cursor = connection.cursor("floor") if postgres else connection.cursor()
+    if postgres:
+        cursor.itersize = 2000
+    cursor.execute(query)
+    with target.open("w", newline="", encoding="utf-8") as sink:
+        writer = csv.writer(sink)
+        writer.writerow(COLUMNS.split(", "))
+        writer.writerows(cursor)
+        sink.flush()
+        os.fsync(sink.fileno())
+    connection.close()
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    return (
+        f"{min(values):,.{digits}f} / {statistics.median(values):,.{digits}f} /"
+        f" {max(values):,.{digits}f}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--import-rows", type=int, default=100_000)
+    parser.add_argument("--xlsx-import-rows", type=int, default=20_000)
+    parser.add_argument("--export-rows", type=int, default=1_000_000)
+    parser.add_argument("--xlsx-export-rows", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backends", default="sqlite,postgresql")
+    options = parser.parse_args(argv)
+    print(
+        f"bulk: import {options.import_rows:,} rows (XLSX: {options.xlsx_import_rows:,}), export {options.export_rows:,} contacts"
+        f" (XLSX: {options.xlsx_export_rows:,}), {options.rounds} rounds"
+    )
+    ok = True
+    with ExitStack() as stack:
+        backends = []
+        for name in options.backends.split(","):
+            url = stack.enter_context(postgres_database()) if name == "postgresql" else None
+            if name == "postgresql" and url is None:
+                print("  postgresql: no local PostgreSQL; skipped")
+                continue
+            backends.append(deploy(stack, name, url, options.export_rows))
+        floor_file = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "floor.csv"
+        for round_ in range(options.rounds):
+            files = {
+                "csv": (csv_file(csv_rows(options.import_rows, f"r{round_}")), options.import_rows),
+                "xlsx": (
+                    xlsx_file(csv_rows(options.xlsx_import_rows, f"x{round_}")),
+                    options.xlsx_import_rows,
+                ),
+            }
+            for backend in backends if round_ % 2 == 0 else reversed(backends):
+                for format_, (content, count) in files.items():
+                    rate, per_cpu = measure_import(
+                        backend, f"bulk-{round_}.{format_}", content, count
+                    )
+                    backend.add(f"import {format_} rows/s", rate)
+                    backend.add(f"import {format_} rows/CPU-s", per_cpu)
+                steps = ["floor", "export"] if round_ % 2 == 0 else ["export", "floor"]
+                for step in steps:
+                    if step == "floor":
+                        floor, floor_cpu = measure_floor(backend, floor_file)
+                    else:
+                        seconds, growth, cpu = measure_export(backend, "csv", options.export_rows)
+                        backend.add("export csv s", seconds)
+                        backend.add("export csv RSS MiB", growth)
+                backend.add("floor s", floor)
+                backend.add("export/floor", seconds / floor)
+                backend.add("export/floor CPU", cpu / floor_cpu)
+            print(f"  round {round_ + 1} done")
+        if options.xlsx_export_rows:
+            # XLSX on a tenant of its own size: openpyxl's writer is far slower than csv.
+            for backend in backends:
+                small = deploy(
+                    stack,
+                    backend.name + "-xlsx",
+                    None if backend.name == "sqlite" else stack.enter_context(postgres_database()),
+                    options.xlsx_export_rows,
+                )
+                for _ in range(options.rounds):
+                    seconds, growth, _ = measure_export(small, "xlsx", options.xlsx_export_rows)
+                    backend.add("export xlsx rows/s", options.xlsx_export_rows / seconds)
+                    backend.add("export xlsx RSS MiB", growth)
+        print("  min / median / max")
+        for backend in backends:
+            figures = backend.figures
+            import_rate = statistics.median(figures["import csv rows/s"])
+            ratio = statistics.median(figures["export/floor"])
+            worst_rss = max(
+                figures["export csv RSS MiB"] + figures.get("export xlsx RSS MiB", [0.0])
+            )
+            print(f"  {backend.name}:")
+            for name, values in figures.items():
+                print(f"    {name:<22} {spread(values, 0 if 'rows/s' in name else 2)}")
+            verdicts = [
+                (
+                    f"import CSV median {import_rate:,.0f} rows/s ≥ {IMPORT_TARGET:,.0f}",
+                    import_rate >= IMPORT_TARGET,
+                ),
+                (
+                    f"export CSV median {ratio:.2f}x floor ≤ {EXPORT_RATIO_TARGET}x",
+                    ratio <= EXPORT_RATIO_TARGET,
+                ),
+                (
+                    f"export peak RSS growth {worst_rss:.1f} MiB ≤ {RSS_TARGET_MIB:.0f} MiB",
+                    worst_rss <= RSS_TARGET_MIB,
+                ),
+            ]
+            for text, met in verdicts:
+                print(f"    {'ok    ' if met else 'MISSED'} {text}")
+                ok = ok and met
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
