@@ -38,6 +38,8 @@ from tests.support.load import post_all, session_id
 from tests.support.processes import CrmgateProcess, run_admin
 
 ROUNDS = 3
+#: A request budget the benchmarks never reach.
+UNREACHED = str(10**9)
 CREATES = 500
 SHARED_EVERY = 10
 MEASURE_SECONDS = 3.0
@@ -93,7 +95,9 @@ def postgres_database() -> Iterator[str | None]:
 
 def deploy(stack: ExitStack, env: dict[str, str]) -> Deployment:
     data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-    run_admin(data_dir, "tenant", "create", "bench", env=env)
+    # One key at thousands of calls a second is past the default budget (60,000 a minute):
+    # a budget it never reaches keeps the budget's bookkeeping in the measurement.
+    run_admin(data_dir, "tenant", "create", "bench", "--request-limit", UNREACHED, env=env)
     run_admin(
         data_dir,
         *("user", "create", "--tenant", "bench", "--email", USER, "--password", PASSWORD),

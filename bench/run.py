@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import c2c_upload, close_upload, concurrency, health
+from bench import c2c_upload, close_upload, concurrency, health, rate_limit
 
 if __name__ == "__main__":
     health.main()
@@ -16,4 +16,6 @@ if __name__ == "__main__":
     print()
     close_upload.main()
     print()
-    raise SystemExit(concurrency.main())
+    missed = rate_limit.main()
+    print()
+    raise SystemExit(concurrency.main() or missed)

@@ -20,6 +20,7 @@ from gateway.errors import (
     NUL_CHARACTER,
     NUMBER_TOO_LONG,
     reject,
+    throttle_headers,
 )
 from gateway.forwarding import Network, forwarded_middleware
 from gateway.json_reader import TranscodeError, build_request
@@ -63,7 +64,7 @@ class Gateway:
                 values = route.path.field_values(request.match_info)
                 return await self.dispatch(request, route, surface, values)
             except CallFailed as failure:
-                return await surface.render_error(request, failure.status)
+                return await render_failure(surface, request, failure)
 
         return handle
 
@@ -78,7 +79,7 @@ class Gateway:
                 request, route, self._owners.get(route.service, surface), values
             )
         except CallFailed as failure:
-            return await surface.render_error(request, failure.status)
+            return await render_failure(surface, request, failure)
 
     async def dispatch(
         self, request: web.Request, route: Route, surface: Surface, values: dict[str, str]
@@ -179,3 +180,12 @@ def build_app(
 
     app.on_cleanup.append(close_caller)
     return app
+
+
+async def render_failure(
+    surface: Surface, request: web.Request, failure: CallFailed
+) -> web.StreamResponse:
+    """The surface's error response, with Retry-After (and RateLimit) when throttled."""
+    response = await surface.render_error(request, failure.status)
+    response.headers.update(throttle_headers(failure.status))
+    return response

@@ -22,6 +22,7 @@ from server.crm.servicer import CrmService
 from server.files.servicer import FilesService
 from server.files.storage import object_storage, sign_upload_form, upload_target
 from server.links import PublicLinks
+from server.rate_limits import RateLimits
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,10 @@ class Binding:
 
 
 def default_bindings(
-    settings: Settings, links: PublicLinks, runner: BackgroundRunner
+    settings: Settings,
+    links: PublicLinks,
+    runner: BackgroundRunner,
+    limits: RateLimits | None = None,
 ) -> list[Binding]:
     buckets = object_storage(settings)
     return [
@@ -45,7 +49,7 @@ def default_bindings(
             files_pb2_grpc.add_FilesServicer_to_server,
             FilesService(links, sign_upload_form, buckets, upload_target(buckets)),
         ),
-        Binding(crm_pb2_grpc.add_CrmServicer_to_server, CrmService(buckets, runner)),
+        Binding(crm_pb2_grpc.add_CrmServicer_to_server, CrmService(buckets, runner, limits)),
         Binding(
             registrar(operations_pb2.DESCRIPTOR.services_by_name["Operations"]),
             OperationsService(),

@@ -27,6 +27,7 @@ class ApiError(Exception):
         *,
         violations: Iterable[tuple[str, str]] = (),
         metadata: Mapping[str, str] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -34,9 +35,12 @@ class ApiError(Exception):
         self.message = message
         self.violations = list(violations)
         self.metadata = dict(metadata or {})
+        self.retry_after = retry_after
 
     def to_status(self) -> status_pb2.Status:
-        return build_status(self.code, self.message, self.reason, self.violations, self.metadata)
+        return build_status(
+            self.code, self.message, self.reason, self.violations, self.metadata, self.retry_after
+        )
 
 
 def invalid_argument(message: str, reason: str = "bad_request") -> ApiError:

@@ -19,6 +19,7 @@ from gateway.calls import Caller
 from gateway.contract import (
     ACCEPT_LANGUAGE_KEY,
     BASE_URL_KEY,
+    CLIENT_ADDRESS_KEY,
     HOST_KEY,
     REQUEST_ID_KEY,
     new_request_id,
@@ -75,6 +76,7 @@ class Surface:
             (REQUEST_ID_KEY, header_text(request.headers.get("X-Request-Id")) or new_request_id()),
             (HOST_KEY, request_host(request) if host else ""),
             (BASE_URL_KEY, f"{request.scheme}://{host}" if host else ""),
+            (CLIENT_ADDRESS_KEY, request.remote or ""),
         ]
         language = header_text(request.headers.get("Accept-Language"))
         if language:

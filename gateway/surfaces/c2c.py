@@ -18,6 +18,7 @@ from google.rpc import status_pb2
 from gateway.calls import Caller
 from gateway.contract import (
     AUTHORIZATION_KEY,
+    RATE_LIMITED,
     CallFailed,
     error_info,
     field_violations,
@@ -80,6 +81,7 @@ STATUSES: StatusTable[tuple[int, str]] = StatusTable(
         METHOD_NOT_ALLOWED: (405, "method_not_allowed"),
         UNSUPPORTED_MEDIA_TYPE: (415, "unsupported_media_type"),
         BODY_TOO_LARGE: (413, "payload_too_large"),
+        RATE_LIMITED: (429, "too_many_requests"),
     },
     by_code={
         grpc.StatusCode.INVALID_ARGUMENT: (422, "validation_failed"),

@@ -21,17 +21,27 @@ from server.errors import ApiError, invalid_argument, not_found
 from server.executors import run_db, run_db_bulk
 from server.objects import ObjectStorage
 from server.principal import require_principal
+from server.rate_limits import RateLimits, current_client
 
 
 class CrmService(crm_pb2_grpc.CrmServicer):
-    def __init__(self, buckets: ObjectStorage, runner: BackgroundRunner) -> None:
+    def __init__(
+        self, buckets: ObjectStorage, runner: BackgroundRunner, limits: RateLimits | None = None
+    ) -> None:
         self._buckets = buckets
         self._runner = runner
+        self._limits = limits
 
     async def Authenticate(
         self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext
     ) -> pb.AuthenticateResponse:
-        session = await sign_in(request.input.email, request.input.password)
+        email, address = request.input.email, current_client.get()
+        failed_before = self._limits and await self._limits.before_sign_in(email, address)
+        session = await sign_in(email, request.input.password)
+        if self._limits:
+            await self._limits.after_sign_in(
+                email, address, session is not None, bool(failed_before)
+            )
         if session is None:
             raise ApiError(
                 grpc.StatusCode.UNAUTHENTICATED, "invalid_credentials", "Invalid email or password."
