@@ -208,53 +208,6 @@ def test_wrong_close_keys_lock_the_address(replicas: Replicas) -> None:
     assert answer.status_code == 200, answer.text
 
 
-def _grpc_health(target: str, key: str, spoofed: str) -> grpc.RpcError | None:
-    with grpc.insecure_channel(target) as channel:
-        stub = contact_assets_pb2_grpc.ContactAssetsStub(channel)
-        try:
-            stub.Health(
-                contact_assets_pb2.HealthRequest(),
-                metadata=[
-                    ("authorization", f"Bearer {key}"),
-                    ("x-crmgate-client-address", spoofed),
-                ],
-                timeout=30,
-            )
-        except grpc.RpcError as error:
-            return error
-    return None
-
-
-def test_wrong_grpc_keys_lock_the_peer_whatever_it_claims(replicas: Replicas) -> None:
-    """Direct gRPC callers are counted by their own address: the client-address metadata
-    counts from trusted gateways only. (Runs last among the address tests: it locks out
-    127.0.0.1 itself, which the HTTP tests never are, having X-Forwarded-For.)"""
-    key = replicas.admin("apikey", "create", "--tenant", "quiet", "--kind", "c2c")
-    targets = itertools.cycle([replicas.a.grpc_target, replicas.b.grpc_target])
-    for n in range(ADDRESS_FAILURES):
-        error = _grpc_health(next(targets), f"c2c_guess{n}", next(_addresses))
-        assert error is not None and error.code() == grpc.StatusCode.UNAUTHENTICATED
-    error = _grpc_health(next(targets), key, next(_addresses))
-    assert error is not None and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    status = rpc_status.from_call(error)
-    assert status is not None
-    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
-    assert status.details[0].Unpack(info) and status.details[1].Unpack(retry)
-    seconds = retry.retry_delay.seconds
-    assert 3500 < seconds <= 3600
-    assert (info.reason, dict(info.metadata)) == (
-        "rate_limited",
-        {"limit": str(ADDRESS_FAILURES), "remaining": "0", "reset": str(seconds)},
-    )
-    assert status.message == f"Too many requests; try again in {seconds} seconds."
-    # The same key through a gateway, for another client, still works.
-    answer = send(
-        replicas, "GET", "/api/c2c/health", next(_addresses),
-        headers={"X-Api-Version": "v1", "Authorization": f"Bearer {key}"},
-    )  # fmt: skip
-    assert answer.status_code == 200
-
-
 def _in_one_window(run: Any) -> Any:
     """Run `run()` so that it starts and ends in one rate window (again, if it straddled
     two: the budget is counted per fixed window)."""
@@ -322,6 +275,7 @@ def test_the_closeio_client_rides_through_a_throttle(replicas: Replicas) -> None
     """The unmodified client sleeps for RateLimit's reset on a 429 and tries again."""
     key = replicas.admin("apikey", "create", "--tenant", "noisy", "--kind", "close")
     api = Client(key)
+    api.session.headers["X-Forwarded-For"] = next(_addresses)  # a client of its own
     statuses: list[int] = []
     api.session.hooks["response"].append(
         lambda response, **_: statuses.append(response.status_code)
@@ -335,3 +289,50 @@ def test_the_closeio_client_rides_through_a_throttle(replicas: Replicas) -> None
     assert len(forms) == 2 * BUDGET + 2 and all("upload" in form for form in forms)
     assert 429 in statuses  # it was throttled, and rode through
     assert set(statuses) == {200, 429}
+
+
+def _grpc_health(target: str, key: str, spoofed: str) -> grpc.RpcError | None:
+    with grpc.insecure_channel(target) as channel:
+        stub = contact_assets_pb2_grpc.ContactAssetsStub(channel)
+        try:
+            stub.Health(
+                contact_assets_pb2.HealthRequest(),
+                metadata=[
+                    ("authorization", f"Bearer {key}"),
+                    ("x-crmgate-client-address", spoofed),
+                ],
+                timeout=30,
+            )
+        except grpc.RpcError as error:
+            return error
+    return None
+
+
+def test_wrong_grpc_keys_lock_the_peer_whatever_it_claims(replicas: Replicas) -> None:
+    """Direct gRPC callers are counted by their own address: the client-address metadata
+    counts from trusted gateways only. (Last in the module: it locks out 127.0.0.1 itself,
+    which the HTTP tests never are, having X-Forwarded-For.)"""
+    key = replicas.admin("apikey", "create", "--tenant", "quiet", "--kind", "c2c")
+    targets = itertools.cycle([replicas.a.grpc_target, replicas.b.grpc_target])
+    for n in range(ADDRESS_FAILURES):
+        error = _grpc_health(next(targets), f"c2c_guess{n}", next(_addresses))
+        assert error is not None and error.code() == grpc.StatusCode.UNAUTHENTICATED
+    error = _grpc_health(next(targets), key, next(_addresses))
+    assert error is not None and error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = rpc_status.from_call(error)
+    assert status is not None
+    info, retry = error_details_pb2.ErrorInfo(), error_details_pb2.RetryInfo()
+    assert status.details[0].Unpack(info) and status.details[1].Unpack(retry)
+    seconds = retry.retry_delay.seconds
+    assert 3500 < seconds <= 3600
+    assert (info.reason, dict(info.metadata)) == (
+        "rate_limited",
+        {"limit": str(ADDRESS_FAILURES), "remaining": "0", "reset": str(seconds)},
+    )
+    assert status.message == f"Too many requests; try again in {seconds} seconds."
+    # The same key through a gateway, for another client, still works.
+    answer = send(
+        replicas, "GET", "/api/c2c/health", next(_addresses),
+        headers={"X-Api-Version": "v1", "Authorization": f"Bearer {key}"},
+    )  # fmt: skip
+    assert answer.status_code == 200
