@@ -8,11 +8,12 @@ no email, address or credential is stored in the clear.
 * Lockouts count failures: failed sign-ins per account and per client address, and wrong
   API keys or sessions per client address. A key's window begins at its first failure
   and lasts `auth_failure_window`; at the limit the key is refused until it ends (so
-  there are never more than the limit in a row, window boundaries or not). Sign-in, and
-  every credential looked up in the store (sessions; API keys not verified by this process
-  in the last two seconds), read the store's count first; a call with a key verified
-  moments ago is checked against the lockouts this process knows of (each failure it
-  records returns the shared count). A successful sign-in clears its account's count
+  there are never more than the limit in a row, window boundaries or not). Sign-in reads
+  the store's counts first; so does every credential looked up in the store (sessions;
+  API keys not verified by this process in the last two seconds), believing an address's
+  "not locked" for a second unless it fails meanwhile; a call with a key verified moments
+  ago is checked against the lockouts this process knows of (each failure it records
+  returns the shared count). A successful sign-in clears its account's count
   ("consecutive" failures, NIST SP 800-63B §5.2.2).
 * Budgets count every call of a key or session. The hot path is arithmetic on an
   in-process counter; it adds its count to the store's once a second, and every
@@ -65,6 +66,8 @@ SYNC_SECONDS = 1.0
 MAX_BATCH = 1000
 #: In-process entries (budgets, known lockouts) beyond which stale ones are dropped.
 MAX_ENTRIES = 10_000
+#: How long the store's word that an address is not locked out is believed (per process).
+CLEAR_SECONDS = 1.0
 
 #: The client address of the call being run (set by the pipeline), for sign-in limits.
 current_client: contextvars.ContextVar[str] = contextvars.ContextVar("current_client", default="")
@@ -249,6 +252,8 @@ class RateLimits:
         self._gateways: list[Network] = [
             ipaddress.ip_network(cidr, strict=False) for cidr in settings.trusted_gateways
         ]
+        self._clock = clock
+        self._clear: dict[str, float] = {}  # address key → the store said "not locked" until
         self.lockouts = Lockouts(settings.auth_failure_window, clock)
         self.budgets = Budgets(settings.rate_window, clock)
 
@@ -283,6 +288,7 @@ class RateLimits:
                 and presented
                 and self._address_failures
             ):
+                self._clear.pop(address_key, None)
                 await self.lockouts.fail({address_key: self._address_failures})
             raise
         if principal is not None and method not in UNBUDGETED_METHODS:
@@ -295,11 +301,20 @@ class RateLimits:
 
     async def before_lookup(self) -> None:
         """Before a credential is looked up in the store: refuse the caller's address if
-        it is locked out on any replica (asking the store, which the lookup does anyway).
-        Only credentials this process verified moments ago skip this."""
+        it is locked out on any replica. The store's "not locked" is believed for
+        CLEAR_SECONDS (until the address fails here), so a busy client costs one read a
+        second; only credentials this process verified moments ago skip this."""
         address = current_client.get()
-        if address and self._address_failures:
-            await self.lockouts.check({_address_key(address): self._address_failures})
+        if not address or not self._address_failures:
+            return
+        key, now = _address_key(address), self._clock()
+        if self._clear.get(key, 0.0) > now:
+            self.lockouts.check_known(key, self._address_failures)
+            return
+        await self.lockouts.check({key: self._address_failures})
+        if len(self._clear) >= MAX_ENTRIES:
+            self._clear.clear()
+        self._clear[key] = now + CLEAR_SECONDS
 
     def guarded(self, verify: CredentialVerifier) -> CredentialVerifier:
         """A verifier that always looks its credential up in the store (sessions), with
