@@ -11,7 +11,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import c2c_split_memory, c2c_upload, close_upload, concurrency, health, stats, webp
+from bench import (
+    c2c_split_memory,
+    c2c_upload,
+    close_upload,
+    concurrency,
+    health,
+    rate_limit,
+    stats,
+    webp,
+)
 
 BENCHMARKS = {
     "health": health.main,
@@ -19,6 +28,7 @@ BENCHMARKS = {
     "c2c_upload": c2c_upload.main,
     "c2c_split_memory": c2c_split_memory.main,
     "close_upload": close_upload.main,
+    "rate_limit": rate_limit.main,
     "concurrency": concurrency.main,
 }
 

@@ -40,8 +40,14 @@ ACCEPT_LANGUAGE_KEY = "accept-language"
 SESSION_KEY = "x-voyzu-session"
 #: Credentials of API-key surfaces: `Bearer <key>`.
 AUTHORIZATION_KEY = "authorization"
+#: The HTTP client's address (after trusted proxies), for per-address rate limits; the
+#: server believes it only from trusted gateways (CRMGATE_TRUSTED_GATEWAYS).
+CLIENT_ADDRESS_KEY = "x-crmgate-client-address"
 
 ERROR_DOMAIN = "crmgate"
+#: ErrorInfo reason of a throttled call (RESOURCE_EXHAUSTED); its ErrorInfo.metadata has
+#: `limit`, `remaining` and `reset` (seconds), and a google.rpc.RetryInfo says when to retry.
+RATE_LIMITED = "rate_limited"
 
 #: Methods anyone may call: signing in, the class modules, and the byte streams whose
 #: request is itself the capability (a signed policy, a download token, a media URL).
@@ -108,9 +114,11 @@ def build_status(
     reason: str | None = None,
     violations: Iterable[tuple[str, str] | tuple[str, str, str]] = (),
     metadata: Mapping[str, str] | None = None,
+    retry_after: int | None = None,
 ) -> status_pb2.Status:
-    """A google.rpc.Status carrying ErrorInfo and, when there are any, field violations
-    (`(field, description)` or `(field, description, rule)`, the rule a stable key)."""
+    """A google.rpc.Status carrying ErrorInfo, a RetryInfo when `retry_after` (seconds) is
+    given and, when there are any, field violations (`(field, description)` or
+    `(field, description, rule)`, the rule a stable key)."""
     status = status_pb2.Status(code=code.value[0], message=message)
     if reason:
         info = error_details_pb2.ErrorInfo(
@@ -126,6 +134,10 @@ def build_status(
     if field_violations:
         bad_request = error_details_pb2.BadRequest(field_violations=field_violations)
         status.details.append(_pack(bad_request))
+    if retry_after is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.seconds = retry_after
+        status.details.append(_pack(retry))
     return status
 
 
@@ -156,6 +168,17 @@ def error_reason(status: status_pb2.Status) -> str:
     """The ErrorInfo reason, or "" when the status has none."""
     info = error_info(status)
     return info.reason if info is not None else ""
+
+
+def retry_after(status: status_pb2.Status) -> int | None:
+    """Whole seconds of the status's RetryInfo (rounded up), or None without one."""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            delay = info.retry_delay
+            return delay.seconds + (1 if delay.nanos > 0 else 0)
+    return None
 
 
 def field_violations(

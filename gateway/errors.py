@@ -16,7 +16,15 @@ from typing import Generic, TypeVar
 import grpc
 from google.rpc import status_pb2
 
-from gateway.contract import CallFailed, build_status, error_info, error_reason, status_code
+from gateway.contract import (
+    RATE_LIMITED,
+    CallFailed,
+    build_status,
+    error_info,
+    error_reason,
+    retry_after,
+    status_code,
+)
 from gateway.localisation import translate
 
 # Reasons the gateway itself gives, before or instead of a call.
@@ -55,9 +63,11 @@ BODY_REFUSALS = frozenset(
         UNREADABLE_BODY,
     }
 )
-#: Refusals worded by the gateway from the catalogue (a surface may re-word them in the
-#: caller's language); every other status was worded by the service.
+#: Refusals worded from the catalogue — the gateway's own, and the server's throttling —
+#: which a surface may re-word in the caller's language; every other status was worded by
+#: the service.
 GATEWAY_WORDED = BODY_REFUSALS | {
+    RATE_LIMITED,
     ROUTE_NOT_FOUND,
     METHOD_NOT_ALLOWED,
     BODY_TOO_LARGE,
@@ -79,7 +89,9 @@ def reject(
     any field violations as (field, rule in English, kind)."""
     message = translate(reason, "en", **params)
     metadata = {name: str(value) for name, value in params.items()}
-    return CallFailed(build_status(code, message, reason, violations, metadata))
+    seconds = params.get(RETRY_AFTER_KEY)  # also a RetryInfo, as the services' throttles
+    retry = int(seconds) if isinstance(seconds, int | str) else None
+    return CallFailed(build_status(code, message, reason, violations, metadata, retry))
 
 
 #: The usual mapping (grpc-gateway's HTTPStatusFromCode, google.rpc.Code's comments).
@@ -134,7 +146,18 @@ def default_http_status(status: status_pb2.Status) -> int:
     return DEFAULT_STATUSES.lookup(status) or 500
 
 
-def retry_after(status: status_pb2.Status) -> str | None:
-    """Seconds a refused caller should wait before retrying, if the refusal says."""
+def throttle_headers(status: status_pb2.Status) -> dict[str, str]:
+    """For a status with a RetryInfo: `Retry-After`, and Close's `RateLimit: limit=…,
+    remaining=…, reset=…` (what the `closeio` client reads to sleep) when the ErrorInfo
+    carries those figures; else nothing."""
+    seconds = retry_after(status)
+    if seconds is None:
+        return {}
+    headers = {"Retry-After": str(seconds)}
     info = error_info(status)
-    return info.metadata.get(RETRY_AFTER_KEY) if info is not None else None
+    if info is not None and all(name in info.metadata for name in ("limit", "remaining")):
+        headers["RateLimit"] = (
+            f"limit={info.metadata['limit']}, remaining={info.metadata['remaining']}, "
+            f"reset={seconds}"
+        )
+    return headers

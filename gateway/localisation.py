@@ -77,6 +77,11 @@ MESSAGES: Mapping[str, Mapping[str, str]] = {
     },
     "error_word": {"en": "error", "es": "error"},
     "errors_word": {"en": "errors", "es": "errores"},
+    # Throttled calls (the server's rate limits), worded again in the caller's language.
+    "rate_limited": {
+        "en": "Too many requests; try again in {reset} seconds.",
+        "es": "Demasiadas solicitudes; vuelva a intentarlo en {reset} segundos.",
+    },
     # The gateway's own refusals, made before a call reaches a service.
     "missing_api_version": {
         "en": "The X-Api-Version header is required.",

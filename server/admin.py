@@ -27,18 +27,33 @@ class AdminError(Exception):
 
 
 def create_tenant(
-    name: str, hosts: list[str], locale: str, honor_accept_language: bool = True
+    name: str,
+    hosts: list[str],
+    locale: str,
+    honor_accept_language: bool = True,
+    request_limit: int | None = None,
 ) -> Tenant:
     with database.atomic():
         tenant = _insert(
             lambda: Tenant.create(
-                name=name, locale=locale, honor_accept_language=honor_accept_language
+                name=name,
+                locale=locale,
+                honor_accept_language=honor_accept_language,
+                request_limit=request_limit,
             ),
             f"tenant {name!r} already exists",
         )
         for host in hosts:
             bind_host(tenant, host)
     return tenant
+
+
+def set_request_limit(name: str, limit: int | None) -> int | None:
+    """A tenant's request budget per rate window (None: the server's default). Servers
+    see it once their cached credentials expire (two seconds for keys)."""
+    if not Tenant.update(request_limit=limit).where(Tenant.name == name).execute():
+        raise AdminError(f"no tenant {name!r}")
+    return limit
 
 
 def bind_host(tenant: Tenant, host: str) -> None:

@@ -114,6 +114,7 @@ class KeyVerifier:
                 honor_accept_language=row.tenant.honor_accept_language,
                 credential_kind=row.kind,
                 credential_id=row.key_id,
+                request_limit=row.tenant.request_limit,
             )
         if len(self._keys) >= CACHE_MAX_ENTRIES:
             self._keys.clear()

@@ -43,8 +43,12 @@ def bearer_token(metadata: Mapping[str, str]) -> str | None:
     return token.strip()
 
 
-def api_key_verifier(verifier: KeyVerifier, kind: str) -> CredentialVerifier:
-    """API keys travel as `authorization: Bearer <key>`, the host as x-crmgate-host."""
+def api_key_verifier(
+    verifier: KeyVerifier, kind: str, before_lookup: Callable[[], Awaitable[None]] | None = None
+) -> CredentialVerifier:
+    """API keys travel as `authorization: Bearer <key>`, the host as x-crmgate-host.
+    `before_lookup` runs before a key the cache does not know is looked up (the rate
+    limits' check of the caller's address)."""
 
     async def verify(metadata: Mapping[str, str]) -> Principal | None:
         token = bearer_token(metadata)
@@ -54,6 +58,8 @@ def api_key_verifier(verifier: KeyVerifier, kind: str) -> CredentialVerifier:
         hit, principal = verifier.cached(token, kind, host)
         if hit:
             return principal
+        if before_lookup is not None:
+            await before_lookup()
         return await run_db(verifier.verify, token, kind, host)
 
     return verify

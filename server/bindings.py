@@ -22,6 +22,7 @@ from server.crm.servicer import CrmService
 from server.files.servicer import FilesService
 from server.files.storage import direct_uploads, object_storage, sign_upload_form, upload_target
 from server.links import PublicLinks
+from server.rate_limits import RateLimits
 from server.workers import BulkWorkers
 
 
@@ -38,6 +39,7 @@ def default_bindings(
     links: PublicLinks,
     runner: BackgroundRunner,
     bulk: BulkWorkers | None = None,
+    limits: RateLimits | None = None,
 ) -> list[Binding]:
     """Every service; bulk jobs run in `bulk`'s worker processes, or without it on this
     process's database threads."""
@@ -57,7 +59,7 @@ def default_bindings(
                 direct_uploads(settings, buckets),
             ),
         ),
-        Binding(crm_pb2_grpc.add_CrmServicer_to_server, CrmService(buckets, runner, bulk)),
+        Binding(crm_pb2_grpc.add_CrmServicer_to_server, CrmService(buckets, runner, bulk, limits)),
         Binding(
             registrar(operations_pb2.DESCRIPTOR.services_by_name["Operations"]),
             OperationsService(),

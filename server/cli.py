@@ -118,6 +118,19 @@ def _grpc_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grpc-port", type=int, default=50051, help="0 picks a free port")
 
 
+REQUEST_LIMIT_HELP = (
+    "requests each of the tenant's keys and sessions may make per $CRMGATE_RATE_WINDOW "
+    "(0: unlimited; default: $CRMGATE_RATE_LIMIT)"
+)
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
 def _admin_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path)
     groups = parser.add_subparsers(required=True, metavar="OBJECT")
@@ -134,7 +147,12 @@ def _admin_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="always answer in the tenant's locale, whatever the caller's Accept-Language",
     )
+    create.add_argument("--request-limit", type=_count, help=REQUEST_LIMIT_HELP)
     create.set_defaults(run=_admin(_create_tenant))
+    limit = tenant.add_parser("request-limit", help="set a tenant's request budget")
+    limit.add_argument("name")
+    limit.add_argument("limit", type=_count, nargs="?", help=REQUEST_LIMIT_HELP + "; omit: default")
+    limit.set_defaults(run=_admin(_set_request_limit))
 
     apikey = groups.add_parser("apikey").add_subparsers(required=True, metavar="ACTION")
     create = apikey.add_parser("create", help="issue a key; prints only the key")
@@ -224,12 +242,18 @@ def _admin(action: AdminAction) -> Callable[[argparse.Namespace, Settings], int]
     return run
 
 
+def _set_request_limit(args: argparse.Namespace, settings: Settings) -> None:
+    limit = admin.set_request_limit(args.name, args.limit)
+    print("default" if limit is None else limit)
+
+
 def _create_tenant(args: argparse.Namespace, settings: Settings) -> None:
     tenant = admin.create_tenant(
         args.name,
         args.host,
         args.locale or settings.default_locale,
         honor_accept_language=not args.ignore_accept_language,
+        request_limit=args.request_limit,
     )
     print(tenant.name)
 

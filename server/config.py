@@ -54,6 +54,22 @@ class Settings:
     #: Request bodies over 1 MiB (or chunked) one gateway process reads at once; beyond,
     #: 503 with Retry-After.
     max_large_uploads: int = 4
+    #: Failed sign-ins one voyzu account may have in a row within the failure window
+    #: before sign-in is refused for the rest of it (NIST SP 800-63B: at most 100); 0: off.
+    auth_account_failures: int = 100
+    #: Failed sign-ins and wrong credentials one client address may have in the failure
+    #: window before its calls are refused for the rest of it; 0: off.
+    auth_address_failures: int = 100
+    #: The failure window, in seconds (a success clears the account's count).
+    auth_failure_window: float = 900.0
+    #: Requests each API key and session may make per rate window (a tenant's own
+    #: `request_limit` replaces it); 0: no budget.
+    rate_limit: int = 60_000
+    #: The rate window, in seconds.
+    rate_window: float = 60.0
+    #: Peers whose x-crmgate-client-address metadata (the HTTP client's address) is
+    #: believed: gateways. Calls from anyone else count as from the peer itself.
+    trusted_gateways: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -81,6 +97,24 @@ class Settings:
             direct_uploads=_flag(env, "CRMGATE_DIRECT_UPLOADS"),
             read_timeout=_number(env, "CRMGATE_READ_TIMEOUT", float, cls.read_timeout),
             max_large_uploads=_number(env, "CRMGATE_MAX_LARGE_UPLOADS", int, cls.max_large_uploads),
+            auth_account_failures=_number(
+                env, "CRMGATE_AUTH_ACCOUNT_FAILURES", int, cls.auth_account_failures, zero=True
+            ),
+            auth_address_failures=_number(
+                env, "CRMGATE_AUTH_ADDRESS_FAILURES", int, cls.auth_address_failures, zero=True
+            ),
+            auth_failure_window=_number(
+                env, "CRMGATE_AUTH_FAILURE_WINDOW", float, cls.auth_failure_window
+            ),
+            rate_limit=_number(env, "CRMGATE_RATE_LIMIT", int, cls.rate_limit, zero=True),
+            rate_window=_number(env, "CRMGATE_RATE_WINDOW", float, cls.rate_window),
+            trusted_gateways=tuple(
+                cidr.strip()
+                for cidr in env.get(
+                    "CRMGATE_TRUSTED_GATEWAYS", ",".join(cls.trusted_gateways)
+                ).split(",")
+                if cidr.strip()
+            ),
         )
         settings.validate()
         return settings
@@ -113,6 +147,8 @@ class Settings:
                 "CRMGATE_DIRECT_UPLOADS=1 needs S3 storage (CRMGATE_STORAGE_URL=s3://bucket/prefix):"
                 " with local storage there is no bucket for clients to post to"
             )
+        if self.auth_account_failures > 100:
+            raise ValueError("CRMGATE_AUTH_ACCOUNT_FAILURES must be at most 100 (NIST SP 800-63B)")
 
     @property
     def sqlite_path(self) -> Path:

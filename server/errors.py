@@ -27,6 +27,7 @@ class ApiError(Exception):
         *,
         violations: Iterable[tuple[str, str]] = (),
         metadata: Mapping[str, str] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -34,13 +35,16 @@ class ApiError(Exception):
         self.message = message
         self.violations = list(violations)
         self.metadata = dict(metadata or {})
+        self.retry_after = retry_after
 
     def __reduce__(self) -> tuple[object, ...]:
         """Whole across processes: bulk jobs raise it in worker processes (server/workers.py)."""
         return (type(self), (self.code, self.reason, self.message), self.__dict__)
 
     def to_status(self) -> status_pb2.Status:
-        return build_status(self.code, self.message, self.reason, self.violations, self.metadata)
+        return build_status(
+            self.code, self.message, self.reason, self.violations, self.metadata, self.retry_after
+        )
 
 
 def invalid_argument(message: str, reason: str = "bad_request") -> ApiError:

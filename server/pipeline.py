@@ -32,6 +32,7 @@ from gateway.contract import (
 from server.errors import ApiError
 from server.logs import log_call
 from server.principal import Principal, current_principal
+from server.rate_limits import RateLimits, current_client
 
 log = logging.getLogger("crmgate.rpc")
 
@@ -43,8 +44,9 @@ Authenticator = Callable[[str, Mapping[str, str]], Awaitable[Principal | None]]
 
 
 class CallPipeline:
-    def __init__(self, authenticate: Authenticator) -> None:
+    def __init__(self, authenticate: Authenticator, limits: RateLimits | None = None) -> None:
         self._authenticate = authenticate
+        self._limits = limits
 
     async def run(
         self,
@@ -60,7 +62,7 @@ class CallPipeline:
         `request` is then the stream of messages); returns the response or raises
         CallFailed. `run_as` skips authentication for work a caller was already
         authenticated for (background requests), keeping everything else the same."""
-        async with self._call(method, metadata, run_as):
+        async with self._call(method, metadata, run_as, context):
             response = await behavior(request, context)
         return response
 
@@ -74,16 +76,17 @@ class CallPipeline:
     ) -> AsyncIterator[Message]:
         """Run one server-streaming call: its responses, then CallFailed for a failure at
         any point (before the first response, for everything checked up front)."""
-        async with self._call(method, metadata, None):
+        async with self._call(method, metadata, None, context):
             async for response in behavior(request, context):
                 yield response
 
     @asynccontextmanager
     async def _call(
-        self, method: str, metadata: Mapping[str, str], run_as: Principal | None
+        self, method: str, metadata: Mapping[str, str], run_as: Principal | None, context: Any
     ) -> AsyncIterator[None]:
-        """Authenticate, run the body with the principal set, turn every failure into a
-        CallFailed, and log the outcome once."""
+        """Authenticate (within the rate limits), run the body with the principal and the
+        client's address set, turn every failure into a CallFailed, and log the outcome
+        once."""
         started = time.perf_counter()
         # A caller's own id is kept (for tracing across systems), within reason.
         request_id = (metadata.get(REQUEST_ID_KEY) or new_request_id())[:128]
@@ -91,7 +94,7 @@ class CallPipeline:
         status: status_pb2.Status | None = None
         code = grpc.StatusCode.CANCELLED  # unless the body ends, one way or another
         try:
-            principal = run_as or await self._authenticate(method, metadata)
+            principal = run_as or await self._admit(method, metadata, context)
             token = current_principal.set(principal)
             try:
                 yield
@@ -130,6 +133,15 @@ class CallPipeline:
                 log_call(fields)
         if status is not None:
             raise CallFailed(status)
+
+    async def _admit(
+        self, method: str, metadata: Mapping[str, str], context: Any
+    ) -> Principal | None:
+        if self._limits is None:
+            return await self._authenticate(method, metadata)
+        address = self._limits.client_address(metadata, context.peer())
+        current_client.set(address)  # this call's own context: the body's sign-in reads it
+        return await self._limits.authenticate(method, metadata, address, self._authenticate)
 
 
 class PipelineInterceptor(grpc.aio.ServerInterceptor):

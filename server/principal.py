@@ -22,6 +22,8 @@ class Principal:
     credential_kind: str  # "c2c", "close", "session"
     credential_id: str
     user_id: int | None = None
+    #: The tenant's requests per rate window for each credential; None: the default.
+    request_limit: int | None = None
 
 
 current_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(

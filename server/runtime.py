@@ -27,6 +27,7 @@ from server.health import Readiness
 from server.inprocess import InProcessCaller
 from server.links import PublicLinks
 from server.pipeline import CallPipeline
+from server.rate_limits import RateLimits
 from server.tenant_hosts import tenant_hosts
 from server.workers import BulkWorkers
 
@@ -49,20 +50,21 @@ class Runtime:
         executors.configure(executors.PoolSizes(database=settings.db_pool_size))
         db = connect(settings)
         verifier = KeyVerifier(hosts=tenant_hosts)
+        limits = RateLimits(settings)
         authenticator = Authenticator(
             {
-                "c2c": api_key_verifier(verifier, "c2c"),
-                "close": api_key_verifier(verifier, "close"),
-                "session": verify_session,
+                "c2c": api_key_verifier(verifier, "c2c", limits.before_lookup),
+                "close": api_key_verifier(verifier, "close", limits.before_lookup),
+                "session": limits.guarded(verify_session),
             }
         )
-        pipeline = CallPipeline(authenticator)
+        pipeline = CallPipeline(authenticator, limits)
         links = PublicLinks(settings.public_url)
         runner = BackgroundRunner(
             pipeline, settings.background_limit, timedelta(seconds=settings.lease_seconds)
         )
         bulk = BulkWorkers(settings)
-        bindings = default_bindings(settings, links, runner, bulk)
+        bindings = default_bindings(settings, links, runner, bulk, limits)
         runner.handlers = method_handlers(bindings)
         readiness = Readiness(object_storage(settings))
         return cls(settings, db, pipeline, links, runner, readiness, bulk, bindings)

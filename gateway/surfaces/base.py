@@ -23,13 +23,14 @@ from gateway.calls import Caller
 from gateway.contract import (
     ACCEPT_LANGUAGE_KEY,
     BASE_URL_KEY,
+    CLIENT_ADDRESS_KEY,
     HOST_KEY,
     REQUEST_ID_KEY,
     CallFailed,
     build_status,
     new_request_id,
 )
-from gateway.errors import INVALID_REQUEST, MALFORMED_REPLY, reject, retry_after
+from gateway.errors import INVALID_REQUEST, MALFORMED_REPLY, reject, throttle_headers
 from gateway.json_body import Path as JsonPath
 from gateway.json_options import JsonOptions
 from gateway.json_reader import TranscodeError, build_request
@@ -93,6 +94,7 @@ class Surface:
             (REQUEST_ID_KEY, header_text(request.headers.get("X-Request-Id")) or new_request_id()),
             (HOST_KEY, request_host(request) if host else ""),
             (BASE_URL_KEY, f"{request.scheme}://{host}" if host else ""),
+            (CLIENT_ADDRESS_KEY, request.remote or ""),
         ]
         language = header_text(request.headers.get("Accept-Language"))
         if language:
@@ -153,11 +155,10 @@ class Surface:
         return self.error_response(request, status)
 
     async def refusal(self, request: web.Request, status: status_pb2.Status) -> web.StreamResponse:
-        """`render_error`, with Retry-After when the refusal says when to retry."""
+        """`render_error`, with Retry-After (and RateLimit) when the refusal says when to
+        retry."""
         response = await self.render_error(request, status)
-        seconds = retry_after(status)
-        if seconds:
-            response.headers["Retry-After"] = seconds
+        response.headers.update(throttle_headers(status))
         return response
 
 

@@ -20,6 +20,7 @@ from gateway.calls import Caller
 from gateway.contract import (
     AUTHORIZATION_KEY,
     CHUNK_BYTES,
+    RATE_LIMITED,
     CallFailed,
     error_info,
     field_violations,
@@ -91,6 +92,7 @@ STATUSES: StatusTable[tuple[int, str]] = StatusTable(
         BODY_TOO_LARGE: (413, "payload_too_large"),
         UNREADABLE_BODY: (422, "validation_failed"),
         UPLOADS_BUSY: (503, "service_unavailable"),
+        RATE_LIMITED: (429, "too_many_requests"),
     },
     by_code={
         grpc.StatusCode.INVALID_ARGUMENT: (422, "validation_failed"),

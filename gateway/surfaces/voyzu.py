@@ -2,7 +2,7 @@
 `?async=true` calls polled through /api/request/get/{id}.
 
 Status mapping: 400 bad input, 401 no or bad session, 402 paid plan needed, 404 unknown
-endpoint or verb, 540 a domain error, 541 a routing failure (backend unreachable or a
+endpoint or verb, 429 throttled (beyond voyzu's list: HTTP's own), 540 a domain error, 541 a routing failure (backend unreachable or a
 malformed reply), 500 only for the unanticipated — and then without details.
 """
 
@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from google.rpc import status_pb2
 
 from gateway.calls import Caller
-from gateway.contract import SESSION_KEY, field_violations
+from gateway.contract import RATE_LIMITED, SESSION_KEY, field_violations
 from gateway.errors import (
     MALFORMED_REPLY,
     METHOD_NOT_ALLOWED,
@@ -58,6 +58,9 @@ STATUSES: StatusTable[int] = StatusTable(
         "payment_required": 402,
         MALFORMED_REPLY: 541,
         UPLOADS_BUSY: 503,  # not a routing failure: this gateway is busy, retry later
+        # Not in voyzu's list of statuses, which has no "slow down": HTTP's own, with
+        # Retry-After, and the usual ErrorMessage body.
+        RATE_LIMITED: 429,
     },
     by_code={
         grpc.StatusCode.INVALID_ARGUMENT: 400,

@@ -25,6 +25,7 @@ from server.executors import run_db, run_db_bulk, run_db_search
 from server.links import call_host
 from server.objects import ObjectStorage, stream_object
 from server.principal import require_principal
+from server.rate_limits import RateLimits, current_client
 from server.workers import BulkWorkers
 
 T = TypeVar("T")
@@ -32,11 +33,16 @@ T = TypeVar("T")
 
 class CrmService(crm_pb2_grpc.CrmServicer):
     def __init__(
-        self, buckets: ObjectStorage, runner: BackgroundRunner, bulk: BulkWorkers | None = None
+        self,
+        buckets: ObjectStorage,
+        runner: BackgroundRunner,
+        bulk: BulkWorkers | None = None,
+        limits: RateLimits | None = None,
     ) -> None:
         self._buckets = buckets
         self._runner = runner
         self._bulk = bulk
+        self._limits = limits
 
     async def _run_bulk(self, job: Callable[..., T], *args: object) -> T:
         """A bulk job `job(buckets, *args, progress)`: in a worker process when the server
@@ -49,7 +55,13 @@ class CrmService(crm_pb2_grpc.CrmServicer):
     async def Authenticate(
         self, request: pb.AuthenticateRequest, context: grpc.aio.ServicerContext
     ) -> pb.AuthenticateResponse:
-        session = await sign_in(request.input.email, request.input.password, call_host(context))
+        email, address = request.input.email, current_client.get()
+        failed_before = self._limits and await self._limits.before_sign_in(email, address)
+        session = await sign_in(email, request.input.password, call_host(context))
+        if self._limits:
+            await self._limits.after_sign_in(
+                email, address, session is not None, bool(failed_before)
+            )
         if session is None:
             raise ApiError(
                 grpc.StatusCode.UNAUTHENTICATED, "invalid_credentials", "Invalid email or password."

@@ -84,6 +84,7 @@ def principal_for_user(user: User) -> Principal:
         credential_kind="session",
         credential_id=f"user:{user.uuid}",
         user_id=user.id,
+        request_limit=tenant.request_limit,
     )
 
 

@@ -471,6 +471,18 @@ _V6_IMPORT_PROGRESS = Ddl(
 _V7_REQUEST_OWNER = Ddl(both=('ALTER TABLE "background_request" ADD COLUMN "owner" VARCHAR(100)',))
 
 
+# 10: shared rate-limit counters, and each tenant's request budget.
+_V10_RATE_LIMITS = Ddl(
+    both=(
+        """CREATE TABLE "rate_counter" (
+            "key" VARCHAR(64) NOT NULL PRIMARY KEY,
+            "window_start" {bigint} NOT NULL,
+            "count" INTEGER NOT NULL)""",
+        'ALTER TABLE "tenant" ADD COLUMN "request_limit" INTEGER',
+    )
+)
+
+
 # 8: uniqueness rules that were checked in Python become unique indexes.
 def unique_in_the_database(db: peewee.Database) -> None:
     """Uniqueness rules checked in Python become unique indexes, so racing writers cannot
@@ -608,6 +620,7 @@ MIGRATIONS: list[Migration] = [
     (7, "background requests claimed by a server", ddl(_V7_REQUEST_OWNER)),
     (8, "uniqueness rules as unique indexes", unique_in_the_database),
     (9, "search documents and their indexes", search_documents),
+    (10, "rate-limit counters and tenant request budgets", ddl(_V10_RATE_LIMITS)),
 ]
 
 

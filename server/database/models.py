@@ -35,6 +35,9 @@ class Tenant(BaseModel):
     created_at = peewee.DateTimeField(default=utcnow)
     # The voyzu subscription: "free" or "paid" (imports and exports need paid).
     plan = peewee.CharField(max_length=16, default="free")
+    # Requests per rate window for each of the tenant's keys and sessions; None: the
+    # server's default (CRMGATE_RATE_LIMIT).
+    request_limit = peewee.IntegerField(null=True)
 
 
 class TenantHost(BaseModel):
@@ -309,3 +312,13 @@ class BackgroundRequest(BaseModel):
     owner = peewee.CharField(max_length=100, null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
+
+
+class RateCounter(BaseModel):
+    """One fixed-window counter shared by every server process: failed sign-ins per
+    account or address, wrong credentials per address, requests per key or session.
+    `key` is a digest (never an email, address or credential in the clear)."""
+
+    key = peewee.CharField(max_length=64, primary_key=True)
+    window_start = peewee.BigIntegerField()  # Unix seconds
+    count = peewee.IntegerField()
