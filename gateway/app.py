@@ -21,6 +21,7 @@ from gateway.errors import (
     NUL_CHARACTER,
     NUMBER_TOO_LONG,
     UNREADABLE_BODY,
+    Refused,
     reject,
 )
 from gateway.forwarding import Network, forwarded_middleware
@@ -33,6 +34,7 @@ from gateway.limits import (
     announced_over,
 )
 from gateway.protocol import handler_args
+from gateway.refusal_log import log_refusal
 from gateway.routes import Route, discover_routes
 from gateway.routing import Router
 from gateway.surfaces.base import Surface
@@ -87,6 +89,7 @@ class Gateway:
                 values = route.path.field_values(request.match_info)
                 return await self.dispatch(request, route, surface, values)
             except CallFailed as failure:
+                log_refusal(request, surface.name, route, failure)
                 return await surface.refusal(request, failure.status)
 
         return handle
@@ -95,13 +98,14 @@ class Gateway:
         """Requests no route took: tell 'no such path' from 'wrong verb', in the format of
         the surface that owns the path."""
         surface = self.surface_for_path(request.path)
+        route = None
         try:
             route, values = self._router.match(request.method, request.rel_url.raw_path)
             # HEAD on a GET route lands here (aiohttp routes GET exactly).
-            return await self.dispatch(
-                request, route, self._owners.get(route.service, surface), values
-            )
+            surface = self._owners.get(route.service, surface)
+            return await self.dispatch(request, route, surface, values)
         except CallFailed as failure:
+            log_refusal(request, surface.name, route, failure)
             return await surface.refusal(request, failure.status)
 
     async def dispatch(
@@ -128,7 +132,9 @@ class Gateway:
                     if route.body
                     else None,
                 )
-        except CallFailed:
+        except Refused:
+            # The gateway's own refusal (of the body, a header, …) is told only to a
+            # caller with valid credentials; a service's answer came after its own check.
             if guarded and not checked:
                 await self._check_credentials(surface, metadata)
             raise

@@ -77,6 +77,11 @@ GATEWAY_WORDED = BODY_REFUSALS | {
 }
 
 
+class Refused(CallFailed):
+    """A failure the gateway decided itself: no service saw the request, so no service
+    logged it (gateway.refusal_log does)."""
+
+
 def reject(
     code: grpc.StatusCode,
     reason: str,
@@ -91,7 +96,7 @@ def reject(
     metadata = {name: str(value) for name, value in params.items()}
     seconds = params.get(RETRY_AFTER_KEY)  # also a RetryInfo, as the services' throttles
     retry = int(seconds) if isinstance(seconds, int | str) else None
-    return CallFailed(build_status(code, message, reason, violations, metadata, retry))
+    return Refused(build_status(code, message, reason, violations, metadata, retry))
 
 
 #: The usual mapping (grpc-gateway's HTTPStatusFromCode, google.rpc.Code's comments).

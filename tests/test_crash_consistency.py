@@ -530,7 +530,7 @@ def objects(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStorage:
 
 
 def endpoint(buckets: ObjectStorage, claim: Callable[..., object]) -> PostTarget:
-    async def authorize(bucket: str, key: str) -> None:
+    async def authorize(bucket: str, key: str, host: str | None) -> None:
         return None
 
     async def claiming(bucket: str, key: str, size: int, etag: str) -> bool:
@@ -552,7 +552,7 @@ def test_an_upload_is_recorded_only_once_its_object_is_in_place(objects: ObjectS
     key = "tenants/1/files/f/a.txt"
     seen: list[bytes] = []
     post = endpoint(objects, lambda bucket, key: seen.append(objects.read(bucket, key)) or True)
-    asyncio.run(post._complete(streamed(objects, key, b"data"), UPLOAD_BUCKET, key, 4, '"e"'))
+    asyncio.run(post._complete(streamed(objects, key, b"data"), UPLOAD_BUCKET, key, 4, '"e"', None))
     assert seen == [b"data"]
     assert not list(objects.temp_files())
 
@@ -561,6 +561,8 @@ def test_a_refused_claim_removes_the_published_object(objects: ObjectStorage) ->
     key = "tenants/1/files/f/a.txt"
     post = endpoint(objects, lambda bucket, key: False)
     with pytest.raises(PolicyError) as refused:
-        asyncio.run(post._complete(streamed(objects, key, b"data"), UPLOAD_BUCKET, key, 4, '"e"'))
+        asyncio.run(
+            post._complete(streamed(objects, key, b"data"), UPLOAD_BUCKET, key, 4, '"e"', None)
+        )
     assert (refused.value.code, refused.value.status) == ("AccessDenied", 403)
     assert list(objects.list(UPLOAD_BUCKET)) == []

@@ -855,3 +855,52 @@ def test_the_c2c_root_answers_in_the_c2c_envelope(crmgate: CrmgateProcess) -> No
         404,
         {"error": "not_found", "message": "No route for /api/c2c"},
     )
+
+
+def test_every_c2c_request_is_logged_exactly_once(
+    crmgate: CrmgateProcess, c2c: dict[str, str]
+) -> None:
+    """The document says all requests are logged: those the gateway refuses before any
+    service sees them as well (one line from the gateway), and never twice."""
+    url = crmgate.http_url + "/api/c2c/contacts/assets"
+    key = {"Authorization": f"Bearer {c2c['key']}", "X-Api-Version": "v1"}
+    as_json = {**key, "Content-Type": "application/json"}
+    sent = {
+        "no-version": ("POST", url, {"Authorization": key["Authorization"]}, b"{}"),
+        "malformed": ("POST", url, as_json, b'{"email": '),
+        "wrong-type": ("POST", url, as_json, b'{"email": 3, "files": "x"}'),
+        "bad-base64": ("POST", url, as_json, json.dumps(one("a.txt", "text/plain", b"x")).replace('"eA=="', '"%%%"').encode()),
+        "not-json": ("POST", url, {**key, "Content-Type": "text/plain"}, b"{}"),
+        "unknown-path": ("GET", crmgate.http_url + "/api/c2c/nowhere", key, None),
+        "wrong-verb": ("GET", url, key, None),
+        "bad-key": ("GET", crmgate.http_url + "/api/c2c/health", {**key, "Authorization": "Bearer c2c_nope"}, None),
+        "fine": ("GET", crmgate.http_url + "/api/c2c/health", key, None),
+    }  # fmt: skip
+    statuses = {}
+    for name, (method, target, headers, body) in sent.items():
+        answer = requests.request(
+            method,
+            target,
+            data=body,
+            headers={**headers, "X-Request-Id": f"once-{name}"},
+            timeout=10,
+        )
+        statuses[name] = answer.status_code
+    assert statuses == {
+        "no-version": 400, "malformed": 422, "wrong-type": 422, "bad-base64": 422,
+        "not-json": 415, "unknown-path": 404, "wrong-verb": 405, "bad-key": 401, "fine": 200,
+    }  # fmt: skip
+    requests.get(
+        crmgate.http_url + "/api/c2c/health",
+        headers={**key, "X-Request-Id": "once-last"},
+        timeout=10,
+    )
+    crmgate.log_record("once-last")  # lines are written in order: every earlier one is in
+    lines = [r for r in crmgate.log_records() if str(r.get("request_id", "")).startswith("once-")]
+    counted = {name: sum(r["request_id"] == f"once-{name}" for r in lines) for name in sent}
+    assert counted == dict.fromkeys(sent, 1)
+    refused = next(r for r in lines if r["request_id"] == "once-unknown-path")
+    assert (refused["surface"], refused["status"], refused["reason"]) == (
+        "c2c", "NOT_FOUND", "route_not_found",
+    )  # fmt: skip
+    assert "nowhere" not in json.dumps(refused)  # the route template, never the raw path

@@ -90,8 +90,13 @@ class Surface:
 
     def base_metadata(self, request: web.Request) -> list[tuple[str, str]]:
         host = header_text(request.host)
+        # Kept on the request too, so a refusal's log line carries the same id.
+        request_id = request.get(REQUEST_ID_KEY) or (
+            header_text(request.headers.get("X-Request-Id")) or new_request_id()
+        )
+        request[REQUEST_ID_KEY] = request_id
         metadata = [
-            (REQUEST_ID_KEY, header_text(request.headers.get("X-Request-Id")) or new_request_id()),
+            (REQUEST_ID_KEY, request_id),
             (HOST_KEY, request_host(request) if host else ""),
             (BASE_URL_KEY, f"{request.scheme}://{host}" if host else ""),
             (CLIENT_ADDRESS_KEY, request.remote or ""),

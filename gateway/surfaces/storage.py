@@ -37,8 +37,9 @@ from gateway.contract import (
     error_info,
     error_reason,
 )
-from gateway.errors import StatusTable, default_http_status
+from gateway.errors import Refused, StatusTable, default_http_status
 from gateway.limits import LargeBodies
+from gateway.refusal_log import log_refusal
 from gateway.surfaces.base import StreamedCall, Surface, json_response, serve_stream
 
 log = logging.getLogger("crmgate.gateway")
@@ -88,7 +89,6 @@ class StorageSurface(Surface):
     async def upload(self, request: web.Request) -> web.StreamResponse:
         """Stream the form to Files.UploadObject; answer as S3 does."""
         metadata = self.base_metadata(request)
-        request[REQUEST_ID_KEY] = dict(metadata)[REQUEST_ID_KEY]
         try:
             if request.content_length is None:  # chunked: S3 needs the length up front
                 raise s3_refusal(
@@ -101,6 +101,7 @@ class StorageSurface(Surface):
                     UPLOAD_METHOD, messages, metadata, files_pb2.UploadObjectResponse
                 )
         except CallFailed as failure:
+            log_refusal(request, self.name, STORAGE_PATH + "{bucket}", failure)
             return await self.refusal(request, failure.status)
         assert isinstance(stored, files_pb2.UploadObjectResponse)
         location = f"{request.url.with_query(None)}/{stored.key}"
@@ -295,7 +296,7 @@ def s3_refusal(code: str, message: str, http: int) -> CallFailed:
     grpc_code = (
         grpc.StatusCode.FAILED_PRECONDITION if http == 412 else grpc.StatusCode.INVALID_ARGUMENT
     )
-    return CallFailed(build_status(grpc_code, message, code, metadata={HTTP_STATUS_KEY: str(http)}))
+    return Refused(build_status(grpc_code, message, code, metadata={HTTP_STATUS_KEY: str(http)}))
 
 
 def malformed() -> CallFailed:
