@@ -67,7 +67,7 @@ def http_status(status: status_pb2.Status) -> int:
     return STATUSES.lookup(status) or 500
 
 
-def error_message(status: status_pb2.Status, body_labels: frozenset[str] = frozenset()) -> str:
+def error_message(status: status_pb2.Status, body_labels: frozenset[str]) -> str:
     """What went wrong, never internals: a 500 says only that something did. Fields are
     named as the client sent them: the request field a route's body fills (`input`) is
     the client's whole body, not a key of it, so `input.Page` reads `Page`."""
