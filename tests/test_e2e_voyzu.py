@@ -781,6 +781,8 @@ def test_google_longrunning_operations(crmgate: CrmgateProcess, ada: VoyzuClient
             operations_pb2.GetOperationRequest(name=name), metadata=metadata
         )
         assert operation.done and operation.name == name
+        upper = operations_pb2.GetOperationRequest(name="requests/" + started["RequestId"].upper())
+        assert stub.GetOperation(upper, metadata=metadata) == operation  # ids in any case
         response = crm_pb2.SearchContactsResponse()
         assert operation.response.Unpack(response) and response.datatable.total_count == 0
         status_meta = crm_pb2.RequestStatus()

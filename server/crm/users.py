@@ -41,7 +41,7 @@ def set_notifications(
 ) -> None:
     """A user changes only their own settings: `target_id` must be the caller."""
     user = signed_in(user_id)
-    if canonical_id(target_id) != str(user.uuid):
+    if _canonical_id(target_id) != str(user.uuid):
         raise invalid_argument("You can only change your own notification settings.")
     user.notify_import_complete = settings.email_on_import_complete
     user.notify_export_complete = settings.email_on_export_complete
@@ -49,7 +49,7 @@ def set_notifications(
     user.save()
 
 
-def canonical_id(text: str) -> str:
+def _canonical_id(text: str) -> str:
     """A user id as stored (lowercase, hyphenated), whatever letter case or UUID spelling
     the client sent, as contact ids are read; the text itself when it is no UUID."""
     try:
@@ -63,7 +63,7 @@ def share_with(user_id: int | None, viewer_ids: Sequence[str]) -> list[str]:
     transaction so no reader sees the list half replaced); the ids kept, in their stored
     spelling and deduplicated."""
     user = signed_in(user_id)
-    given = [canonical_id(i) for i in viewer_ids]
+    given = [_canonical_id(i) for i in viewer_ids]
     if str(user.uuid) in given:
         raise invalid_argument(
             "You cannot share your contacts with yourself: you always see your own."
