@@ -117,6 +117,7 @@ ENDPOINTS = [
     "/api/request/get/x",
     "/api/request-status/get/x",
     "/api/spreadsheets/get/x",
+    "/api/auth/sign-out",
 ]
 
 
@@ -273,7 +274,7 @@ def test_custom_fields(ada: VoyzuClient) -> None:
     )
     for bad, message in (
         ({"Tier": "bronze"}, "CustomFields.Tier must be one of gold, silver."),
-        ({"Score": "lots"}, "CustomFields.Score must be a number."),
+        ({"Score": "lots"}, "CustomFields.Score must be a finite JSON number such as -12.5e3."),
         ({"Renewal": "31/12/2026"}, "CustomFields.Renewal must be a date as YYYY-MM-DD."),
         ({"Nope": "x"}, "CustomFields.Nope is not a custom field of this customer."),
     ):
@@ -780,6 +781,8 @@ def test_google_longrunning_operations(crmgate: CrmgateProcess, ada: VoyzuClient
             operations_pb2.GetOperationRequest(name=name), metadata=metadata
         )
         assert operation.done and operation.name == name
+        upper = operations_pb2.GetOperationRequest(name="requests/" + started["RequestId"].upper())
+        assert stub.GetOperation(upper, metadata=metadata) == operation  # ids in any case
         response = crm_pb2.SearchContactsResponse()
         assert operation.response.Unpack(response) and response.datatable.total_count == 0
         status_meta = crm_pb2.RequestStatus()
@@ -960,3 +963,250 @@ def test_grpc_refuses_what_it_cannot_read(crmgate: CrmgateProcess, ada: VoyzuCli
             )
             assert (code, reason) == (grpc.StatusCode.INVALID_ARGUMENT, "bad_request")
             assert message == "The request is not a valid request of /crm.v1.Crm/SearchContacts."
+
+
+NOT_A_NUMBER = "CustomFields.Score must be a finite JSON number such as -12.5e3."
+NOT_A_DATE = "CustomFields.Renewal must be a date as YYYY-MM-DD."
+
+
+def test_custom_values_are_json_numbers_and_calendar_dates(ada: VoyzuClient) -> None:
+    """Dates are YYYY-MM-DD calendar dates only; numbers are finite numbers as JSON and
+    JavaScript's Number() read them — not whatever Python's float() and
+    date.fromisoformat() take."""
+    fields = [{"Name": "Score", "Type": "number"}, {"Name": "Renewal", "Type": "date"}]
+    assert ada.post("/api/custom-fields/update", {"Fields": fields})[0] == 200
+    refused = [
+        *({"Renewal": text} for text in ("20240101", "2024-W01-1", "2024-001", "2023-02-29")),
+        *(
+            {"Renewal": text}
+            for text in (
+                "\uff12\uff10\uff12\uff14-01-01",
+                "\u0662\u0660\u0662\u0664-01-01",
+                "2024-1-01",
+                " 2024-01-01",
+            )
+        ),
+        *(
+            {"Score": text}
+            for text in ("1_000", "\u0661\u0662\u0663", "\uff11\uff12", "1e999", "-1e999", "NaN")
+        ),
+        *({"Score": text} for text in ("Infinity", "inf", "0x10", " 12", "12 ", "+1", ".5", "1.")),
+    ]
+    for bad in refused:
+        message = NOT_A_DATE if "Renewal" in bad else NOT_A_NUMBER
+        assert ada.post(
+            "/api/contacts/create", {"Email": "typed@example.com", "CustomFields": bad}
+        ) == (400, {"ErrorMessage": message}), bad
+    accepted = {"Renewal": "2024-02-29", "Score": "-0.5e-3"}
+    contact = new_contact(ada, "typed@example.com", CustomFields=accepted)
+    assert contact["CustomFields"] == accepted
+    for score in ("0", "-0", "1E+3", "1e-999", "1000", "12.25"):
+        update = {"Email": "typed@example.com", "CustomFields": {"Score": score}}
+        assert ada.post(f"/api/contacts/update/{contact['Id']}", update) == (200, {}), score
+    # Imports check values with the same rules.
+    rows = (
+        "Email,Score,Renewal\nrow2@typed.example,1_000,2024-01-01\nrow3@typed.example,1,20240101\n"
+    )
+    status, body = ada.post(
+        "/api/imports/create",
+        {
+            "FileName": "typed.csv",
+            "Content": base64.b64encode(rows.encode()).decode(),
+            "Mapping": {"Score": "custom:Score", "Renewal": "custom:Renewal"},
+        },
+    )
+    assert (status, body["ImportedCount"], body["Errors"]) == (
+        200,
+        0,
+        [{"Row": 2, "Message": NOT_A_NUMBER}, {"Row": 3, "Message": NOT_A_DATE}],
+    )
+
+
+def _masked(document: object) -> object:
+    """A result with what differs between two runs of a creating call (ids, times,
+    generated names) blanked."""
+    if isinstance(document, dict):
+        return {
+            key: "…"
+            if key in ("Id", "Email", "CreatedDate", "UpdatedDate", "Name")
+            else _masked(value)
+            for key, value in document.items()
+        }
+    if isinstance(document, list):
+        return [_masked(item) for item in document]
+    return document
+
+
+def _run_of(body: object, run: str) -> object:
+    """The body for one run of a call: RUN in it names the run (a new email each time)."""
+    return json.loads(json.dumps(body).replace("RUN", run))
+
+
+def test_every_async_result_is_the_synchronous_answer(
+    crmgate: CrmgateProcess, voyzu: dict[str, str], ada: VoyzuClient
+) -> None:
+    """For each method the contract lets run in the background: the Result of
+    `?async=true` polled to PROCESSED equals the body of the same call made directly."""
+    contact = new_contact(ada, "async-equal@example.com", Company="Equal Ltd")
+    csv_export = ada.post("/api/exports/create", {"Format": "csv"})[1]["Spreadsheet"]["Id"]
+    xlsx_export = ada.post("/api/exports/create", {"Format": "xlsx"})[1]["Spreadsheet"]["Id"]
+    ada_id, bob_id = voyzu["ada@acme.example"], voyzu["bob@acme.example"]
+    bad_rows = base64.b64encode(b"Email\nnot-an-email\n").decode()
+    # method → (path, body, whether a second run answers differently in ids and times)
+    calls: dict[str, tuple[str, object, bool]] = {
+        "SearchContacts": ("/api/contacts/search", {"SearchText": "equal ltd"}, False),
+        "CreateContact": ("/api/contacts/create", {"Email": "RUN@created.example"}, True),
+        "GetContact": (f"/api/contacts/get/{contact['Id']}", None, False),
+        "UpdateContact": (
+            f"/api/contacts/update/{contact['Id']}",
+            {"Email": "async-equal@example.com", "Company": "Equal Ltd"},
+            False,
+        ),
+        "DeleteContact": ("/api/contacts/delete/00000000-0000-0000-0000-000000000000", None, False),
+        "UpdateCustomFields": (
+            "/api/custom-fields/update",
+            {"Fields": [{"Name": "Score", "Type": "number"}]},
+            False,
+        ),
+        "ListSpreadsheets": ("/api/spreadsheets/list", None, False),
+        "GetSpreadsheet": (f"/api/spreadsheets/get/{csv_export}", None, False),
+        "CreateImport": ("/api/imports/create", {"FileName": "e.csv", "Content": bad_rows}, True),
+        "CreateExport": ("/api/exports/create", {"Search": {"SearchText": "equal"}}, True),
+        "ListUsers": ("/api/users/list", None, False),
+        "UpdateUserNotification": (
+            f"/api/users/update-notification/{ada_id}",
+            {"EmailOnImportComplete": True},
+            False,
+        ),
+        "UpdateUserSharing": ("/api/users/update-sharing", {"SharedWithUserIds": [bob_id]}, False),
+    }
+    service = crm_pb2.DESCRIPTOR.services_by_name["Crm"]
+    background = {
+        m.name for m in service.methods if m.GetOptions().Extensions[crm_pb2.background_allowed]
+    }
+    assert set(calls) == background  # a new background method needs a line here
+    for method, (path, body, creates) in calls.items():
+        status, direct = ada.post(path, _run_of(body, "direct"))
+        assert status == 200, (method, direct)
+        status, started = ada.post(path + "?async=true", _run_of(body, "async"))
+        assert status == 200 and set(started) == {"RequestId"}, (method, started)
+        done = ada.wait_for(started["RequestId"])
+        assert done["ProcessStatus"] == "PROCESSED", (method, done)
+        result = done["Result"]
+        if method == "GetSpreadsheet":
+            assert result == direct.decode("utf-8")  # the CSV's text, not {contentType, data}
+        elif creates:
+            assert _masked(result) == _masked(direct), method
+            assert set(result) == set(direct)
+        else:
+            assert result == direct, method
+    created = ada.wait_for(
+        ada.post("/api/contacts/create?async=true", {"Email": "a-x@e.example"})[1]["RequestId"]
+    )
+    assert created["Result"] == ada.post(f"/api/contacts/get/{created['Result']['Id']}")[1]
+    # Binary files, which JSON cannot hold as they are, are their bytes in base64.
+    status, workbook = ada.post(f"/api/spreadsheets/get/{xlsx_export}")
+    started = ada.post(f"/api/spreadsheets/get/{xlsx_export}?async=true")[1]
+    assert base64.b64decode(ada.wait_for(started["RequestId"])["Result"]) == workbook
+    ada.post("/api/users/update-sharing", {"SharedWithUserIds": []})
+
+
+def test_error_messages_name_fields_as_the_client_sent_them(ada: VoyzuClient) -> None:
+    invalid = "The given data was invalid."
+    assert ada.post("/api/contacts/search", {"Page": "two"}) == (
+        400,
+        {"ErrorMessage": f"{invalid} Page: must be an integer"},
+    )
+    assert ada.post("/api/custom-fields/update", {"Fields": [{"Name": 5}]}) == (
+        400,
+        {"ErrorMessage": f"{invalid} Fields.0.Name: must be a string"},
+    )
+    assert ada.post("/api/contacts/create", {"Email": "x@y.example", "CustomFields": []}) == (
+        400,
+        {"ErrorMessage": f"{invalid} CustomFields: must be an object"},
+    )
+    assert ada.post("/api/contacts/search", [1]) == (
+        400,
+        {"ErrorMessage": f"{invalid} body: must be an object"},
+    )
+
+
+def test_sharing_with_yourself_has_its_own_message(voyzu: dict[str, str], ada: VoyzuClient) -> None:
+    ada_id, bob_id = voyzu["ada@acme.example"], voyzu["bob@acme.example"]
+    for ids in ([ada_id], [bob_id, ada_id.upper()]):
+        assert ada.post("/api/users/update-sharing", {"SharedWithUserIds": ids}) == (
+            400,
+            {
+                "ErrorMessage": "You cannot share your contacts with yourself: you always see your own."
+            },
+        )
+
+
+def test_ids_are_accepted_in_any_letter_case(
+    crmgate: CrmgateProcess, voyzu: dict[str, str], ada: VoyzuClient
+) -> None:
+    contact = new_contact(ada, "casing@example.com")
+    upper = contact["Id"].upper()
+    assert ada.post(f"/api/contacts/get/{upper}") == (200, contact)
+    assert (
+        ada.post(
+            f"/api/contacts/update/{upper}", {"Email": "casing@example.com", "Company": "Caps"}
+        )[0]
+        == 200
+    )
+    exported = ada.post("/api/exports/create", {"Format": "csv"})[1]["Spreadsheet"]["Id"]
+    assert ada.post(f"/api/spreadsheets/get/{exported.upper()}") == ada.post(
+        f"/api/spreadsheets/get/{exported}"
+    )
+    ada_id, bob_id = voyzu["ada@acme.example"], voyzu["bob@acme.example"]
+    settings = {"EmailOnImportComplete": True, "EmailOnExportComplete": False, "WeeklyDigest": True}
+    assert ada.post(f"/api/users/update-notification/{ada_id.upper()}", settings) == (200, settings)
+    assert ada.post(
+        "/api/users/update-sharing", {"SharedWithUserIds": [bob_id.upper(), bob_id]}
+    ) == (
+        200,
+        {"SharedWithUserIds": [bob_id]},
+    )
+    ada.post("/api/users/update-sharing", {"SharedWithUserIds": []})
+    request_id = ada.post("/api/contacts/search?async=true", {})[1]["RequestId"]
+    ada.wait_for(request_id)
+    for path in ("/api/request/get/", "/api/request-status/get/"):
+        status, body = ada.post(path + request_id.upper())
+        assert (status, body["RequestId"], body["ProcessStatus"]) == (200, request_id, "PROCESSED")
+    assert ada.post(f"/api/contacts/delete/{upper}") == (200, {})
+    assert ada.post(f"/api/contacts/get/{contact['Id']}")[0] == 400
+
+
+def test_sign_out_revokes_the_session_and_clears_the_cookie(
+    crmgate: CrmgateProcess, voyzu: dict[str, str]
+) -> None:
+    leaving, staying = (
+        signed_in(crmgate, "bob@acme.example"),
+        signed_in(crmgate, "bob@acme.example"),
+    )
+    old = leaving.cookie("voyzu_session_id")
+    assert old
+    status, body, response = leaving.request("POST", "/api/auth/sign-out")
+    assert (status, body) == (200, {})
+    assert response.headers.getall("Set-Cookie") == [
+        'voyzu_session_id=""; expires=Thu, 01 Jan 1970 00:00:00 GMT; HttpOnly; Max-Age=0; Path=/; SameSite=Lax'
+    ]
+    assert leaving.cookie("voyzu_session_id") is None
+    stale = {"Cookie": f"voyzu_session_id={old}"}
+    unauthorised = (401, {"ErrorMessage": "Invalid or missing credentials."})
+    assert leaving.post("/api/users/list", headers=stale) == unauthorised
+    assert leaving.post("/api/auth/sign-out", headers=stale) == unauthorised
+    assert staying.post("/api/users/list")[0] == 200  # only the session signed out ends
+    remote = requests.post(
+        crmgate.http_url + "/api/auth/sign-out",
+        cookies={"voyzu_session_id": staying.cookie("voyzu_session_id")},
+        headers={"Host": "crm.example.com"},
+        timeout=10,
+    )
+    assert remote.status_code == 200 and "Secure" in remote.headers["Set-Cookie"]
+    assert staying.post("/api/users/list") == unauthorised
+    # Sign-out takes and gives nothing, so the auth module gains no class.
+    status, module, _ = leaving.request("GET", "/api/auth/class")
+    assert re.findall(rb"export class (\w+)", module) == [b"AuthInput", b"Auth"]
+    for client in (leaving, staying):
+        client.close()

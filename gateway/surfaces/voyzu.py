@@ -8,6 +8,7 @@ malformed reply), 500 only for the unanticipated — and then without details.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -15,9 +16,10 @@ from typing import Any
 import grpc
 from aiohttp import web
 from crm.v1 import crm_pb2
+from google.api import httpbody_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
-from google.rpc import status_pb2
+from google.rpc import error_details_pb2, status_pb2
 
 from gateway.calls import Caller
 from gateway.contract import RATE_LIMITED, SESSION_KEY, field_violations
@@ -28,9 +30,9 @@ from gateway.errors import (
     UPLOADS_BUSY,
     StatusTable,
 )
-from gateway.json_options import JsonOptions
-from gateway.json_writer import message_to_json, response_payload
-from gateway.routes import Route
+from gateway.json_options import JsonOptions, field_key
+from gateway.json_writer import http_body, message_to_json, response_payload
+from gateway.routes import Route, resolve
 from gateway.surfaces.base import (
     StreamedCall,
     Surface,
@@ -85,15 +87,25 @@ def http_status(status: status_pb2.Status) -> int:
     return STATUSES.lookup(status) or 500
 
 
-def error_message(status: status_pb2.Status) -> str:
-    """What went wrong, never internals: a 500 says only that something did."""
+def error_message(status: status_pb2.Status, body_labels: frozenset[str]) -> str:
+    """What went wrong, never internals: a 500 says only that something did. Fields are
+    named as the client sent them: the request field a route's body fills (`input`) is
+    the client's whole body, not a key of it, so `input.Page` reads `Page`."""
     if http_status(status) == 500:
         return UNANTICIPATED
-    details = "; ".join(
-        f"{v.field}: {v.description}" if v.field else v.description
-        for v in field_violations(status)
-    )
+    details = "; ".join(_detail(v, body_labels) for v in field_violations(status))
     return f"{status.message} {details}".strip() if details else status.message
+
+
+def _detail(
+    violation: error_details_pb2.BadRequest.FieldViolation, body_labels: frozenset[str]
+) -> str:
+    """One violation, its field path without the body field's label (the whole body
+    itself, when wrong, is `body`)."""
+    label, dot, rest = violation.field.partition(".")
+    field = rest if dot and label in body_labels else violation.field
+    field = "body" if field in body_labels else field
+    return f"{field}: {violation.description}" if field else violation.description
 
 
 class VoyzuSurface(Surface):
@@ -110,10 +122,16 @@ class VoyzuSurface(Surface):
     def __init__(self, *, dev: bool = False) -> None:
         self._dev = dev
         self._routes: dict[str, Route] = {}
+        self._body_labels: frozenset[str] = frozenset()
 
     def bind(self, routes: Sequence[Route], caller: Caller) -> None:
+        labels = set()
         for route in routes:
             self._routes.setdefault(route.full_method, route)
+            if route.service in self.services and route.body not in ("", "*"):
+                target, leaf = resolve(route.request_type(), route.body)
+                labels.add(field_key(target.DESCRIPTOR.fields_by_name[leaf], True))
+        self._body_labels = frozenset(labels)
 
     def call_metadata(self, request: web.Request, route: Route) -> list[tuple[str, str]]:
         metadata = self.base_metadata(request)
@@ -165,6 +183,8 @@ class VoyzuSurface(Surface):
         response = super().render(request, route, message)
         if isinstance(message, crm_pb2.AuthenticateResponse):
             self._set_session_cookie(request, response, message.auth)
+        if isinstance(message, crm_pb2.SignOutResponse):
+            response.del_cookie(SESSION_COOKIE, **_cookie_attributes(request))
         return response
 
     def _request_status(self, reply: crm_pb2.GetRequestStatusResponse) -> dict[str, object]:
@@ -178,29 +198,58 @@ class VoyzuSurface(Surface):
         if status.process_status == "PROCESSED" and route is not None:
             result = route.response_type()
             status.result.Unpack(result)
-            document["Result"] = response_payload(route, result, self.json_options)
+            body = http_body(route, result)
+            document["Result"] = (
+                response_payload(route, result, self.json_options)
+                if body is None
+                else _body_as_json(body)  # type: ignore[arg-type]
+            )
         if status.process_status == "FAILED":
-            document["ErrorMessage"] = error_message(reply.error)
+            document["ErrorMessage"] = error_message(reply.error, self._body_labels)
             document["StatusCode"] = http_status(reply.error)
         return document
 
     def _set_session_cookie(
         self, request: web.Request, response: web.StreamResponse, auth: crm_pb2.Auth
     ) -> None:
-        plain_local = request.scheme == "http" and request_host(request) in LOCAL_HOSTS
         expires = datetime.fromisoformat(auth.expires_date.replace("Z", "+00:00"))
         response.set_cookie(
             SESSION_COOKIE,
             auth.session_id,
-            path="/",
-            httponly=True,
-            samesite="Lax",
-            secure=not plain_local,
             expires=expires.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+            **_cookie_attributes(request),
         )
 
     def error_response(self, request: web.Request, status: status_pb2.Status) -> web.Response:
-        return json_response({"ErrorMessage": error_message(status)}, http_status(status))
+        return json_response(
+            {"ErrorMessage": error_message(status, self._body_labels)}, http_status(status)
+        )
+
+
+def _cookie_attributes(request: web.Request) -> dict[str, Any]:
+    """The session cookie's attributes, alike when set and when cleared: Secure except
+    over plain HTTP on this machine."""
+    plain_local = request.scheme == "http" and request_host(request) in LOCAL_HOSTS
+    return {"path": "/", "httponly": True, "samesite": "Lax", "secure": not plain_local}
+
+
+def _body_as_json(body: httpbody_pb2.HttpBody) -> str:
+    """Raw bytes a method answers with, as a Result in JSON can hold them: text as the
+    text the synchronous call's body decodes to, anything else as base64 of its bytes."""
+    media_type, _, parameters = body.content_type.partition(";")
+    media_type = media_type.strip().lower()
+    charset = "utf-8"
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"')
+    textual = media_type.startswith("text/") or media_type.endswith(("json", "xml"))
+    if textual:
+        try:
+            return body.data.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            pass
+    return base64.b64encode(body.data).decode("ascii")
 
 
 def _asynchronous(request: web.Request) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -16,6 +17,11 @@ from server.errors import invalid_argument
 
 TYPES = ("text", "number", "date", "boolean", "select")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9 _-]{0,99}")
+#: A JSON number, which JavaScript's Number() reads too: ASCII digits only, no `_`,
+#: no padding, no hex, no Infinity (Python's float() takes all of those).
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)
+#: A calendar date as YYYY-MM-DD (date.fromisoformat also takes 20240101 and 2024-W01-1).
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 
 
 def definitions(tenant_id: int) -> list[CustomField]:
@@ -104,15 +110,13 @@ def check_values(
 
 def _valid(field: CustomField, value: str) -> bool:
     if field.type == "number":
-        try:
-            float(value)
-        except ValueError:
-            return False
-        return value.strip().lower() not in ("nan", "inf", "-inf", "infinity")
+        return _NUMBER.fullmatch(value) is not None and math.isfinite(float(value))
     if field.type == "date":
+        if _DATE.fullmatch(value) is None:
+            return False
         try:
             date.fromisoformat(value)
-        except ValueError:
+        except ValueError:  # no such day: 2023-02-29
             return False
         return True
     if field.type == "boolean":
@@ -124,7 +128,7 @@ def _valid(field: CustomField, value: str) -> bool:
 
 def _expected(field: CustomField) -> str:
     return {
-        "number": "a number",
+        "number": "a finite JSON number such as -12.5e3",
         "date": "a date as YYYY-MM-DD",
         "boolean": "true or false",
         "select": "one of " + ", ".join(json.loads(field.options)),

@@ -46,10 +46,15 @@ class Report:
     stale: bool
 
 
+def _stored(request_id: str) -> str:
+    """A request id as stored: ids are `req_` and lowercase hex, accepted in any case."""
+    return request_id.lower()
+
+
 def report(user_id: int | None, request_id: str) -> Report:
     """The user's request; NOT_FOUND for another's or an unknown one."""
     row = BackgroundRequest.get_or_none(
-        BackgroundRequest.request_id == request_id, BackgroundRequest.user == user_id
+        BackgroundRequest.request_id == _stored(request_id), BackgroundRequest.user == user_id
     )
     if row is None:
         raise not_found("request_not_found", f"No request {request_id}.")
@@ -61,7 +66,7 @@ def report(user_id: int | None, request_id: str) -> Report:
 def _owned(user_id: int | None, name: str) -> BackgroundRequest:
     """The user's request named `requests/{RequestId}`; NOT_FOUND for any other name."""
     row = BackgroundRequest.get_or_none(
-        BackgroundRequest.request_id == name.removeprefix(OPERATION_PREFIX),
+        BackgroundRequest.request_id == _stored(name.removeprefix(OPERATION_PREFIX)),
         BackgroundRequest.user == user_id,
     )
     if row is None or not name.startswith(OPERATION_PREFIX):

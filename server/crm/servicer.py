@@ -11,6 +11,7 @@ from crm.v1 import crm_pb2 as pb
 from crm.v1 import crm_pb2_grpc
 from google.api import httpbody_pb2
 
+from gateway.contract import SESSION_KEY
 from server.crm import contacts, custom_fields, exports, imports, jsclasses, requests, sheets, users
 from server.crm.background import (
     BackgroundRunner,
@@ -19,7 +20,7 @@ from server.crm.background import (
     readable_request,
 )
 from server.crm.dates import iso
-from server.crm.sessions import sign_in
+from server.crm.sessions import sign_in, sign_out
 from server.errors import ApiError, invalid_argument, not_found
 from server.executors import run_db, run_db_bulk, run_db_search
 from server.links import call_host
@@ -73,6 +74,14 @@ class CrmService(crm_pb2_grpc.CrmServicer):
                 expires_date=iso(session.expires_at),
             )
         )
+
+    async def SignOut(
+        self, request: pb.SignOutRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SignOutResponse:
+        require_principal()  # the pipeline has checked the session this call ends
+        metadata = dict(context.invocation_metadata() or ())
+        await run_db(sign_out, metadata[SESSION_KEY])
+        return pb.SignOutResponse()
 
     async def GetResourceClass(
         self, request: pb.GetResourceClassRequest, context: grpc.aio.ServicerContext

@@ -61,6 +61,12 @@ def _open_session(user: User) -> NewSession:
     return NewSession(session_id, user, now + SESSION_LIFETIME)
 
 
+def sign_out(session_id: str) -> None:
+    """Revoke a session: its id authenticates nothing from now on (on every server, as
+    each call reads the session from the database)."""
+    Session.delete().where(Session.token_hash == hash_secret(session_id)).execute()
+
+
 def principal_for(session_id: str, host: str | None = None) -> Principal | None:
     row = (
         Session.select(Session, User, Tenant)

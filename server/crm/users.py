@@ -3,6 +3,7 @@ settings a user changes for themselves (notifications, whom they share contacts 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 import grpc
@@ -40,7 +41,7 @@ def set_notifications(
 ) -> None:
     """A user changes only their own settings: `target_id` must be the caller."""
     user = signed_in(user_id)
-    if target_id != str(user.uuid):
+    if _canonical_id(target_id) != str(user.uuid):
         raise invalid_argument("You can only change your own notification settings.")
     user.notify_import_complete = settings.email_on_import_complete
     user.notify_export_complete = settings.email_on_export_complete
@@ -48,18 +49,33 @@ def set_notifications(
     user.save()
 
 
+def _canonical_id(text: str) -> str:
+    """A user id as stored (lowercase, hyphenated), whatever letter case or UUID spelling
+    the client sent, as contact ids are read; the text itself when it is no UUID."""
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        return text
+
+
 def share_with(user_id: int | None, viewer_ids: Sequence[str]) -> list[str]:
     """Replace whom the user shares their contacts with (colleagues only, in one
-    transaction so no reader sees the list half replaced); the ids kept, deduplicated."""
+    transaction so no reader sees the list half replaced); the ids kept, in their stored
+    spelling and deduplicated."""
     user = signed_in(user_id)
+    given = [_canonical_id(i) for i in viewer_ids]
+    if str(user.uuid) in given:
+        raise invalid_argument(
+            "You cannot share your contacts with yourself: you always see your own."
+        )
     colleagues = {
         str(u.uuid): u
         for u in User.select().where(User.tenant == user.tenant_id, User.id != user.id)
     }
-    unknown = [i for i in viewer_ids if i not in colleagues]
+    unknown = [raw for raw, i in zip(viewer_ids, given, strict=True) if i not in colleagues]
     if unknown:
         raise invalid_argument(f"Not users of your customer: {', '.join(unknown)}.")
-    chosen = list(dict.fromkeys(viewer_ids))
+    chosen = list(dict.fromkeys(given))
     with database.atomic():
         UserShare.delete().where(UserShare.owner == user).execute()
         for viewer_id in chosen:

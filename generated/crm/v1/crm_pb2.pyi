@@ -241,7 +241,9 @@ class CustomFieldDefinition(_message.Message):
     name: _builtins.str
     """The field's name, unique within the customer."""
     type: _builtins.str
-    """text, number, date (YYYY-MM-DD), boolean or select."""
+    """text, number (a finite JSON number: `-12.5e3`), date (a calendar date as
+    YYYY-MM-DD), boolean or select.
+    """
     @_builtins.property
     def options(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The allowed values of a select field."""
@@ -696,7 +698,9 @@ class RequestStatus(_message.Message):
     """Once FAILED: why (never a stack trace or other internals)."""
     @_builtins.property
     def result(self) -> _any_pb2.Any:
-        """Once PROCESSED: exactly what the synchronous call returns."""
+        """Once PROCESSED: exactly what the synchronous call returns (a file's text,
+        or for a binary file its bytes in base64).
+        """
 
     def __init__(
         self,
@@ -799,6 +803,40 @@ class AuthenticateResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AuthenticateResponse: _TypeAlias = AuthenticateResponse  # noqa: Y015
+
+@_typing.final
+class SignOutRequest(_message.Message):
+    """SignOutRequest is empty: the session to end is the caller's own."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignOutRequest: _TypeAlias = SignOutRequest  # noqa: Y015
+
+@_typing.final
+class SignOutResponse(_message.Message):
+    """SignOutResponse is empty."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SignOutResponse: _TypeAlias = SignOutResponse  # noqa: Y015
 
 @_typing.final
 class GetResourceClassRequest(_message.Message):

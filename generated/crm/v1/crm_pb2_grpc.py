@@ -43,6 +43,11 @@ class CrmStub:
                 request_serializer=crm_dot_v1_dot_crm__pb2.AuthenticateRequest.SerializeToString,
                 response_deserializer=crm_dot_v1_dot_crm__pb2.AuthenticateResponse.FromString,
                 _registered_method=True)
+        self.SignOut = channel.unary_unary(
+                '/crm.v1.Crm/SignOut',
+                request_serializer=crm_dot_v1_dot_crm__pb2.SignOutRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.SignOutResponse.FromString,
+                _registered_method=True)
         self.GetResourceClass = channel.unary_unary(
                 '/crm.v1.Crm/GetResourceClass',
                 request_serializer=crm_dot_v1_dot_crm__pb2.GetResourceClassRequest.SerializeToString,
@@ -144,6 +149,17 @@ class CrmServicer:
 
     def Authenticate(self, request, context):
         """Authenticate exchanges a user's email and password for a session.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignOut(self, request, context):
+        """SignOut ends the calling session: the session is revoked at once (its id
+        answers 401 from then on) and the voyzu surface clears the
+        `voyzu_session_id` cookie.
+        Not marked idempotent: a retry after it took effect would find the session
+        gone and answer 401.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -297,6 +313,11 @@ def add_CrmServicer_to_server(servicer, server):
                     request_deserializer=crm_dot_v1_dot_crm__pb2.AuthenticateRequest.FromString,
                     response_serializer=crm_dot_v1_dot_crm__pb2.AuthenticateResponse.SerializeToString,
             ),
+            'SignOut': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignOut,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.SignOutRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.SignOutResponse.SerializeToString,
+            ),
             'GetResourceClass': grpc.unary_unary_rpc_method_handler(
                     servicer.GetResourceClass,
                     request_deserializer=crm_dot_v1_dot_crm__pb2.GetResourceClassRequest.FromString,
@@ -419,6 +440,33 @@ class Crm:
             '/crm.v1.Crm/Authenticate',
             crm_dot_v1_dot_crm__pb2.AuthenticateRequest.SerializeToString,
             crm_dot_v1_dot_crm__pb2.AuthenticateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignOut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/SignOut',
+            crm_dot_v1_dot_crm__pb2.SignOutRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.SignOutResponse.FromString,
             options,
             channel_credentials,
             insecure,
