@@ -166,7 +166,9 @@ def _queries(draw: st.DrawFn) -> tuple[list[tuple[str, str]], Any]:
             getattr(expected, fd.name).extend(values)
         else:
             setattr(expected, fd.name, values[-1])
-    return draw(st.permutations(query)) if not any(fd.is_repeated for fd in fields) else query, expected
+    return draw(st.permutations(query)) if not any(
+        fd.is_repeated for fd in fields
+    ) else query, expected
 
 
 # Catches: a repeated parameter keeping only its last value, json_name or proto name not
@@ -186,8 +188,18 @@ def test_query_parameters_fill_their_fields(case: tuple[list[tuple[str, str]], A
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from([fd.name for fd in EVERYTHING.fields] + ["inner.name", "inner.x",
-                             "singleInt32.x", "child.child.singleBytes", "", ".", "x"])  # fmt: skip
+            st.sampled_from(
+                [fd.name for fd in EVERYTHING.fields]
+                + [
+                    "inner.name",
+                    "inner.x",
+                    "singleInt32.x",
+                    "child.child.singleBytes",
+                    "",
+                    ".",
+                    "x",
+                ]
+            )  # fmt: skip
             | st.text(max_size=12),
             st.text(max_size=12) | st.integers().map(str),
         ),
