@@ -119,7 +119,7 @@ def test_the_router_finds_each_route_and_decodes_its_variables(
 @given(st.sampled_from(["GET", "POST", "HEAD", "DELETE", "get", ""]), st.text(max_size=40))
 def test_the_router_refuses_any_other_path_with_call_failed(verb: str, path: str) -> None:
     try:
-        route, values = ROUTER.match(verb, path)
+        route, _ = ROUTER.match(verb, path)
     except CallFailed:
         return
     assert route.path.match(path) is not None
@@ -130,10 +130,12 @@ def test_the_router_refuses_any_other_path_with_call_failed(verb: str, path: str
 #: Route over the conformance message: every scalar type, repeated too, bindable by query.
 QUERY_ROUTE = Route("GET", PathTemplate.parse("/q"), None, "", "", Everything, Everything)  # type: ignore[arg-type]
 _QUERY_FIELDS = [
-    fd for fd in EVERYTHING.fields
-    if fd.type != FieldDescriptor.TYPE_MESSAGE and fd.containing_oneof is None
-    and fd.enum_type is None or (fd.enum_type is not None and fd.enum_type.name == "Color")
-]  # fmt: skip
+    fd
+    for fd in EVERYTHING.fields
+    if fd.type != FieldDescriptor.TYPE_MESSAGE
+    and fd.containing_oneof is None
+    and (fd.enum_type is None or fd.enum_type.name == "Color")
+]
 
 
 def _query_text(fd: FieldDescriptor, value: Any) -> str:
@@ -199,13 +201,13 @@ def test_query_parameters_fill_their_fields(case: tuple[list[tuple[str, str]], A
                     ".",
                     "x",
                 ]
-            )  # fmt: skip
+            )
             | st.text(max_size=12),
             st.text(max_size=12) | st.integers().map(str),
         ),
         max_size=6,
     ),
-    st.sampled_from(ROUTES + [QUERY_ROUTE]),
+    st.sampled_from([*ROUTES, QUERY_ROUTE]),
 )
 def test_hostile_query_text_is_a_transcode_error_or_a_message(
     query: list[tuple[str, str]], route: Route

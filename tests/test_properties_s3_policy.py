@@ -5,6 +5,7 @@ document, however hostile, raises anything but PolicyError (anything else is a 5
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -165,7 +166,7 @@ def test_any_signed_policy_document_is_accepted_or_refused_with_policy_error(
                 "signature",
                 "awsaccesskeyid",
             ]
-        ),  # fmt: skip
+        ),
         _TEXT
         | st.sampled_from(
             [
@@ -174,11 +175,9 @@ def test_any_signed_policy_document_is_accepted_or_refused_with_policy_error(
                 "AKIDEXAMPLE/20261126/eu-west-2/s3/aws4_request",
                 "e30=",
             ]
-        ),  # fmt: skip
+        ),
     )
 )
 def test_any_form_is_accepted_or_refused_with_policy_error(form: dict[str, str]) -> None:
-    try:
+    with contextlib.suppress(PolicyError):
         verify_form(form, BUCKET, SECRETS, NOW)
-    except PolicyError:
-        pass
