@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import openpyxl
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 MAX_ROWS = 100_000
 STANDARD_FIELDS = ("FirstName", "LastName", "Email", "Phone", "Company")
@@ -160,7 +161,9 @@ def write(format_: str, headers: Sequence[str], rows: Iterable[Sequence[str]]) -
 
 def _write_csv(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[bytes, int]:
     out = io.StringIO(newline="")
-    writer = csv.writer(out)
+    # Every cell quoted: a reader that guesses the delimiter (ours sniffs `,`, `;` and tab)
+    # cannot take a `;` inside a cell for one; minimal quoting left `a;b` bare.
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL)
     writer.writerow(headers)
     count = 0
     for row in rows:
@@ -172,11 +175,17 @@ def _write_csv(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[b
 def _write_xlsx(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[bytes, int]:
     book = openpyxl.Workbook(write_only=True)
     sheet = book.create_sheet("Contacts")
-    sheet.append(list(headers))
+    sheet.append([_xlsx_text(header) for header in headers])
     count = 0
     for row in rows:
-        sheet.append([_safe(cell) for cell in row])
+        sheet.append([_xlsx_text(_safe(cell)) for cell in row])
         count += 1
     out = io.BytesIO()
     book.save(out)
     return out.getvalue(), count
+
+
+def _xlsx_text(value: str) -> str:
+    """Cell text without the control characters XLSX cannot hold (openpyxl refuses them,
+    which failed the whole export); CSV keeps them."""
+    return ILLEGAL_CHARACTERS_RE.sub("", value)
