@@ -49,7 +49,8 @@ def _encoded(draw: st.DrawFn) -> tuple[bytes, str]:
         text = text[:at] + draw(st.text(st.sampled_from(WHITESPACE), min_size=1)) + text[at:]
     if draw(st.booleans()):
         # Anything may come before the last comma, commas and "base64" included.
-        text = "data:" + draw(st.text(max_size=20)) + "," + text
+        prefix = st.text(st.sampled_from("image/png;base64,= "), max_size=20) | st.text(max_size=9)
+        text = "data:" + draw(prefix) + "," + text
     return data, text
 
 
