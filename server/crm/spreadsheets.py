@@ -164,7 +164,7 @@ def _write_csv(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[b
     # Every cell quoted: a reader that guesses the delimiter (ours sniffs `,`, `;` and tab)
     # cannot take a `;` inside a cell for one; minimal quoting left `a;b` bare.
     writer = csv.writer(out, quoting=csv.QUOTE_ALL)
-    writer.writerow(headers)
+    writer.writerow([_safe(header) for header in headers])  # custom field names too
     count = 0
     for row in rows:
         writer.writerow([_safe(cell) for cell in row])
@@ -175,10 +175,10 @@ def _write_csv(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[b
 def _write_xlsx(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> tuple[bytes, int]:
     book = openpyxl.Workbook(write_only=True)
     sheet = book.create_sheet("Contacts")
-    sheet.append([_xlsx_text(header) for header in headers])
+    sheet.append([_safe(_xlsx_text(header)) for header in headers])
     count = 0
     for row in rows:
-        sheet.append([_xlsx_text(_safe(cell)) for cell in row])
+        sheet.append([_safe(_xlsx_text(cell)) for cell in row])
         count += 1
     out = io.BytesIO()
     book.save(out)
