@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from gateway.json_body import RawText
 from gateway.surfaces.c2c import decode_content
+from tests.test_json_body import decoded as chunked  # (text, size): RawText's chunks, or None
+from tests.test_json_body import whole as decoded  # decode_content(text), or None
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None)
 WHITESPACE = " \t\r\n"
@@ -29,13 +29,6 @@ def reference(text: str) -> bytes | None:
     try:
         return base64.b64decode(re.sub(f"[{WHITESPACE}]", "", text), validate=True)
     except (ValueError, binascii.Error):
-        return None
-
-
-def decoded(text: str) -> bytes | None:
-    try:
-        return decode_content(text)
-    except ValueError:
         return None
 
 
@@ -77,14 +70,6 @@ def test_any_encoding_of_bytes_decodes_to_them(case: tuple[bytes, str]) -> None:
 @example("QUJD\x1c")
 def test_decoding_accepts_exactly_what_base64_accepts(text: str) -> None:
     assert decoded(text) == reference(text)
-
-
-def chunked(text: str, size: int) -> bytes | None:
-    body = bytearray(json.dumps(text).encode())
-    try:
-        return b"".join(RawText(body, 1, len(body) - 1).base64_chunks(size))
-    except ValueError:
-        return None
 
 
 # Catches: the chunked decoder (bodies of 64 KiB and more) accepting or refusing text the

@@ -7,25 +7,21 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from server.files.s3post.policy import (
-    Credentials,
     PolicyError,
     build_form,
     v2_signature,
     v4_signature,
     verify_form,
 )
+from tests.test_s3_post_policy import BUCKET, CREDENTIALS, NOW, SECRETS
 
-CREDENTIALS = Credentials("AKIDEXAMPLE", "secret-example", "eu-west-2")
-SECRETS = {CREDENTIALS.access_key_id: CREDENTIALS}
-NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
-BUCKET = "crmgate-files"
 SETTINGS = settings(max_examples=150, deadline=None, database=None)
 
 #: Field values and keys as a browser may send them: any text but surrogates.
@@ -172,7 +168,7 @@ def test_any_signed_policy_document_is_accepted_or_refused_with_policy_error(
             [
                 "AWS4-HMAC-SHA256",
                 "AKIDEXAMPLE",
-                "AKIDEXAMPLE/20261126/eu-west-2/s3/aws4_request",
+                f"AKIDEXAMPLE/20261126/{CREDENTIALS.region}/s3/aws4_request",
                 "e30=",
             ]
         ),
