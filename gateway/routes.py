@@ -78,7 +78,7 @@ def _segments_regex(text: str) -> str:
     parts = []
     for piece in re.split(r"(\*\*|\*)", text):
         if piece == "**":
-            parts.append(r".+")
+            parts.append(r"(?s:.+)")  # any rest of the path, a decoded newline too (as `*`)
         elif piece == "*":
             parts.append(r"[^/]+")
         else:

@@ -402,7 +402,9 @@ def test_imports_exports_and_spreadsheets(ada: VoyzuClient) -> None:
     assert (exported["Format"], exported["Kind"], exported["RowCount"]) == ("csv", "export", 4)
     status, content = ada.post(f"/api/spreadsheets/get/{exported['Id']}")
     lines = content.decode().splitlines()
-    assert lines[0].startswith("FirstName,LastName,Email,Phone,Company,CreatedDate,UpdatedDate")
+    assert lines[0].startswith(
+        '"FirstName","LastName","Email","Phone","Company","CreatedDate","UpdatedDate"'
+    )
     assert any(line.startswith("\"'=HYPERLINK") for line in lines)
     status, body = ada.post("/api/exports/create", {"Format": "xlsx"})
     sheet = openpyxl.load_workbook(

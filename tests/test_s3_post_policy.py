@@ -71,7 +71,9 @@ def test_a_plain_policy_is_accepted() -> None:
 @pytest.mark.parametrize(
     "expiration",
     [1_900_000_000, None, ["2026-11-26T12:01:00.000Z"], "2026-11-26 12:01:00.123",
-     "2026-11-26T12:01:00", "2026-11-26T12:01:00+00:00", "tomorrow"],
+     "2026-11-26T12:01:00", "2026-11-26T12:01:00+00:00", "tomorrow",
+     # The pattern's shape, but no real moment, or not ASCII digits (found by hypothesis).
+     "2026-13-45T99:99:99Z", "0000-00-00T00:00:00Z", "\uff12026-11-26T12:01:00Z"],
 )  # fmt: skip
 def test_an_expiration_must_be_iso_8601_utc_text(expiration: Any) -> None:
     code, status, message = refusal(signed(policy(expiration)))
@@ -129,3 +131,18 @@ def test_the_credentials_date_and_region_must_match() -> None:
     assert refusal(wrong_day) == (
         "InvalidArgument", 400, "x-amz-credential's date must be the day of x-amz-date.",
     )  # fmt: skip
+
+
+def test_a_non_ascii_policy_is_a_signature_mismatch() -> None:
+    """Found by hypothesis: the V4 signature encoded the policy as ASCII (a 500)."""
+    form = {**signed(policy()), "policy": "\x80"}
+    assert refusal(form)[:2] == ("SignatureDoesNotMatch", 403)
+
+
+def test_a_deeply_nested_policy_is_invalid_json() -> None:
+    form = signed(policy())
+    deep = base64.b64encode(b"[" * 100_000).decode()
+    day = "20261126"
+    form = {**form, "policy": deep,
+            "x-amz-signature": v4_signature(CREDENTIALS.secret_access_key, day, "us-east-1", deep)}  # fmt: skip
+    assert refusal(form) == ("InvalidPolicyDocument", 400, "Invalid Policy: Invalid JSON.")

@@ -37,6 +37,8 @@ def test_routes_come_from_the_contract_annotations() -> None:
         ("/v1/{name=shelves/*/books/*}", "/v1/shelves/1/books/2", {"name": "shelves/1/books/2"}),
         ("/v1/{contact.id}/x", "/v1/abc/x", {"contact.id": "abc"}),
         ("/files/{path=**}", "/files/a/b/c.txt", {"path": "a/b/c.txt"}),
+        # `*` took a newline and `**` did not (found by tests/test_properties_routes.py).
+        ("/files/{path=**}", "/files/a\nb/c", {"path": "a\nb/c"}),
         ("/api/v1/files/upload/", "/api/v1/files/upload/", {}),
         ("/api/v1/files/upload/", "/api/v1/files/upload", None),
         ("/v1/things/{id}:cancel", "/v1/things/7:cancel", {"id": "7"}),

@@ -62,12 +62,20 @@ SUCCESS_STATUS = {ATTACH_METHOD: 201}
 LOCALE_METHOD = "/c2c.v1.ContactAssets/GetMessageLocale"
 
 
+_SKIPPED_WHITESPACE = " \t\r\n"
+
+
 def decode_content(text: str) -> bytes:
-    """File content: base64, optionally as a data URI (only what follows the last comma)."""
+    """File content: base64, optionally as a data URI (only what follows the last comma).
+    Space, tab, CR and LF are skipped (line-wrapped base64), the whitespace PHP's strict
+    base64_decode skips; any other character outside the alphabet (U+00A0 too) is refused."""
     if text.startswith("data:"):
         text = text.rsplit(",", 1)[-1]
+    for space in _SKIPPED_WHITESPACE:
+        if space in text:
+            text = text.replace(space, "")
     try:
-        return base64.b64decode("".join(text.split()), validate=True)
+        return base64.b64decode(text, validate=True)
     except binascii.Error as error:
         raise ValueError("invalid base64") from error
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 import openpyxl
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 MAX_ROWS = 100_000
 STANDARD_FIELDS = ("FirstName", "LastName", "Email", "Phone", "Company")
@@ -170,16 +171,23 @@ def write(
     return _write_xlsx(sink, headers, chunks)
 
 
+def _safe_cell(cell: str) -> str:
+    """A cell a spreadsheet program will not evaluate: a leading `'` before a formula."""
+    return "'" + cell if cell[:1] in _FORMULA_START else cell
+
+
 def _safe(chunk: Sequence[Sequence[str]]) -> list[list[str]]:
-    return [["'" + cell if cell[:1] in _FORMULA_START else cell for cell in row] for row in chunk]
+    return [[_safe_cell(cell) for cell in row] for row in chunk]
 
 
 def _write_csv(
     sink: BinaryIO, headers: Sequence[str], chunks: Iterable[Sequence[Sequence[str]]]
 ) -> int:
     text = io.TextIOWrapper(sink, encoding="utf-8", newline="")  # type: ignore[type-var]
-    writer = csv.writer(text)
-    writer.writerow(headers)
+    # Every cell quoted: a reader that guesses the delimiter (ours sniffs `,`, `;` and tab)
+    # cannot take a `;` inside a cell for one; minimal quoting left `a;b` bare.
+    writer = csv.writer(text, quoting=csv.QUOTE_ALL)
+    writer.writerow([_safe_cell(header) for header in headers])  # custom field names too
     count = 0
     for chunk in chunks:
         writer.writerows(_safe(chunk))
@@ -194,11 +202,17 @@ def _write_xlsx(
 ) -> int:
     book = openpyxl.Workbook(write_only=True)
     sheet = book.create_sheet("Contacts")
-    sheet.append(list(headers))
+    sheet.append([_safe_cell(_xlsx_text(header)) for header in headers])
     count = 0
     for chunk in chunks:
-        for row in _safe(chunk):
-            sheet.append(row)
+        for row in chunk:
+            sheet.append([_safe_cell(_xlsx_text(cell)) for cell in row])
         count += len(chunk)
     book.save(sink)
     return count
+
+
+def _xlsx_text(value: str) -> str:
+    """Cell text without the control characters XLSX cannot hold (openpyxl refuses them,
+    which failed the whole export); CSV keeps them."""
+    return ILLEGAL_CHARACTERS_RE.sub("", value)

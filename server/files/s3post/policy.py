@@ -21,7 +21,7 @@ V4_ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "s3"
 
 #: A policy's expiration as S3 takes it: ISO 8601 in UTC, `Z` included.
-EXPIRATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z")
+EXPIRATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z", re.ASCII)
 
 #: Form fields a policy need not mention (S3's own list).
 EXEMPT_FIELDS = frozenset({"policy", "x-amz-signature", "signature", "awsaccesskeyid", "file"})
@@ -56,7 +56,9 @@ def v4_signature(secret: str, day: str, region: str, policy_b64: str) -> str:
     key = _hmac(("AWS4" + secret).encode("utf-8"), day)
     for part in (region, SERVICE, "aws4_request"):
         key = _hmac(key, part)
-    return hmac.new(key, policy_b64.encode("ascii"), hashlib.sha256).hexdigest()
+    # UTF-8, not ASCII: a form's policy may be any text; a non-ASCII one is then refused
+    # as a signature mismatch (or, signed, as a document that is not base64) — not a 500.
+    return hmac.new(key, policy_b64.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def v2_signature(secret: str, policy_b64: str) -> str:
@@ -127,16 +129,10 @@ def verify_form(
         conditions = policy["conditions"]
         assert isinstance(conditions, list)
         expiration = policy["expiration"]
-    except (ValueError, KeyError, TypeError, AssertionError, binascii.Error):
+    except (ValueError, KeyError, TypeError, AssertionError, RecursionError, binascii.Error):
+        # RecursionError: json.loads on a document nested thousands of levels deep.
         raise PolicyError("InvalidPolicyDocument", "Invalid Policy: Invalid JSON.", 400) from None
-    if not isinstance(expiration, str) or not EXPIRATION.fullmatch(expiration):
-        raise PolicyError(
-            "InvalidPolicyDocument",
-            "Invalid Policy: Invalid 'expiration' value: it must be ISO 8601 in UTC, "
-            "such as 2026-01-01T12:00:00.000Z.",
-            400,
-        )
-    if now >= _parse_time(expiration):
+    if now >= _expiration_time(expiration):
         raise denied("Invalid according to Policy: Policy expired.")
     values = {**form, "bucket": bucket}
     values["key"] = values["key"].replace("${filename}", filename)
@@ -262,5 +258,17 @@ def _check_signature(
         )
 
 
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+def _expiration_time(value: Any) -> datetime:
+    """A policy's expiration as a time; InvalidPolicyDocument when it is not ISO 8601 UTC
+    text or names no real moment (`2026-13-45T99:99:99Z` matches the pattern)."""
+    if isinstance(value, str) and EXPIRATION.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC)
+        except (ValueError, OverflowError):
+            pass
+    raise PolicyError(
+        "InvalidPolicyDocument",
+        "Invalid Policy: Invalid 'expiration' value: it must be ISO 8601 in UTC, "
+        "such as 2026-01-01T12:00:00.000Z.",
+        400,
+    )
