@@ -183,11 +183,14 @@ def test_export_content_is_exact(owner: VoyzuClient) -> None:
     )
     about, data = exported(owner, "csv")
     assert about["RowCount"] == 3 and about["Size"] == len(data)
-    assert data.decode() == (
-        "FirstName,LastName,Email,Phone,Company,CreatedDate,UpdatedDate,Tier\r\n"
-        f'Ada,Lovelace,ada@exact.example,\'+44 20 1234,"Analytical, Ltd",{a_created},{a_updated},gold\r\n'
-        f'\'=HYPERLINK(1),"Quote ""Q""",eq@exact.example,\'-5,\'@corp,{e_created},{e_updated},\r\n'
-        f'Émile,Ça Va,emile@exact.example,,"Multi\nLine",{m_created},{m_updated},\'+plus\r\n'
+    assert data.decode() == (  # every cell quoted, so no reader mistakes its delimiter
+        '"FirstName","LastName","Email","Phone","Company","CreatedDate","UpdatedDate","Tier"\r\n'
+        f'"Ada","Lovelace","ada@exact.example","\'+44 20 1234","Analytical, Ltd",'
+        f'"{a_created}","{a_updated}","gold"\r\n'
+        f'"\'=HYPERLINK(1)","Quote ""Q""","eq@exact.example","\'-5","\'@corp",'
+        f'"{e_created}","{e_updated}",""\r\n'
+        f'"Émile","Ça Va","emile@exact.example","","Multi\nLine",'
+        f'"{m_created}","{m_updated}","\'+plus"\r\n'
     )
     about, data = exported(owner, "xlsx")
     sheet = openpyxl.load_workbook(io.BytesIO(data)).active
