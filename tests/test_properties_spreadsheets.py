@@ -1,6 +1,7 @@
 """Properties of spreadsheet reading and writing (server/crm/spreadsheets.py), the contract
 imports and exports rely on whatever drives them: what `write` writes, `read` reads back
-cell for cell (formula-like cells neutralized with a leading `'`, blank rows dropped,
+cell for cell (CSV cells a spreadsheet would evaluate neutralized with a leading `'`;
+XLSX cells the exact text, never formulas; blank rows dropped,
 headers stripped), and no file, however hostile, raises anything but SpreadsheetError."""
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import io
 import zipfile
 
 import openpyxl
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 from server.crm.spreadsheets import (
+    _PLAIN,
     SpreadsheetError,
     column_targets,
     read,
@@ -29,7 +32,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 #: OWASP's CSV injection starts, which the writer prefixes with `'`.
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = ("=", "@", "\t", "\r")
 
 #: Cell text: any text (no surrogates, which a contact field cannot hold), and the
 #: characters that matter to CSV and to spreadsheet programs.
@@ -55,7 +58,38 @@ def _tables(draw: st.DrawFn) -> tuple[list[str], list[list[str]]]:
 
 
 def _neutralized(rows: list[list[str]]) -> list[list[str]]:
-    return [["'" + c if c.startswith(FORMULA_START) else c for c in row] for row in rows]
+    """CSV cells as a spreadsheet must not evaluate them: `'` before a formula start, and
+    before `+`/`-` text other than a plain number or phone number."""
+    return [
+        ["'" + c if c.startswith(FORMULA_START) or _signed_text(c) else c for c in row]
+        for row in rows
+    ]
+
+
+def _signed_text(cell: str) -> bool:
+    """`+`/`-` text the writer must neutralize; its examples are pinned in
+    test_csv_neutralizes_only_what_a_spreadsheet_evaluates."""
+    return cell.startswith(("+", "-")) and _PLAIN.fullmatch(cell) is None
+
+
+@pytest.mark.parametrize(
+    ("cell", "written_as"),
+    [
+        ("+1 555 0100", "+1 555 0100"),
+        ("+1 (555) 0100", "+1 (555) 0100"),
+        ("-5", "-5"),
+        ("+2.5e3", "+2.5e3"),
+        ("=SUM(A1)", "'=SUM(A1)"),
+        ("@cmd", "'@cmd"),
+        ("+plus", "'+plus"),
+        ("-2+3", "'-2+3"),
+        ("+1 555-0100", "'+1 555-0100"),
+        ("\t=1", "'\t=1"),
+    ],
+)
+def test_csv_neutralizes_only_what_a_spreadsheet_evaluates(cell: str, written_as: str) -> None:
+    data, _ = written("csv", ["Phone"], [[cell]])
+    assert data.decode().splitlines()[1] == '"' + written_as + '"'
 
 
 def _read_back(headers: list[str], *rows: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -92,7 +126,7 @@ def test_xlsx_reads_back_what_it_writes(table: tuple[list[str], list[list[str]]]
     data, count = written("xlsx", headers, rows)
     assert count == len(rows)
     legal = [[ILLEGAL_CHARACTERS_RE.sub("", cell) for cell in row] for row in [headers, *rows]]
-    kept = [[_xml_line_ends(cell) for cell in row] for row in _neutralized(legal)]
+    kept = [[_xml_line_ends(cell) for cell in row] for row in legal]  # the text, never a formula
     if not any(cell.strip() for row in kept for cell in row):
         return  # nothing left to read: "no header row" (see the upload property)
     sheet = read("export.xlsx", data)
@@ -192,3 +226,22 @@ def test_cells_holding_semicolons_stay_one_column() -> None:
     data, _ = written("csv", ["Notes"], [["a;b;c"], ["x;y;z"]])
     assert read("n.csv", data).rows == [["a;b;c"], ["x;y;z"]]
     assert list(csv.reader(io.StringIO(data.decode()))) == [["Notes"], ["a;b;c"], ["x;y;z"]]
+
+
+def test_typed_xlsx_cells_read_as_their_fields_take_them() -> None:
+    """Real dates, booleans and numbers in a workbook arrive as a date, boolean or number
+    custom field takes them (they came as "2024-01-02 00:00:00" and "True", refused)."""
+    from datetime import date, datetime
+
+    data = _xlsx_of(
+        [
+            ["Email", "Joined", "Met", "Active", "Score", "Ratio"],
+            ["a@x.example", datetime(2024, 1, 2), datetime(2024, 1, 2, 9, 30), True, 12.0, 2.5],
+            ["b@x.example", date(2024, 2, 29), None, False, 7, -0.25],
+        ]
+    )
+    sheet = read("typed.xlsx", data)
+    assert sheet.rows == [
+        ["a@x.example", "2024-01-02", "2024-01-02T09:30:00", "true", "12", "2.5"],
+        ["b@x.example", "2024-02-29", "", "false", "7", "-0.25"],
+    ]

@@ -12,10 +12,12 @@ import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from typing import BinaryIO
 
 import openpyxl
-from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, WriteOnlyCell
+from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
 MAX_ROWS = 100_000
 STANDARD_FIELDS = ("FirstName", "LastName", "Email", "Phone", "Company")
@@ -38,7 +40,11 @@ _ALIASES = {
     "organization": "Company",
     "organisation": "Company",
 }
-_FORMULA_START = frozenset(("=", "+", "-", "@", "\t", "\r"))
+#: What makes a spreadsheet program evaluate a CSV cell it opens, whatever follows.
+_FORMULA_START = ("=", "@", "\t", "\r")
+#: A plain number or a phone number (`-5`, `+1 555 0100`, `+1 (555) 0100`): shown as
+#: typed, so left as is; other text starting with `+` or `-` would be evaluated.
+_PLAIN = re.compile(r"[+-]?\d+(\.\d+)?([eE][+-]?\d+)?|\+?\d[\d ().]*\d")
 
 
 class SpreadsheetError(Exception):
@@ -107,8 +113,16 @@ def _read_xlsx(content: bytes) -> list[list[str]]:
 
 
 def _cell(value: object) -> str:
+    """A typed XLSX cell as the text a field of that type takes: dates as YYYY-MM-DD (a
+    date-time with its time), booleans as true/false, whole numbers without `.0`."""
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.date().isoformat() if value.time() == time() else value.isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -171,13 +185,18 @@ def write(
     return _write_xlsx(sink, headers, chunks)
 
 
-def _safe_cell(cell: str) -> str:
-    """A cell a spreadsheet program will not evaluate: a leading `'` before a formula."""
-    return "'" + cell if cell[:1] in _FORMULA_START else cell
+def _csv_safe(cell: str) -> str:
+    """A CSV cell a spreadsheet program will not evaluate: `'` before a formula, and
+    before `+`/`-` text that is not a plain number or phone number (those stay as typed)."""
+    if cell.startswith(_FORMULA_START) or (
+        cell.startswith(("+", "-")) and _PLAIN.fullmatch(cell) is None
+    ):
+        return "'" + cell
+    return cell
 
 
-def _safe(chunk: Sequence[Sequence[str]]) -> list[list[str]]:
-    return [[_safe_cell(cell) for cell in row] for row in chunk]
+def _csv_rows(chunk: Sequence[Sequence[str]]) -> list[list[str]]:
+    return [[_csv_safe(cell) for cell in row] for row in chunk]
 
 
 def _write_csv(
@@ -187,10 +206,10 @@ def _write_csv(
     # Every cell quoted: a reader that guesses the delimiter (ours sniffs `,`, `;` and tab)
     # cannot take a `;` inside a cell for one; minimal quoting left `a;b` bare.
     writer = csv.writer(text, quoting=csv.QUOTE_ALL)
-    writer.writerow([_safe_cell(header) for header in headers])  # custom field names too
+    writer.writerow([_csv_safe(header) for header in headers])  # custom field names too
     count = 0
     for chunk in chunks:
-        writer.writerows(_safe(chunk))
+        writer.writerows(_csv_rows(chunk))
         count += len(chunk)
     text.flush()
     text.detach()  # the sink stays open: its owner closes it
@@ -202,17 +221,24 @@ def _write_xlsx(
 ) -> int:
     book = openpyxl.Workbook(write_only=True)
     sheet = book.create_sheet("Contacts")
-    sheet.append([_safe_cell(_xlsx_text(header)) for header in headers])
+    sheet.append([_xlsx_cell(sheet, header) for header in headers])
     count = 0
     for chunk in chunks:
         for row in chunk:
-            sheet.append([_safe_cell(_xlsx_text(cell)) for cell in row])
+            sheet.append([_xlsx_cell(sheet, cell) for cell in row])
         count += len(chunk)
     book.save(sink)
     return count
 
 
-def _xlsx_text(value: str) -> str:
-    """Cell text without the control characters XLSX cannot hold (openpyxl refuses them,
-    which failed the whole export); CSV keeps them."""
-    return ILLEGAL_CHARACTERS_RE.sub("", value)
+def _xlsx_cell(sheet: WriteOnlyWorksheet, value: str) -> str | WriteOnlyCell:
+    """A string cell, exactly the text (no `'` added), never a formula: openpyxl makes
+    any text starting with `=` one, so such text is typed as a string explicitly. The
+    control characters XLSX cannot hold are dropped first (openpyxl refuses them, which
+    failed the whole export); CSV keeps them."""
+    text = ILLEGAL_CHARACTERS_RE.sub("", value)
+    if not text.startswith("="):
+        return text
+    cell = WriteOnlyCell(sheet, value=text)
+    cell.data_type = "s"
+    return cell
