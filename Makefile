@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PROTOS := $(shell find protos -name '*.proto' | sort)
 GENERATED_PACKAGES := c2c files crm
+#: generated/ directories that are not Python packages.
+GENERATED_DATA := openapi
 # The google/api protos ship inside googleapis-common-protos; grpc_tools ships google/protobuf.
 PROTO_INCLUDES = -Iprotos -I$$($(PY) -c 'import google.api, pathlib; print(pathlib.Path(google.api.__path__[0]).parents[1])')
 
@@ -36,18 +38,22 @@ define generate
 		--plugin=protoc-gen-mypy=$(VENV)/bin/protoc-gen-mypy --mypy_out=$(1) \
 		$(PROTOS)
 	for pkg in $(GENERATED_PACKAGES); do find $(1)/$$pkg -type d -exec touch {}/__init__.py \; ; done
-	# The voyzu /class modules quote the contract's comments: keep them, with source info.
-	$(PY) -m grpc_tools.protoc $(PROTO_INCLUDES) --include_source_info \
-		--descriptor_set_out=$(1)/crm/v1/crm_descriptor.binpb protos/crm/v1/crm.proto
+	# The voyzu /class modules and the OpenAPI descriptions quote the contract's comments:
+	# keep them, with source info, one descriptor set beside each file's generated module.
+	for proto in $(PROTOS); do rel=$${proto#protos/}; \
+		$(PY) -m grpc_tools.protoc $(PROTO_INCLUDES) --include_source_info \
+			--descriptor_set_out=$(1)/$${rel%.proto}_descriptor.binpb $$proto || exit 1; done
+	# The OpenAPI descriptions, from the modules just generated (first on the path).
+	PYTHONPATH=$(1) $(PY) -m gateway.openapi $(1)/openapi
 endef
 
 proto: install
 	$(call generate,.build/generated)
-	for pkg in $(GENERATED_PACKAGES); do rm -rf generated/$$pkg && cp -r .build/generated/$$pkg generated/; done
+	for pkg in $(GENERATED_PACKAGES) $(GENERATED_DATA); do rm -rf generated/$$pkg && cp -r .build/generated/$$pkg generated/; done
 
 proto-check: install
 	$(call generate,.build/proto-check)
-	@for pkg in $(GENERATED_PACKAGES); do \
+	@for pkg in $(GENERATED_PACKAGES) $(GENERATED_DATA); do \
 		diff -r .build/proto-check/$$pkg generated/$$pkg -x __pycache__ >/dev/null || { \
 			echo "generated/$$pkg is stale: run 'make proto' and commit the result"; exit 1; }; \
 	done

@@ -70,6 +70,102 @@ MEDIA_HEADERS = {
 }
 
 
+# The object routes as OpenAPI path items (gateway.openapi puts the upload target and
+# downloads in the Close description, media in C2C's): the request is the capability.
+_XML_ERROR = {"application/xml": {"schema": {"type": "string"}}}
+_JSON_ERROR = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["error", "message"],
+            "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        }
+    }
+}
+_BYTES = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def _path_parameters(*names: str) -> list[dict[str, object]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in names
+    ]
+
+
+UPLOAD_PATH_ITEM = {
+    "post": {
+        "operationId": "UploadObjectForm",
+        "tags": ["storage"],
+        "summary": "S3 browser-POST upload target",
+        "description": "The `upload.url` and `upload.fields` of POST /api/v1/files/upload/: "
+        "every field as given, the file last. The signed policy is the credential; "
+        "refusals are S3's XML error documents with S3's statuses.",
+        "security": [],
+        "parameters": _path_parameters("bucket"),
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["key", "policy", "file"],
+                        "properties": {
+                            "key": {"type": "string"},
+                            "policy": {"type": "string"},
+                            "x-amz-signature": {"type": "string"},
+                            "success_action_status": {"type": "string"},
+                            "file": {"type": "string", "format": "binary"},
+                        },
+                        "additionalProperties": {"type": "string"},
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {"description": "Stored (`success_action_status=200`)."},
+            "201": {"description": "Stored; S3's PostResponse.", "content": _XML_ERROR},
+            "204": {"description": "Stored."},
+            "303": {"description": "Stored; redirected to `success_action_redirect`."},
+            "4XX": {"description": "Refused, as S3 refuses.", "content": _XML_ERROR},
+            "5XX": {"description": "Not stored.", "content": _XML_ERROR},
+        },
+    }
+}
+
+DOWNLOAD_PATH_ITEM = {
+    "get": {
+        "operationId": "DownloadFile",
+        "tags": ["storage"],
+        "summary": "A 24-hour download link",
+        "description": "The file as an attachment; the token is the capability.",
+        "security": [],
+        "parameters": _path_parameters("token", "name"),
+        "responses": {
+            "200": {"description": "The file's bytes.", "content": _BYTES},
+            "404": {"description": "No such file.", "content": _JSON_ERROR},
+            "410": {"description": "The link expired.", "content": _JSON_ERROR},
+            "5XX": {"description": "Not served.", "content": _JSON_ERROR},
+        },
+    }
+}
+
+MEDIA_PATH_ITEM = {
+    "get": {
+        "operationId": "GetMedia",
+        "tags": ["storage"],
+        "summary": "A contact asset's media",
+        "description": "Served so a browser never sniffs or runs it (SVGs as attachments).",
+        "security": [],
+        "parameters": _path_parameters("uuid", "name"),
+        "responses": {
+            "200": {"description": "The media's bytes.", "content": _BYTES},
+            "404": {"description": "No such media.", "content": _JSON_ERROR},
+            "5XX": {"description": "Not served.", "content": _JSON_ERROR},
+        },
+    }
+}
+
+
 class StorageSurface(Surface):
     name = "storage"
 

@@ -24,7 +24,14 @@ from gateway.errors import MALFORMED_REPLY, METHOD_NOT_ALLOWED, ROUTE_NOT_FOUND,
 from gateway.json_options import JsonOptions
 from gateway.json_writer import message_to_json, response_payload
 from gateway.routes import Route
-from gateway.surfaces.base import Surface, header_text, json_response, request_host
+from gateway.surfaces.base import (
+    ApiDescription,
+    Surface,
+    header_text,
+    json_response,
+    request_host,
+    statuses_of,
+)
 
 SESSION_COOKIE = "voyzu_session_id"
 START_REQUEST = "/crm.v1.Crm/StartRequest"
@@ -75,11 +82,45 @@ def error_message(status: status_pb2.Status) -> str:
     return f"{status.message} {details}".strip() if details else status.message
 
 
+DESCRIPTION = ApiDescription(
+    title="voyzu CRM API",
+    version="v1",
+    security_schemes={
+        "voyzuSession": {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": SESSION_COOKIE,
+            "description": "The session POST /api/auth sets.",
+        }
+    },
+    security=("voyzuSession",),
+    error_statuses=statuses_of(STATUSES),
+    error_schemas={
+        "default": {
+            "type": "object",
+            "required": ["ErrorMessage"],
+            "properties": {"ErrorMessage": {"type": "string"}},
+        }
+    },
+    public_methods=frozenset({"/crm.v1.Crm/Authenticate", "/crm.v1.Crm/GetResourceClass"}),
+    # voyzu clients send JSON under any content type (curl -d sends a form's).
+    body_media_type="*/*",
+    extra_properties={"crm.v1.RequestStatus": {"StatusCode": {"type": "integer"}}},
+    async_methods=frozenset(
+        f"/{method.containing_service.full_name}/{method.name}"
+        for method in crm_pb2.DESCRIPTOR.services_by_name["Crm"].methods
+        if method.GetOptions().Extensions[crm_pb2.background_allowed]
+    ),
+    async_response="crm.v1.StartRequestResponse",
+)
+
+
 class VoyzuSurface(Surface):
     name = "voyzu"
     services = frozenset({"crm.v1.Crm"})
     path_prefix = "/api/"
     json_options = JsonOptions(use_json_names=True, ignore_unknown_fields=True)
+    description = DESCRIPTION
 
     def __init__(self, *, dev: bool = False) -> None:
         self._dev = dev
