@@ -13,13 +13,14 @@ GENERATED_DATA := openapi
 # The google/api protos ship inside googleapis-common-protos; grpc_tools ships google/protobuf.
 PROTO_INCLUDES = -Iprotos -I$$($(PY) -c 'import google.api, pathlib; print(pathlib.Path(google.api.__path__[0]).parents[1])')
 
-.PHONY: help install proto proto-check lint run test bench clean
+.PHONY: help install proto proto-check lint run test fuzz bench clean
 
 help:
 	@echo "make run    install, then serve with a demo tenant on http://127.0.0.1:8080"
 	@echo "make test   install, then run every check and test"
 	@echo "make proto  regenerate generated/ from protos/"
 	@echo "make lint   buf lint + import-linter + ruff"
+	@echo "make fuzz   schemathesis, long: every operation of every surface (FUZZ_EXAMPLES, FUZZ_SECONDS)"
 	@echo "make bench  run the benchmarks in bench/ (BENCH='health webp' for some); fails on a missed target"
 
 install: $(STAMP)
@@ -74,6 +75,14 @@ run: install
 
 test: install proto-check lint
 	$(PY) -m pytest
+
+# The same fuzzing `make test` does briefly: many cases per operation, and a time budget
+# per run (each surface with and without credentials) spent on further cases.
+FUZZ_EXAMPLES ?= 200
+FUZZ_SECONDS ?= 120
+fuzz: install
+	CRMGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CRMGATE_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+		$(PY) -m pytest -s -q tests/test_fuzz.py -k fuzzing
 
 bench: install
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }

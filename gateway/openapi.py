@@ -75,6 +75,8 @@ _WELL_KNOWN: Mapping[str, Schema] = {
     "google.protobuf.DoubleValue": _FLOAT,
 }
 _HTTP_BODY = "google.api.HttpBody"
+JSON = "application/json"
+_BYTES = {"schema": {"type": "string", "format": "binary"}}
 
 
 class _Document:
@@ -214,21 +216,26 @@ class _Document:
 
     def success_response(self, route: Route) -> Schema:
         response = route.response_type.DESCRIPTOR
+        text = _comment(response.file, response.full_name) or "Done."
+        content: Schema = {}
         if route.response_body:
             field = _field(response, route.response_body)
             if field.message_type is not None and field.message_type.full_name == _HTTP_BODY:
-                return _bytes_response()
-            schema = self.field_schema(field)
+                content["*/*"] = _BYTES
+            else:
+                content[JSON] = {"schema": self.field_schema(field)}
         elif response.full_name == _HTTP_BODY:
-            return _bytes_response()
+            content["*/*"] = _BYTES
         else:
-            schema = self.message_ref(response)
+            content[JSON] = {"schema": self.message_ref(response)}
         if route.full_method in self.about.async_methods:
-            started = self.about.async_response
             pool = route.method.containing_service.file.pool
-            schema = {"anyOf": [schema, self.message_ref(pool.FindMessageTypeByName(started))]}
-        text = _comment(response.file, response.full_name) or "Done."
-        return {"description": text, "content": {"application/json": {"schema": schema}}}
+            started = self.message_ref(pool.FindMessageTypeByName(self.about.async_response))
+            answered = content.get(JSON)
+            content[JSON] = {
+                "schema": {"anyOf": [answered["schema"], started]} if answered else started
+            }
+        return {"description": text, "content": copy.deepcopy(content)}
 
 
 def _phrase(status: int) -> str:
@@ -236,13 +243,6 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:  # voyzu's own 540 and 541
         return {540: "Domain error", 541: "Routing failure"}.get(status, "Error")
-
-
-def _bytes_response() -> Schema:
-    return {
-        "description": "The bytes, in their own content type.",
-        "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-    }
 
 
 def _field(message: Descriptor, selector: str) -> FieldDescriptor:

@@ -19,6 +19,7 @@ from xml.sax.saxutils import escape
 
 import grpc
 from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from c2c.v1 import contact_assets_pb2
 from files.v1 import files_pb2
 from google.protobuf.message import Message
@@ -407,10 +408,16 @@ async def _field(part: BodyPartReader, budget: int) -> bytes:
 
 async def _read(reading: Awaitable[T]) -> T:
     """Await a read of the body; a body that is not well-formed multipart is S3's
-    MalformedPOSTRequest."""
+    MalformedPOSTRequest (a part header aiohttp's parser refuses included)."""
     try:
         return await reading
-    except (ValueError, AssertionError, asyncio.IncompleteReadError, ClientPayloadError):
+    except (
+        ValueError,
+        AssertionError,
+        asyncio.IncompleteReadError,
+        ClientPayloadError,
+        HttpProcessingError,
+    ):
         raise malformed() from None
 
 
