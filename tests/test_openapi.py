@@ -23,7 +23,9 @@ from tests.support.processes import CrmgateProcess
 GENERATED = Path(__file__).parents[1] / "generated" / "openapi"
 SURFACES = ("c2c", "close", "voyzu")
 #: The process's own routes, not any surface's: liveness and the reference itself.
-PROCESS_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/openapi/{}.json"})
+PROCESS_PATHS = frozenset(
+    {"/healthz", "/readyz", "/openapi.json", "/openapi/{}.json", "/docs", "/docs/assets"}
+)
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +140,13 @@ def test_served_descriptions_are_the_generated_ones(server: CrmgateProcess) -> N
         )
     assert fetch(server, "/openapi/nope.json")[0] == 404
     assert fetch(server, "/openapi/all.json")[0] == 404
+
+
+def test_docs_page_and_its_assets_are_served_locally(server: CrmgateProcess) -> None:
+    status, page = fetch(server, "/docs")
+    assert status == 200
+    for name in SURFACES:
+        assert f'<div id="surface-{name}"></div>' in page
+    assert "://" not in page.replace('href="/openapi', "")  # no CDN: every link is local
+    status, script = fetch(server, "/docs/assets/swagger-ui-bundle.js")
+    assert status == 200 and "SwaggerUIBundle" in script
