@@ -133,38 +133,45 @@ UPLOAD_PATH_ITEM = {
     }
 }
 
-DOWNLOAD_PATH_ITEM = {
-    "get": {
-        "operationId": "DownloadFile",
-        "tags": ["storage"],
-        "summary": "A 24-hour download link",
-        "description": "The file as an attachment; the token is the capability.",
-        "security": [],
-        "parameters": _path_parameters("token", "name"),
-        "responses": {
-            "200": {"description": "The file's bytes.", "content": _BYTES},
-            "404": {"description": "No such file.", "content": _JSON_ERROR},
-            "410": {"description": "The link expired.", "content": _JSON_ERROR},
-            "5XX": {"description": "Not served.", "content": _JSON_ERROR},
-        },
-    }
-}
 
-MEDIA_PATH_ITEM = {
-    "get": {
-        "operationId": "GetMedia",
-        "tags": ["storage"],
-        "summary": "A contact asset's media",
-        "description": "Served so a browser never sniffs or runs it (SVGs as attachments).",
-        "security": [],
-        "parameters": _path_parameters("uuid", "name"),
-        "responses": {
-            "200": {"description": "The media's bytes.", "content": _BYTES},
-            "404": {"description": "No such media.", "content": _JSON_ERROR},
-            "5XX": {"description": "Not served.", "content": _JSON_ERROR},
-        },
+def _bytes_path_item(
+    operation_id: str,
+    summary: str,
+    description: str,
+    names: tuple[str, str],
+    refusals: dict[str, str],
+) -> dict[str, object]:
+    """A GET of streamed bytes whose path is the capability; failures are JSON."""
+    responses: dict[str, object] = {"200": {"description": "The bytes.", "content": _BYTES}}
+    for status, text in {**refusals, "5XX": "Not served."}.items():
+        responses[status] = {"description": text, "content": _JSON_ERROR}
+    return {
+        "get": {
+            "operationId": operation_id,
+            "tags": ["storage"],
+            "summary": summary,
+            "description": description,
+            "security": [],
+            "parameters": _path_parameters(*names),
+            "responses": responses,
+        }
     }
-}
+
+
+DOWNLOAD_PATH_ITEM = _bytes_path_item(
+    "DownloadFile",
+    "A 24-hour download link",
+    "The file as an attachment; the token is the capability.",
+    ("token", "name"),
+    {"404": "No such file.", "410": "The link expired."},
+)
+MEDIA_PATH_ITEM = _bytes_path_item(
+    "GetMedia",
+    "A contact asset's media",
+    "Served so a browser never sniffs or runs it (SVGs as attachments).",
+    ("uuid", "name"),
+    {"404": "No such media."},
+)
 
 
 class StorageSurface(Surface):
