@@ -63,3 +63,23 @@ def test_a_form_part_header_with_a_control_character_is_malformed_not_a_500(
         r"</Message><RequestId>[0-9a-f]+-[0-9]+</RequestId></Error>",
         answer.text,
     ), answer.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/files/download/0/a%0Ab", {"error": "not_found", "message": "No such file."}),
+        ("/api/v1/nothing%0A", None),
+    ],
+)
+def test_a_path_with_a_newline_is_answered_in_the_surface_format(
+    deployment: tuple[CrmgateProcess, Credentials], path: str, body: dict[str, str] | None
+) -> None:
+    """Found by the fuzzer: aiohttp's `.` stops at a newline, so such paths matched no
+    route and got aiohttp's plain-text 404."""
+    crmgate, _ = deployment
+    answer = requests.get(crmgate.http_url + path, timeout=10)
+    assert answer.status_code == 404
+    assert answer.headers["Content-Type"] == "application/json; charset=utf-8"
+    if body is not None:
+        assert answer.json() == body

@@ -184,7 +184,7 @@ class StorageSurface(Surface):
         return [
             web.post(STORAGE_PATH + "{bucket}", self.upload),
             # The name is for people (the token is the capability): it may hold a "/".
-            web.get(DOWNLOAD_PATH + "{token}/{name:.+}", self.download),
+            web.get(DOWNLOAD_PATH + r"{token}/{name:[\s\S]+}", self.download),
             web.get(PUBLIC_MEDIA_PATH + "{uuid}/{name}", self.media),
         ]
 

@@ -15,13 +15,15 @@ from pathlib import Path
 
 from tests.support.processes import CrmgateProcess
 
-GENERATED = Path(__file__).parents[2] / "generated" / "openapi"
-CHECKS = (
-    "not_a_server_error",
+ROOT = Path(__file__).parents[2]
+GENERATED = ROOT / "generated" / "openapi"
+CONFORMANCE = (
     "status_code_conformance",
     "content_type_conformance",
     "response_schema_conformance",
 )
+#: No 5xx: voyzu's own check lets its documented 540 (a domain error) through.
+SERVER_ERRORS = {"voyzu": "no_unanticipated_error"}
 PASSWORD = "fuzz-password-1234"
 
 
@@ -78,7 +80,8 @@ def fuzz(crmgate: CrmgateProcess, surface: str, extra: list[str], report_dir: Pa
     examples = os.environ.get("CRMGATE_FUZZ_EXAMPLES", "3")
     command = [
         sys.executable, "-m", "schemathesis.cli", "run", str(GENERATED / f"{surface}.json"),
-        "--url", crmgate.http_url, "--checks", ",".join(CHECKS), "--max-examples", examples,
+        "--url", crmgate.http_url,
+        "--checks", ",".join((SERVER_ERRORS.get(surface, "not_a_server_error"), *CONFORMANCE)), "--max-examples", examples,
         "--generation-with-security-parameters", "false", "--no-color", "--workers", "1",
         "--report", "json", "--report-dir", str(report_dir), "--seed", "1",
         "--phases", "examples,coverage,fuzzing", *extra,
@@ -86,7 +89,8 @@ def fuzz(crmgate: CrmgateProcess, surface: str, extra: list[str], report_dir: Pa
     seconds = os.environ.get("CRMGATE_FUZZ_SECONDS")
     if seconds:
         command += ["--max-time", seconds]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1800)
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.support.fuzz_hooks"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1800, cwd=ROOT, env=env)
     (report,) = report_dir.glob("*.json")
     figures = json.loads(report.read_text())
     return Outcome(
