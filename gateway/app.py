@@ -260,7 +260,8 @@ def build_app(
         handler = gateway.handler(route)
         for path in gateway.surface_for_route(route).router_paths(route):
             app.router.add_route(route.http_method, path, handler)
-    app.router.add_route("*", "/{tail:.*}", gateway.unrouted)
+    # Every path, newlines (%0A) included: none gets aiohttp's plain-text 404.
+    app.router.add_route("*", r"/{tail:[\s\S]*}", gateway.unrouted)
 
     async def close_caller(app: web.Application) -> None:
         await caller.close()

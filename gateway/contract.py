@@ -13,12 +13,14 @@ from __future__ import annotations
 import itertools
 import secrets
 from collections.abc import Iterable, Mapping
+from functools import cache
+from importlib import resources
 
 import grpc
 from c2c.v1 import contact_assets_pb2
 from crm.v1 import crm_pb2
 from files.v1 import files_pb2
-from google.protobuf import any_pb2, message
+from google.protobuf import any_pb2, descriptor_pb2, message
 from google.rpc import error_details_pb2, status_pb2
 
 #: The contract's files: the server registers and reflects them, the gateway routes them.
@@ -191,3 +193,34 @@ def field_violations(
             detail.Unpack(bad_request)
             violations.extend(bad_request.field_violations)
     return violations
+
+
+@cache
+def source_comments(package: str, stem: str) -> dict[str, str]:
+    """Leading comments of a contract file's services, methods, messages and fields, by
+    full name, from its descriptor set with source info (`{stem}_descriptor.binpb` beside
+    the generated package, written by `make proto`): the voyzu /class modules and the
+    OpenAPI descriptions quote them."""
+    data = resources.files(package).joinpath(f"{stem}_descriptor.binpb").read_bytes()
+    comments: dict[str, str] = {}
+    for file in descriptor_pb2.FileDescriptorSet.FromString(data).file:
+        for location in file.source_code_info.location:
+            name = _located_name(file, list(location.path))
+            if name:
+                comments[name] = " ".join(location.leading_comments.split())
+    return comments
+
+
+def _located_name(file: descriptor_pb2.FileDescriptorProto, path: list[int]) -> str | None:
+    """The full name a source location path points at: a top-level message (4) or one of
+    its fields (4, i, 2, j), a service (6) or one of its methods (6, i, 2, j)."""
+    if len(path) not in (2, 4) or path[0] not in (4, 6) or (len(path) == 4 and path[2] != 2):
+        return None
+    if path[0] == 4:
+        parent = file.message_type[path[1]]
+        children = [field.name for field in parent.field]
+    else:
+        parent = file.service[path[1]]
+        children = [method.name for method in parent.method]
+    name = f"{file.package}.{parent.name}"
+    return name if len(path) == 2 else f"{name}.{children[path[3]]}"

@@ -8,17 +8,18 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from pathlib import Path
 
 from aiohttp import web
 
+from gateway import reference
 from gateway.app import build_app
 from gateway.calls import Caller, ChannelCaller
 from gateway.contract import FILE_DESCRIPTORS
-from gateway.forwarding import parse_networks
+from gateway.forwarding import Network, parse_networks
 from gateway.health import backend_checks, health_routes
-from gateway.limits import HttpLimits
+from gateway.limits import DEFAULT_LIMITS, HttpLimits
 from gateway.protocol import GatewayRunner
 from gateway.surfaces import default_surfaces
 from server import admin, logs
@@ -348,10 +349,9 @@ async def _start_gateway(
     settings: Settings,
     extra_routes: list[web.RouteDef],
 ) -> tuple[web.AppRunner, str]:
-    app = build_app(
+    app = gateway_app(
         caller,
-        default_surfaces(dev=settings.dev),
-        FILE_DESCRIPTORS,
+        dev=settings.dev,
         extra_routes=extra_routes,
         trusted_proxies=args.trusted_networks,
         limits=HttpLimits(
@@ -366,6 +366,27 @@ async def _start_gateway(
     url = f"http://{host}:{port}"
     announce(f"http listening on {url}")
     return runner, url
+
+
+def gateway_app(
+    caller: Caller,
+    *,
+    dev: bool,
+    extra_routes: Iterable[web.RouteDef] = (),
+    trusted_proxies: Iterable[Network] = (),
+    limits: HttpLimits = DEFAULT_LIMITS,
+) -> web.Application:
+    """The HTTP app every crmgate process serves: the surfaces, their API reference, and
+    the process's own `extra_routes`."""
+    surfaces = default_surfaces(dev=dev)
+    return build_app(
+        caller,
+        surfaces,
+        FILE_DESCRIPTORS,
+        extra_routes=[*extra_routes, *reference.routes(surfaces)],
+        trusted_proxies=trusted_proxies,
+        limits=limits,
+    )
 
 
 @contextlib.asynccontextmanager

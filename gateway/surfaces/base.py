@@ -8,6 +8,7 @@ its own, the transcoder's or the service's — which always arrives as a google.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -30,7 +31,7 @@ from gateway.contract import (
     build_status,
     new_request_id,
 )
-from gateway.errors import INVALID_REQUEST, MALFORMED_REPLY, reject, throttle_headers
+from gateway.errors import INVALID_REQUEST, MALFORMED_REPLY, StatusTable, reject, throttle_headers
 from gateway.json_body import Path as JsonPath
 from gateway.json_options import JsonOptions
 from gateway.json_reader import TranscodeError, build_request
@@ -79,6 +80,8 @@ class Surface:
     #: The call that checks a request's credentials from its headers alone — (method,
     #: request type, response type) — made before a large body is read; None: no credentials.
     credential_check: tuple[str, type[Message], type[Message]] | None = None
+    #: What its OpenAPI description says beyond the annotations (None: not described).
+    description: ApiDescription | None = None
 
     def call_metadata(self, request: web.Request, route: Route) -> list[tuple[str, str]]:
         """Metadata for the call; raise `reject(...)` to refuse the request before it."""
@@ -238,3 +241,46 @@ def error_map(violations: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     for field, message in violations:
         errors.setdefault(field, []).append(message)
     return errors
+
+
+@dataclass(frozen=True)
+class ApiDescription:
+    """What a surface's OpenAPI description says beyond the contract's annotations (read
+    by gateway.openapi): its naming comes from `Surface.json_options`, the rest from here."""
+
+    title: str
+    version: str
+    #: OpenAPI securitySchemes, by name.
+    security_schemes: Mapping[str, Mapping[str, Any]]
+    #: Alternatives: any one scheme of these names is enough.
+    security: Sequence[str]
+    #: Every HTTP status a failure may take (`statuses_of` reads them from status tables).
+    error_statuses: frozenset[int]
+    #: The error body's JSON Schema, by status; "default" for the statuses not listed.
+    error_schemas: Mapping[int | str, Mapping[str, Any]]
+    #: Full method paths (`/pkg.Service/Method`) that need no credentials.
+    public_methods: frozenset[str] = frozenset()
+    #: Header parameters every operation requires (OpenAPI parameter objects).
+    headers: Sequence[Mapping[str, Any]] = ()
+    #: Success statuses that are not 200, by full method path.
+    success_statuses: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: The request body's media type.
+    body_media_type: str = "application/json"
+    #: Properties the surface adds to a message's JSON, by message full name.
+    extra_properties: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    #: Full method paths that may run in the background with `?async=true`, answering
+    #: the schema `async_response` names instead.
+    async_methods: frozenset[str] = frozenset()
+    async_response: str = ""
+    #: Paths the surface's objects are served on (OpenAPI path items, by path).
+    extra_paths: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+
+def statuses_of(*tables: StatusTable[Any]) -> frozenset[int]:
+    """The failure statuses in status tables (values that are tuples give their first
+    item), with 500 for what no table names."""
+    found = {500}
+    for table in tables:
+        for value in (*table.by_reason.values(), *table.by_code.values()):
+            found.add(value[0] if isinstance(value, tuple) else value)
+    return frozenset(status for status in found if status >= 400)  # OK maps to 200

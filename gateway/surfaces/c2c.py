@@ -20,6 +20,7 @@ from gateway.calls import Caller
 from gateway.contract import (
     AUTHORIZATION_KEY,
     CHUNK_BYTES,
+    PUBLIC_MEDIA_PATH,
     RATE_LIMITED,
     CallFailed,
     error_info,
@@ -28,6 +29,7 @@ from gateway.contract import (
 from gateway.errors import (
     BODY_REFUSALS,
     BODY_TOO_LARGE,
+    DEFAULT_STATUSES,
     GATEWAY_WORDED,
     INVALID_JSON,
     INVALID_REQUEST,
@@ -51,7 +53,16 @@ from gateway.json_options import JsonOptions
 from gateway.json_writer import response_payload
 from gateway.localisation import choose_locale, field_message, summary, translate
 from gateway.routes import Route
-from gateway.surfaces.base import Surface, error_map, header_text, json_response, transcode
+from gateway.surfaces.base import (
+    ApiDescription,
+    Surface,
+    error_map,
+    header_text,
+    json_response,
+    statuses_of,
+    transcode,
+)
+from gateway.surfaces.storage import MEDIA_PATH_ITEM
 
 SUPPORTED_VERSIONS = frozenset({"v1"})
 ATTACH_METHOD = "/c2c.v1.ContactAssets/AttachAssets"
@@ -112,6 +123,48 @@ STATUSES: StatusTable[tuple[int, str]] = StatusTable(
 )
 
 
+#: The documented error envelope: `errors` (Laravel's map) comes with validation failures.
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "examples": ["validation_failed"]},
+        "message": {"type": "string"},
+        "errors": {
+            "type": "object",
+            "additionalProperties": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+
+DESCRIPTION = ApiDescription(
+    title="C2C public API",
+    version="v1",
+    security_schemes={
+        "c2cBearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A tenant's `c2c_` API key.",
+        },
+        "c2cApiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+    },
+    security=("c2cBearer", "c2cApiKey"),
+    error_statuses=statuses_of(STATUSES, DEFAULT_STATUSES),
+    error_schemas={"default": ERROR_SCHEMA},
+    headers=(
+        {
+            "name": "X-Api-Version",
+            "in": "header",
+            "required": True,
+            "description": "The API version; only `v1` exists.",
+            "schema": {"type": "string", "enum": sorted(SUPPORTED_VERSIONS)},
+        },
+    ),
+    success_statuses=SUCCESS_STATUS,
+    extra_paths={PUBLIC_MEDIA_PATH + "{uuid}/{name}": MEDIA_PATH_ITEM},
+)
+
+
 class C2cSurface(Surface):
     name = "c2c"
     services = frozenset({"c2c.v1.ContactAssets"})
@@ -124,6 +177,7 @@ class C2cSurface(Surface):
         contact_assets_pb2.GetMessageLocaleRequest,
         contact_assets_pb2.GetMessageLocaleResponse,
     )
+    description = DESCRIPTION
 
     def bind(self, routes: Sequence[Route], caller: Caller) -> None:
         self._caller = caller

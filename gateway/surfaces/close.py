@@ -11,15 +11,57 @@ from aiohttp import BasicAuth, web
 from files.v1 import files_pb2
 from google.rpc import status_pb2
 
-from gateway.contract import AUTHORIZATION_KEY, field_violations
-from gateway.errors import UPLOADS_BUSY, StatusTable, default_http_status
+from gateway.contract import AUTHORIZATION_KEY, DOWNLOAD_PATH, STORAGE_PATH, field_violations
+from gateway.errors import DEFAULT_STATUSES, UPLOADS_BUSY, StatusTable, default_http_status
 from gateway.json_options import JsonOptions
 from gateway.routes import Route
-from gateway.surfaces.base import Surface, error_map, header_text, json_response
+from gateway.surfaces.base import (
+    ApiDescription,
+    Surface,
+    error_map,
+    header_text,
+    json_response,
+    statuses_of,
+)
+from gateway.surfaces.storage import DOWNLOAD_PATH_ITEM, UPLOAD_PATH_ITEM
 
 #: Close answers bad input with 400 and its validation envelope.
 STATUSES: StatusTable[int] = StatusTable(
     by_reason={UPLOADS_BUSY: 503}, by_code={grpc.StatusCode.INVALID_ARGUMENT: 400}
+)
+
+
+DESCRIPTION = ApiDescription(
+    title="Close-compatible Files API",
+    version="v1",
+    security_schemes={
+        "closeBasic": {
+            "type": "http",
+            "scheme": "basic",
+            "description": "The `api_` key as the user name, an empty password.",
+        }
+    },
+    security=("closeBasic",),
+    error_statuses=statuses_of(STATUSES, DEFAULT_STATUSES),
+    error_schemas={
+        400: {
+            "type": "object",
+            "required": ["errors", "field-errors"],
+            "properties": {
+                "errors": {"type": "array", "items": {"type": "string"}},
+                "field-errors": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "default": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"type": "string"}},
+        },
+    },
+    extra_paths={
+        STORAGE_PATH + "{bucket}": UPLOAD_PATH_ITEM,
+        DOWNLOAD_PATH + "{token}/{name}": DOWNLOAD_PATH_ITEM,
+    },
 )
 
 
@@ -33,6 +75,7 @@ class CloseSurface(Surface):
         files_pb2.CheckCredentialsRequest,
         files_pb2.CheckCredentialsResponse,
     )
+    description = DESCRIPTION
 
     def router_paths(self, route: Route) -> list[str]:
         """Close answers each route with and without its trailing slash."""

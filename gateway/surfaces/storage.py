@@ -18,6 +18,7 @@ from xml.sax.saxutils import escape
 
 import grpc
 from aiohttp import BodyPartReader, ClientPayloadError, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from c2c.v1 import contact_assets_pb2
 from files.v1 import files_pb2
 from google.protobuf.message import Message
@@ -71,6 +72,109 @@ MEDIA_HEADERS = {
 }
 
 
+# The object routes as OpenAPI path items (gateway.openapi puts the upload target and
+# downloads in the Close description, media in C2C's): the request is the capability.
+_XML_ERROR = {"application/xml": {"schema": {"type": "string"}}}
+_JSON_ERROR = {
+    "application/json": {
+        "schema": {
+            "type": "object",
+            "required": ["error", "message"],
+            "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        }
+    }
+}
+_BYTES = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+
+
+def _path_parameters(*names: str) -> list[dict[str, object]]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in names
+    ]
+
+
+UPLOAD_PATH_ITEM = {
+    "post": {
+        "operationId": "UploadObjectForm",
+        "tags": ["storage"],
+        "summary": "S3 browser-POST upload target",
+        "description": "The `upload.url` and `upload.fields` of POST /api/v1/files/upload/: "
+        "every field as given, the file last. The signed policy is the credential; "
+        "refusals are S3's XML error documents with S3's statuses.",
+        "security": [],
+        "parameters": _path_parameters("bucket"),
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["key", "policy", "file"],
+                        "properties": {
+                            "key": {"type": "string"},
+                            "policy": {"type": "string"},
+                            "x-amz-signature": {"type": "string"},
+                            "success_action_status": {"type": "string"},
+                            "file": {"type": "string", "format": "binary"},
+                        },
+                        "additionalProperties": {"type": "string"},
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {"description": "Stored (`success_action_status=200`)."},
+            "201": {"description": "Stored; S3's PostResponse.", "content": _XML_ERROR},
+            "204": {"description": "Stored."},
+            "303": {"description": "Stored; redirected to `success_action_redirect`."},
+            "4XX": {"description": "Refused, as S3 refuses.", "content": _XML_ERROR},
+            "5XX": {"description": "Not stored.", "content": _XML_ERROR},
+        },
+    }
+}
+
+
+def _bytes_path_item(
+    operation_id: str,
+    summary: str,
+    description: str,
+    names: tuple[str, str],
+    refusals: dict[str, str],
+) -> dict[str, object]:
+    """A GET of streamed bytes whose path is the capability; failures are JSON."""
+    responses: dict[str, object] = {"200": {"description": "The bytes.", "content": _BYTES}}
+    for status, text in {**refusals, "5XX": "Not served."}.items():
+        responses[status] = {"description": text, "content": _JSON_ERROR}
+    return {
+        "get": {
+            "operationId": operation_id,
+            "tags": ["storage"],
+            "summary": summary,
+            "description": description,
+            "security": [],
+            "parameters": _path_parameters(*names),
+            "responses": responses,
+        }
+    }
+
+
+DOWNLOAD_PATH_ITEM = _bytes_path_item(
+    "DownloadFile",
+    "A 24-hour download link",
+    "The file as an attachment; the token is the capability.",
+    ("token", "name"),
+    {"404": "No such file.", "410": "The link expired."},
+)
+MEDIA_PATH_ITEM = _bytes_path_item(
+    "GetMedia",
+    "A contact asset's media",
+    "Served so a browser never sniffs or runs it (SVGs as attachments).",
+    ("uuid", "name"),
+    {"404": "No such media."},
+)
+
+
 class StorageSurface(Surface):
     name = "storage"
 
@@ -82,7 +186,7 @@ class StorageSurface(Surface):
         return [
             web.post(STORAGE_PATH + "{bucket}", self.upload),
             # The name is for people (the token is the capability): it may hold a "/".
-            web.get(DOWNLOAD_PATH + "{token}/{name:.+}", self.download),
+            web.get(DOWNLOAD_PATH + r"{token}/{name:[\s\S]+}", self.download),
             web.get(PUBLIC_MEDIA_PATH + "{uuid}/{name}", self.media),
         ]
 
@@ -283,10 +387,16 @@ async def _field(part: BodyPartReader, budget: int) -> bytes:
 
 async def _read(reading: Awaitable[T]) -> T:
     """Await a read of the body; a body that is not well-formed multipart is S3's
-    MalformedPOSTRequest."""
+    MalformedPOSTRequest (a part header aiohttp's parser refuses included)."""
     try:
         return await reading
-    except (ValueError, AssertionError, asyncio.IncompleteReadError, ClientPayloadError):
+    except (
+        ValueError,
+        AssertionError,
+        asyncio.IncompleteReadError,
+        ClientPayloadError,
+        HttpProcessingError,
+    ):
         raise malformed() from None
 
 

@@ -34,12 +34,14 @@ from gateway.json_options import JsonOptions, field_key
 from gateway.json_writer import http_body, message_to_json, response_payload
 from gateway.routes import Route, resolve
 from gateway.surfaces.base import (
+    ApiDescription,
     StreamedCall,
     Surface,
     header_text,
     json_response,
     request_host,
     serve_stream,
+    statuses_of,
     transcode,
 )
 
@@ -108,6 +110,39 @@ def _detail(
     return f"{field}: {violation.description}" if field else violation.description
 
 
+DESCRIPTION = ApiDescription(
+    title="voyzu CRM API",
+    version="v1",
+    security_schemes={
+        "voyzuSession": {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": SESSION_COOKIE,
+            "description": "The session POST /api/auth sets.",
+        }
+    },
+    security=("voyzuSession",),
+    error_statuses=statuses_of(STATUSES),
+    error_schemas={
+        "default": {
+            "type": "object",
+            "required": ["ErrorMessage"],
+            "properties": {"ErrorMessage": {"type": "string"}},
+        }
+    },
+    public_methods=frozenset({"/crm.v1.Crm/Authenticate", "/crm.v1.Crm/GetResourceClass"}),
+    # voyzu clients send JSON under any content type (curl -d sends a form's).
+    body_media_type="*/*",
+    extra_properties={"crm.v1.RequestStatus": {"StatusCode": {"type": "integer"}}},
+    async_methods=frozenset(
+        f"/{method.containing_service.full_name}/{method.name}"
+        for method in crm_pb2.DESCRIPTOR.services_by_name["Crm"].methods
+        if method.GetOptions().Extensions[crm_pb2.background_allowed]
+    ),
+    async_response="crm.v1.StartRequestResponse",
+)
+
+
 class VoyzuSurface(Surface):
     name = "voyzu"
     services = frozenset({"crm.v1.Crm"})
@@ -118,6 +153,7 @@ class VoyzuSurface(Surface):
         crm_pb2.CheckCredentialsRequest,
         crm_pb2.CheckCredentialsResponse,
     )
+    description = DESCRIPTION
 
     def __init__(self, *, dev: bool = False) -> None:
         self._dev = dev

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from functools import cache
 from importlib import resources
 
 from crm.v1 import crm_pb2
 from google.api import annotations_pb2
-from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
+
+from gateway.contract import source_comments
 
 _SKIPPED = {"google.api.HttpBody"}
 _INT64 = {
@@ -100,24 +100,9 @@ def _value_field(field: FieldDescriptor) -> FieldDescriptor:
     return field
 
 
-@cache
 def _comments() -> dict[str, str]:
     """Leading comments of crm.proto's messages and fields, by full name."""
-    data = resources.files("crm.v1").joinpath("crm_descriptor.binpb").read_bytes()
-    files = descriptor_pb2.FileDescriptorSet.FromString(data)
-    comments: dict[str, str] = {}
-    for file in files.file:
-        for location in file.source_code_info.location:
-            path = list(location.path)
-            if len(path) >= 2 and path[0] == 4:  # message_type
-                message = file.message_type[path[1]]
-                name = f"{file.package}.{message.name}"
-                if len(path) == 4 and path[2] == 2:  # field
-                    name += "." + message.field[path[3]].name
-                elif len(path) != 2:
-                    continue
-                comments[name] = " ".join(location.leading_comments.split())
-    return comments
+    return source_comments("crm.v1", "crm")
 
 
 def _js_type(field: FieldDescriptor) -> str:
