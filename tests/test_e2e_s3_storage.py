@@ -5,6 +5,7 @@ downloads, voyzu spreadsheets."""
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import json
 from collections.abc import Iterator
@@ -136,9 +137,8 @@ def test_voyzu_spreadsheets_in_the_bucket(
         spreadsheet = body["Spreadsheet"]
         assert any(spreadsheet["Id"] in k for k in keys(client, "objects/spreadsheets/"))
         status, content = voyzu.post(f"/api/spreadsheets/get/{spreadsheet['Id']}")
-        assert (
-            status == 200 and content.decode().splitlines()[1].split(",")[2] == "user@example.com"
-        )
+        rows = list(csv.reader(io.StringIO(content.decode())))
+        assert status == 200 and rows[1][2] == "user@example.com"
     finally:
         voyzu.close()
 
