@@ -6,7 +6,7 @@ the event loop then waits up to the interpreter's switch interval for every requ
 serves. Measured (bench/concurrency.py, py-spy --gil): under 8 imports the imports'
 threads held the GIL ~75% of the time, and health p99 went from 0.3 ms idle to 9 ms;
 sign-ins alone (hashing releases the GIL) barely moved it. In a worker process a job
-competes for the cores only, and at a lower priority (see _yield_the_cores).
+competes for the cores only, and at a lower priority (see yield_the_cores).
 
 A job is `job(buckets, *args, progress)`. It runs in the worker on the worker's own
 database connection and object storage (opened from the same settings), one job per
@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 from server import logs
 from server.config import Settings
 from server.database.connection import database, open_database, unit_of_work
-from server.executors import CPU_NICENESS, PoolSizes, run_db
+from server.executors import PoolSizes, run_db, yield_the_cores
 from server.files.storage import object_storage
 
 T = TypeVar("T")
@@ -196,15 +196,7 @@ def _die_with(parent: int) -> None:
         raise SystemExit("the server ended before its bulk worker started")
 
 
-def _yield_the_cores() -> None:
-    """Serving first: the worker runs CPU_NICENESS lower, as the CPU threads do.
-    SCHED_IDLE was measured too: health p99 under load about 1 ms lower, but any other
-    work on the machine starves it, with the SQLite write lock held and a stopping
-    server waiting for its next batch boundary (tests/test_e2e_cluster.py timed out)."""
-    os.setpriority(os.PRIO_PROCESS, 0, CPU_NICENESS)
-
-
 if __name__ == "__main__":
     _die_with(int(sys.argv[2]))
-    _yield_the_cores()
+    yield_the_cores()  # as the CPU threads: serving first
     _serve(Connection(int(sys.argv[1])))
