@@ -18,6 +18,8 @@ import { RequestPoller } from "/api/request/class";
 
 const $ = (id) => document.getElementById(id);
 const SEARCH_DELAY_MS = 250;
+// Background requests report progress at most five times a second: poll at that pace.
+const POLL_MS = 250;
 const FIELDS = ["FirstName", "LastName", "Email", "Phone", "Company"];
 
 /** A refused call: `message` is the API's ErrorMessage, meant for people. */
@@ -44,7 +46,8 @@ async function call(path, input) {
   const json = (response.headers.get("Content-Type") ?? "").startsWith("application/json");
   if (!response.ok) {
     const body = json ? await response.json() : {};
-    if (response.status === 401 && path !== "auth") showSignIn();
+    // A session that ended while in use: back to signing in (focus moves only then).
+    if (response.status === 401 && path !== "auth") showSignIn(signedIn);
     throw new ApiError(body.ErrorMessage ?? `The server answered ${response.status}.`, response.status);
   }
   return json ? response.json() : response.blob();
@@ -54,7 +57,7 @@ async function call(path, input) {
 async function inBackground(path, input, progress, commentary) {
   const { RequestId } = await call(`${path}?async=true`, input);
   return new Promise((resolve, reject) => {
-    new RequestPoller(RequestId, { intervalMs: 200, backoff: 1.25, maxIntervalMs: 1000 })
+    new RequestPoller(RequestId, { intervalMs: POLL_MS, backoff: 1 })
       .onTick((status) => {
         progress.value = status.PercentComplete;
         progress.setAttribute("aria-valuetext", `${status.PercentComplete}%`);
@@ -95,12 +98,12 @@ function show(view, focus = true) {
   if (focus) document.querySelector(`#view-${view} h2`).focus();
 }
 
-function showSignIn() {
+function showSignIn(focus = true) {
   signedIn = false;
   $("nav").hidden = true;
   $("sign-out").hidden = true;
   for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
-  show("sign-in");
+  show("sign-in", focus);
 }
 
 function showApp(focus = true) {
@@ -621,6 +624,6 @@ try {
   await call("users/list");
   showApp(false);
 } catch (error) {
-  if (error.status !== 401) showSignIn();
+  if (error.status !== 401) showSignIn(false);
 }
 document.body.dataset.ready = "true";
