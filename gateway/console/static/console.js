@@ -204,9 +204,13 @@ function renderContacts(table) {
     $("contacts-rows").replaceChildren(element("tr"));
     $("contacts-rows").firstChild.append(empty);
   }
-  const count = `${table.TotalCount} contact${table.TotalCount === 1 ? "" : "s"}`;
+  // Counting stops 1,000 past the page: then TotalCount is one more than it counted.
+  const more = table.TotalCount === table.Page * table.PageSize + 1001;
+  const counted = more ? `more than ${table.TotalCount - 1}` : String(table.TotalCount);
+  const count = `${counted} contact${table.TotalCount === 1 ? "" : "s"}`;
   $("search-summary").textContent = query.text ? `${count} matching “${query.text}”` : count;
-  $("page-label").textContent = `Page ${table.Page} of ${lastPage}`;
+  const pages = more ? `more than ${Math.floor((table.TotalCount - 1) / table.PageSize)}` : lastPage;
+  $("page-label").textContent = `Page ${table.Page} of ${pages}`;
   $("previous-page").disabled = table.Page <= 1;
   $("next-page").disabled = table.Page >= lastPage;
   for (const header of document.querySelectorAll("#contacts-table th[data-sort]")) {
