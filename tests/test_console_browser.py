@@ -13,7 +13,9 @@ import io
 import json
 import re
 import shutil
+import tomllib
 from collections.abc import Iterator
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +156,18 @@ def test_page_and_assets_are_served_with_security_and_cache_headers(
         "/api/request/class",
     }
     assert "http://" not in source and "https://" not in source
+
+
+def test_the_static_files_are_package_data() -> None:
+    """Installed from a wheel, the console has its files: pyproject ships their types."""
+    root = Path(__file__).parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["*"]
+    static = sorted((root / "gateway" / "console" / "static").iterdir())
+    assert {path.name for path in static} == {"index.html", "console.js", "console.css"}
+    for path in static:
+        assert any(fnmatch(path.name, pattern) for pattern in patterns), path.name
 
 
 def test_sign_in_errors_keyboard_and_sign_out(page: Page, demo: dict[str, str]) -> None:
