@@ -59,7 +59,9 @@ def default_bindings(
                 direct_uploads(settings, buckets),
             ),
         ),
-        Binding(crm_pb2_grpc.add_CrmServicer_to_server, CrmService(buckets, runner, bulk, limits)),
+        Binding(
+            crm_pb2_grpc.add_CrmServicer_to_server, CrmService(buckets, runner, bulk, limits, links)
+        ),
         Binding(
             registrar(operations_pb2.DESCRIPTOR.services_by_name["Operations"]),
             OperationsService(),

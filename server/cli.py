@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import reference
+from gateway import console, reference
 from gateway.app import build_app
 from gateway.calls import Caller, ChannelCaller
 from gateway.contract import FILE_DESCRIPTORS
@@ -376,14 +376,14 @@ def gateway_app(
     trusted_proxies: Iterable[Network] = (),
     limits: HttpLimits = DEFAULT_LIMITS,
 ) -> web.Application:
-    """The HTTP app every crmgate process serves: the surfaces, their API reference, and
-    the process's own `extra_routes`."""
+    """The HTTP app every crmgate process serves: the surfaces, their API reference, the
+    browser console, and the process's own `extra_routes`."""
     surfaces = default_surfaces(dev=dev)
     return build_app(
         caller,
         surfaces,
         FILE_DESCRIPTORS,
-        extra_routes=[*extra_routes, *reference.routes(surfaces)],
+        extra_routes=[*extra_routes, *reference.routes(surfaces), *console.routes()],
         trusted_proxies=trusted_proxies,
         limits=limits,
     )

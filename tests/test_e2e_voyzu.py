@@ -20,6 +20,7 @@ from google.protobuf import any_pb2
 
 from server.database.connection import open_database
 from server.database.models import BackgroundRequest, Session, Tenant, User, utcnow
+from tests.support import samples
 from tests.support.processes import CrmgateProcess, launched
 from tests.support.voyzu import VoyzuClient
 
@@ -107,6 +108,7 @@ ENDPOINTS = [
     "/api/contacts/get/x",
     "/api/contacts/update/x",
     "/api/contacts/delete/x",
+    "/api/contacts/assets/x",
     "/api/custom-fields/update",
     "/api/spreadsheets/list",
     "/api/imports/create",
@@ -331,6 +333,56 @@ def test_sharing_between_users(
         {"ErrorMessage": f"Not users of your customer: {ivy_id}."},
     )
     bob.close()
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"><rect width="8" height="8"/></svg>'
+
+
+def test_contact_assets_through_a_session(
+    crmgate: CrmgateProcess, voyzu: dict[str, str], ada: VoyzuClient
+) -> None:
+    """A contact's C2C assets, listed for a user who may see the contact (newest first),
+    linked by media URLs that serve them sandboxed; nobody else gets them."""
+    mine = new_contact(ada, "assets@acme.example", FirstName="Asset")
+    assert ada.post(f"/api/contacts/assets/{mine['Id']}") == (200, {"Assets": []})
+    key = crmgate.admin("apikey", "create", "--tenant", "acme", "--kind", "c2c")
+    for name, kind, content in (
+        ("photo.png", "image/png", samples.image("PNG")),
+        ("logo.svg", "image/svg+xml", SVG),
+    ):
+        attached = requests.post(
+            crmgate.http_url + "/api/c2c/contacts/assets",
+            headers={"Authorization": f"Bearer {key}", "X-Api-Version": "v1"},
+            json={"email": "assets@acme.example", "files": [{
+                "filename": name, "mime_type": kind, "alt": f"alt of {name}",
+                "content": base64.b64encode(content).decode(),
+            }]},
+            timeout=30,
+        )  # fmt: skip
+        assert attached.status_code == 201, attached.text
+    status, listed = ada.post(f"/api/contacts/assets/{mine['Id'].upper()}")
+    assert status == 200, listed
+    svg, photo = listed["Assets"]
+    assert (svg["Name"], svg["MimeType"], svg["Type"], svg["Size"], svg["Alt"]) == (
+        "logo.svg", "image/svg+xml", "image", len(SVG), "alt of logo.svg",
+    )  # fmt: skip
+    assert (photo["Name"], photo["MimeType"]) == ("photo.webp", "image/webp")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", svg["CreatedDate"])
+    served = requests.get(svg["Url"], timeout=30)
+    assert svg["Url"].startswith(crmgate.http_url + "/media/") and served.content == SVG
+    assert served.headers["X-Content-Type-Options"] == "nosniff"
+    assert served.headers["Content-Security-Policy"].endswith("; sandbox")
+    assert served.headers["Content-Disposition"] == "attachment"
+    bob = signed_in(crmgate, "bob@acme.example")  # not shared with: the contact is unseen
+    assert bob.post(f"/api/contacts/assets/{mine['Id']}") == (
+        400,
+        {"ErrorMessage": f"No contact {mine['Id']}."},
+    )
+    bob.close()
+    ivy = signed_in(crmgate, "ivy@initech.example")
+    assert ivy.post(f"/api/contacts/assets/{mine['Id']}")[0] == 400
+    ivy.close()
+    assert ada.post("/api/contacts/assets/not-an-id")[0] == 400
 
 
 def test_notification_settings(voyzu: dict[str, str], ada: VoyzuClient) -> None:
@@ -599,7 +651,13 @@ def test_class_modules_import_in_node(
     classes = json.loads(result.stdout)
     expected = {
         "auth": {"AuthInput", "Auth"},
-        "contacts": {"ContactsSearchInput", "ContactsDatatable", "WebContact"},
+        "contacts": {
+            "ContactsSearchInput",
+            "ContactsDatatable",
+            "WebContact",
+            "ContactAsset",
+            "ContactAssetList",
+        },
         "request": {"RequestStatus", "RequestPoller"},
     }.get(resource)
     if expected:
@@ -1059,6 +1117,7 @@ def test_every_async_result_is_the_synchronous_answer(
         "SearchContacts": ("/api/contacts/search", {"SearchText": "equal ltd"}, False),
         "CreateContact": ("/api/contacts/create", {"Email": "RUN@created.example"}, True),
         "GetContact": (f"/api/contacts/get/{contact['Id']}", None, False),
+        "ListContactAssets": (f"/api/contacts/assets/{contact['Id']}", None, False),
         "UpdateContact": (
             f"/api/contacts/update/{contact['Id']}",
             {"Email": "async-equal@example.com", "Company": "Equal Ltd"},

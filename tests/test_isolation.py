@@ -142,6 +142,7 @@ def world(crmgate: CrmgateProcess) -> dict[str, Any]:
         "files.v1.Files.GetEmailActivity": activity.json()["id"],
         "crm.v1.Crm.DeleteContact": created.json()["Id"],
         "crm.v1.Crm.GetContact": created.json()["Id"],
+        "crm.v1.Crm.ListContactAssets": contact,
         "crm.v1.Crm.UpdateContact": created.json()["Id"],
         "crm.v1.Crm.GetSpreadsheet": export.json()["Spreadsheet"]["Id"],
         "crm.v1.Crm.UpdateUserNotification": users[0]["Id"],
@@ -279,6 +280,7 @@ def test_grpc_methods_with_another_tenants_credentials_find_only_denials(
         (c2c.DeleteAsset, c2c_pb.DeleteAssetRequest(uuid=world["asset"]), c2c_key),
         (files.GetEmailActivity, files_pb2.GetEmailActivityRequest(id=ids["files.v1.Files.GetEmailActivity"]), close_key),
         (crm.GetContact, crm_pb.GetContactRequest(id=ids["crm.v1.Crm.GetContact"]), session),
+        (crm.ListContactAssets, crm_pb.ListContactAssetsRequest(id=world["contact"]), session),
         (crm.GetSpreadsheet, crm_pb.GetSpreadsheetRequest(id=ids["crm.v1.Crm.GetSpreadsheet"]), session),
         (crm.GetRequestStatus, crm_pb.GetRequestStatusRequest(request_id=ids["crm.v1.Crm.GetRequestStatus"]), session),
     ]  # fmt: skip
@@ -302,6 +304,10 @@ def test_alphas_data_survived_the_walk(crmgate: CrmgateProcess, world: dict[str,
     contact_id = world["ids"]["crm.v1.Crm.GetContact"]
     got = http(crmgate, "POST", f"/api/contacts/get/{contact_id}", ALPHA, voyzu)
     assert got.status_code == 200 and got.json()["Email"] == "hidden@alpha.test"
+    listed = http(crmgate, "POST", f"/api/contacts/assets/{world['contact']}", ALPHA, voyzu)
+    assert listed.status_code == 200, listed.text
+    (asset,) = listed.json()["Assets"]
+    assert asset["Id"] == world["asset"] and asset["Url"].endswith(world["media"])
     media = http(crmgate, "GET", world["media"], ALPHA)
     assert media.status_code == 200 and media.content == world["pdf"]
     download = http(crmgate, "GET", world["download"], ALPHA)

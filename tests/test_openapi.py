@@ -24,7 +24,16 @@ GENERATED = Path(__file__).parents[1] / "generated" / "openapi"
 SURFACES = ("c2c", "close", "voyzu")
 #: The process's own routes, not any surface's: liveness and the reference itself.
 PROCESS_PATHS = frozenset(
-    {"/healthz", "/readyz", "/openapi.json", "/openapi/{}.json", "/docs", "/docs/assets"}
+    {
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/openapi/{}.json",
+        "/docs",
+        "/docs/assets",
+        "/",  # the browser console (gateway/console)
+        "/console/{}/{}",
+    }
 )
 
 

@@ -84,12 +84,16 @@ def store_assets(
 def assets_of(tenant_id: int, contact_uuid: str, base: str) -> list[pb.AssetDetails]:
     """The tenant's contact's assets, newest first; NOT_FOUND for an unknown contact."""
     contact = _owned(Contact, tenant_id, contact_uuid, "contact")
-    rows = (
+    return [messages.details(row, contact, base) for row in media_of(contact)]
+
+
+def media_of(contact: Contact) -> list[Media]:
+    """A contact's media rows, newest first."""
+    return list(
         Media.select()
         .where(Media.contact == contact)
         .order_by(Media.created_at.desc(), Media.id.desc())
     )
-    return [messages.details(row, contact, base) for row in rows]
 
 
 def asset(

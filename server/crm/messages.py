@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping
 from datetime import timedelta
 
+from c2c.v1 import contact_assets_pb2
 from crm.v1 import crm_pb2
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2
@@ -18,6 +19,7 @@ from server.database.models import (
     BackgroundRequest,
     Contact,
     CustomField,
+    Media,
     Spreadsheet,
     User,
     utcnow,
@@ -73,6 +75,21 @@ def spreadsheet(row: Spreadsheet) -> crm_pb2.Spreadsheet:
         created_date=iso(row.created_at),
         import_status=import_status(row),
         imported_count=row.imported_count or 0,
+    )
+
+
+def contact_asset(row: Media, details: contact_assets_pb2.AssetDetails) -> crm_pb2.ContactAsset:
+    """A C2C asset (with the details C2C words it with, its URL included) as voyzu's."""
+    return crm_pb2.ContactAsset(
+        id=details.asset.uuid,
+        name=details.asset.name,
+        mime_type=details.asset.mime_type,
+        type=details.asset.type,
+        size=details.asset.size,
+        created_date=iso(row.created_at),
+        url=details.url,
+        alt=details.alt,
+        description=details.description,
     )
 
 

@@ -12,7 +12,17 @@ from crm.v1 import crm_pb2_grpc
 from google.api import httpbody_pb2
 
 from gateway.contract import SESSION_KEY
-from server.crm import contacts, custom_fields, exports, imports, jsclasses, requests, sheets, users
+from server.crm import (
+    assets,
+    contacts,
+    custom_fields,
+    exports,
+    imports,
+    jsclasses,
+    requests,
+    sheets,
+    users,
+)
 from server.crm.background import (
     BackgroundRunner,
     background_allowed,
@@ -23,7 +33,7 @@ from server.crm.dates import iso
 from server.crm.sessions import sign_in, sign_out
 from server.errors import ApiError, invalid_argument, not_found
 from server.executors import run_db, run_db_bulk, run_db_search
-from server.links import call_host
+from server.links import PublicLinks, call_host, call_metadata
 from server.objects import ObjectStorage, stream_object
 from server.principal import require_principal
 from server.rate_limits import RateLimits, current_client
@@ -39,8 +49,10 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         runner: BackgroundRunner,
         bulk: BulkWorkers | None = None,
         limits: RateLimits | None = None,
+        links: PublicLinks | None = None,
     ) -> None:
         self._buckets = buckets
+        self._links = links or PublicLinks(None)
         self._runner = runner
         self._bulk = bulk
         self._limits = limits
@@ -166,6 +178,14 @@ class CrmService(crm_pb2_grpc.CrmServicer):
         )
         async for chunk in chunks:
             yield pb.DownloadSpreadsheetResponse(chunk=chunk)
+
+    async def ListContactAssets(
+        self, request: pb.ListContactAssetsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListContactAssetsResponse:
+        principal = require_principal()
+        base = self._links.base(call_metadata(context))
+        found = await run_db(assets.of_contact, principal.user_id, request.id, base)
+        return pb.ListContactAssetsResponse(list=found)
 
     async def CreateImport(
         self, request: pb.CreateImportRequest, context: grpc.aio.ServicerContext

@@ -393,6 +393,84 @@ class SpreadsheetList(_message.Message):
 Global___SpreadsheetList: _TypeAlias = SpreadsheetList  # noqa: Y015
 
 @_typing.final
+class ContactAsset(_message.Message):
+    """ContactAsset is a file attached to a contact through the C2C API."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    MIME_TYPE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    CREATED_DATE_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    ALT_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The asset's id (a UUID)."""
+    name: _builtins.str
+    """The stored file name (raster images take the .webp extension)."""
+    mime_type: _builtins.str
+    """The MIME type of the stored bytes."""
+    type: _builtins.str
+    """image for image/* types, else file."""
+    size: _builtins.int
+    """The stored size in bytes."""
+    created_date: _builtins.str
+    """When it was stored (ISO-8601, UTC)."""
+    url: _builtins.str
+    """The absolute public media URL that serves the file (sandboxed)."""
+    alt: _builtins.str
+    """Accessibility text given at upload."""
+    description: _builtins.str
+    """Description given at upload."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        mime_type: _builtins.str = ...,
+        type: _builtins.str = ...,
+        size: _builtins.int = ...,
+        created_date: _builtins.str = ...,
+        url: _builtins.str = ...,
+        alt: _builtins.str = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alt", b"alt", "created_date", b"created_date", "description", b"description", "id", b"id", "mime_type", b"mime_type", "name", b"name", "size", b"size", "type", b"type", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContactAsset: _TypeAlias = ContactAsset  # noqa: Y015
+
+@_typing.final
+class ContactAssetList(_message.Message):
+    """ContactAssetList is a contact's C2C assets, newest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSETS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def assets(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContactAsset]:
+        """The assets."""
+
+    def __init__(
+        self,
+        *,
+        assets: _abc.Iterable[Global___ContactAsset] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assets", b"assets"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContactAssetList: _TypeAlias = ContactAssetList  # noqa: Y015
+
+@_typing.final
 class ImportInput(_message.Message):
     """ImportInput is a spreadsheet to import contacts from."""
 
@@ -1324,6 +1402,52 @@ class SpreadsheetFile(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SpreadsheetFile: _TypeAlias = SpreadsheetFile  # noqa: Y015
+
+@_typing.final
+class ListContactAssetsRequest(_message.Message):
+    """ListContactAssetsRequest names a contact."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """The contact's id."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListContactAssetsRequest: _TypeAlias = ListContactAssetsRequest  # noqa: Y015
+
+@_typing.final
+class ListContactAssetsResponse(_message.Message):
+    """ListContactAssetsResponse wraps a ContactAssetList."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIST_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def list(self) -> Global___ContactAssetList:
+        """The contact's assets."""
+
+    def __init__(
+        self,
+        *,
+        list: Global___ContactAssetList | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["list", b"list"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["list", b"list"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListContactAssetsResponse: _TypeAlias = ListContactAssetsResponse  # noqa: Y015
 
 @_typing.final
 class CreateImportRequest(_message.Message):

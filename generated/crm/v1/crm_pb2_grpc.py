@@ -98,6 +98,11 @@ class CrmStub:
                 request_serializer=crm_dot_v1_dot_crm__pb2.DownloadSpreadsheetRequest.SerializeToString,
                 response_deserializer=crm_dot_v1_dot_crm__pb2.DownloadSpreadsheetResponse.FromString,
                 _registered_method=True)
+        self.ListContactAssets = channel.unary_unary(
+                '/crm.v1.Crm/ListContactAssets',
+                request_serializer=crm_dot_v1_dot_crm__pb2.ListContactAssetsRequest.SerializeToString,
+                response_deserializer=crm_dot_v1_dot_crm__pb2.ListContactAssetsResponse.FromString,
+                _registered_method=True)
         self.CreateImport = channel.unary_unary(
                 '/crm.v1.Crm/CreateImport',
                 request_serializer=crm_dot_v1_dot_crm__pb2.CreateImportRequest.SerializeToString,
@@ -240,6 +245,17 @@ class CrmServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListContactAssets(self, request, context):
+        """ListContactAssets lists the C2C assets of a contact the user may see (the
+        files integrators attached with POST /api/c2c/contacts/assets), newest
+        first. Each asset's Url is its public media URL, served as C2C serves it:
+        sandboxed (Content-Security-Policy sandbox), nosniff, SVGs as attachments.
+        An unknown contact, or one the user may not see, is bad input (400).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateImport(self, request, context):
         """CreateImport imports contacts from a CSV or XLSX spreadsheet. Paid plans only.
         """
@@ -367,6 +383,11 @@ def add_CrmServicer_to_server(servicer, server):
                     servicer.DownloadSpreadsheet,
                     request_deserializer=crm_dot_v1_dot_crm__pb2.DownloadSpreadsheetRequest.FromString,
                     response_serializer=crm_dot_v1_dot_crm__pb2.DownloadSpreadsheetResponse.SerializeToString,
+            ),
+            'ListContactAssets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListContactAssets,
+                    request_deserializer=crm_dot_v1_dot_crm__pb2.ListContactAssetsRequest.FromString,
+                    response_serializer=crm_dot_v1_dot_crm__pb2.ListContactAssetsResponse.SerializeToString,
             ),
             'CreateImport': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateImport,
@@ -737,6 +758,33 @@ class Crm:
             '/crm.v1.Crm/DownloadSpreadsheet',
             crm_dot_v1_dot_crm__pb2.DownloadSpreadsheetRequest.SerializeToString,
             crm_dot_v1_dot_crm__pb2.DownloadSpreadsheetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListContactAssets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/crm.v1.Crm/ListContactAssets',
+            crm_dot_v1_dot_crm__pb2.ListContactAssetsRequest.SerializeToString,
+            crm_dot_v1_dot_crm__pb2.ListContactAssetsResponse.FromString,
             options,
             channel_credentials,
             insecure,
