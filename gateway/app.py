@@ -33,6 +33,7 @@ from gateway.limits import (
     LargeBodies,
     announced_over,
 )
+from gateway.metrics import metrics_middleware
 from gateway.protocol import handler_args
 from gateway.refusal_log import log_refusal
 from gateway.routes import Route, discover_routes
@@ -239,17 +240,20 @@ def build_app(
     extra_routes: Iterable[web.RouteDef] = (),
     trusted_proxies: Iterable[Network] = (),
     limits: HttpLimits = DEFAULT_LIMITS,
+    measured: bool = False,
 ) -> web.Application:
     """The gateway app: `extra_routes` (the process's own, such as /healthz and /readyz)
     and the object routes (uploads, downloads, media; streamed) first, then every
     annotated RPC route through one dispatcher. X-Forwarded-* headers count only from
-    `trusted_proxies`. Serve it with `gateway.protocol.GatewayRunner`, which applies
-    `limits` before a route runs."""
+    `trusted_proxies`; `measured` keeps request metrics (gateway.metrics). Serve it with
+    `gateway.protocol.GatewayRunner`, which applies `limits` before a route runs."""
     routes = discover_routes(files)
     bodies = LargeBodies(limits.large_bodies)
     gateway = Gateway(caller, surfaces, routes, bodies)
     trusted = list(trusted_proxies)
     middlewares = [forwarded_middleware(trusted)] if trusted else []
+    if measured:
+        middlewares.insert(0, metrics_middleware(lambda path: gateway.surface_for_path(path).name))
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=middlewares,
