@@ -88,24 +88,33 @@ def metrics_middleware(surface_for_path: Callable[[str], str]) -> web.Middleware
     `surface_for_path` names the surface of a route template."""
     series: dict[tuple[object, str], _Series] = {}
 
+    def new_series(surface: str, method: str, template: str) -> _Series:
+        labels = (surface, method, template)
+        return _Series(
+            labels,
+            HTTP_IN_FLIGHT.labels(surface),
+            HTTP_DURATION.labels(*labels),
+            HTTP_REQUEST_BYTES.labels(*labels),
+            HTTP_RESPONSE_BYTES.labels(*labels),
+        )
+
     def lookup(request: web.Request) -> _Series:
         resource = request.match_info.route.resource
         method = request.method if request.method in KNOWN_METHODS else "OTHER"
-        key = (resource, method)
-        found = series.get(key)
-        if found is None:
-            template = resource.canonical if resource is not None else UNMATCHED
-            if resource is None or template.strip("/") == "{tail}":
-                template = UNMATCHED
-            surface = "storage" if template.startswith(OBJECT_PATHS) else surface_for_path(template)
-            labels = (surface, method, template)
-            found = series[key] = _Series(
-                labels,
-                HTTP_IN_FLIGHT.labels(surface),
-                HTTP_DURATION.labels(*labels),
-                HTTP_REQUEST_BYTES.labels(*labels),
-                HTTP_RESPONSE_BYTES.labels(*labels),
+        found = series.get((resource, method))
+        if found is not None:
+            return found
+        template = resource.canonical if resource is not None else UNMATCHED
+        if resource is None or template.strip("/") == "{tail}":
+            # The catch-all route: one series per surface the raw path falls in.
+            surface = surface_for_path(request.path)
+            key: tuple[object, str] = (surface, method)
+            found = series.get(key) or series.setdefault(
+                key, new_series(surface, method, UNMATCHED)
             )
+            return found
+        surface = "storage" if template.startswith(OBJECT_PATHS) else surface_for_path(template)
+        found = series[resource, method] = new_series(surface, method, template)
         return found
 
     @web.middleware

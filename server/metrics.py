@@ -36,7 +36,9 @@ GRPC_DURATION = Histogram(
     ["method"],
     buckets=LATENCY_BUCKETS,
 )
-GRPC_IN_FLIGHT = Gauge("crmgate_grpc_requests_in_flight", "gRPC calls being handled now")
+GRPC_IN_FLIGHT = Gauge(
+    "crmgate_grpc_requests_in_flight", "gRPC calls being handled now", ["method"]
+)
 GRPC_REQUEST_BYTES = Counter(
     "crmgate_grpc_request_bytes", "Serialized request message bytes received", ["method"]
 )
@@ -280,6 +282,7 @@ class _Measured:
         self._method = method
         self._codes: dict[grpc.StatusCode, Counter] = {}
         self._duration = GRPC_DURATION.labels(method)
+        self._in_flight = GRPC_IN_FLIGHT.labels(method)
         self._received = GRPC_REQUEST_BYTES.labels(method)
         self._sent = GRPC_RESPONSE_BYTES.labels(method)
 
@@ -302,7 +305,7 @@ class _Measured:
         return counted
 
     def _done(self, started: float, code: grpc.StatusCode) -> None:
-        GRPC_IN_FLIGHT.dec()
+        self._in_flight.dec()
         self._duration.observe(time.perf_counter() - started)
         counter = self._codes.get(code)
         if counter is None:
@@ -314,7 +317,7 @@ class _Measured:
             if raw:
                 self._received.inc(len(request))
             started, code = time.perf_counter(), grpc.StatusCode.UNKNOWN
-            GRPC_IN_FLIGHT.inc()
+            self._in_flight.inc()
             try:
                 response = await behavior(request, context)
                 code = _code(context.code(), grpc.StatusCode.OK)
@@ -333,7 +336,7 @@ class _Measured:
     def streaming(self, behavior: Behavior) -> Behavior:
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             started, code = time.perf_counter(), grpc.StatusCode.CANCELLED
-            GRPC_IN_FLIGHT.inc()
+            self._in_flight.inc()
             try:
                 async for response in behavior(request, context):
                     yield response
