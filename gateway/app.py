@@ -33,7 +33,7 @@ from gateway.limits import (
     LargeBodies,
     announced_over,
 )
-from gateway.metrics import metrics_middleware
+from gateway.metrics import HttpMeasure
 from gateway.protocol import handler_args
 from gateway.refusal_log import log_refusal
 from gateway.routes import Route, discover_routes
@@ -252,20 +252,27 @@ def build_app(
     gateway = Gateway(caller, surfaces, routes, bodies)
     trusted = list(trusted_proxies)
     middlewares = [forwarded_middleware(trusted)] if trusted else []
-    if measured:
-        middlewares.insert(0, metrics_middleware(lambda path: gateway.surface_for_path(path).name))
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=middlewares,
         handler_args=handler_args(limits, gateway.surface_for_path),
     )
-    app.router.add_routes([*extra_routes, *StorageSurface(caller, bodies).routes()])
+    measure = HttpMeasure(lambda path: gateway.surface_for_path(path).name) if measured else None
+    definitions = [*extra_routes, *StorageSurface(caller, bodies).routes()]
+    if measure:
+        definitions = [measure.route_def(definition) for definition in definitions]
+    app.router.add_routes(definitions)
     for route in routes:
+        surface = gateway.surface_for_route(route)
         handler = gateway.handler(route)
-        for path in gateway.surface_for_route(route).router_paths(route):
+        if measure:
+            # One template for every path it answers on (Close's with and without "/").
+            handler = measure.wrap(handler, surface=surface.name, template=route.path.template)
+        for path in surface.router_paths(route):
             app.router.add_route(route.http_method, path, handler)
     # Every path, newlines (%0A) included: none gets aiohttp's plain-text 404.
-    app.router.add_route("*", r"/{tail:[\s\S]*}", gateway.unrouted)
+    unrouted = measure.wrap_unmatched(gateway.unrouted) if measure else gateway.unrouted
+    app.router.add_route("*", r"/{tail:[\s\S]*}", unrouted)
 
     async def close_caller(app: web.Application) -> None:
         await caller.close()

@@ -12,39 +12,25 @@ requests are counted in the database at scrape time, off the event loop.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
 import peewee
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.metrics import LATENCY_BUCKETS
+from gateway.metrics import LATENCY_BUCKETS, RequestMetrics
 from server import executors
 from server.database import connection
 from server.database.models import BackgroundRequest, utcnow
 
-GRPC_REQUESTS = Counter(
-    "crmgate_grpc_requests", "gRPC calls this server answered, by status code", ["method", "code"]
-)
-GRPC_DURATION = Histogram(
-    "crmgate_grpc_request_duration_seconds",
-    "Time from a call's arrival to its last response (authentication included)",
-    ["method"],
-    buckets=LATENCY_BUCKETS,
-)
-GRPC_IN_FLIGHT = Gauge(
-    "crmgate_grpc_requests_in_flight", "gRPC calls being handled now", ["method"]
-)
-GRPC_REQUEST_BYTES = Counter(
-    "crmgate_grpc_request_bytes", "Serialized request message bytes received", ["method"]
-)
-GRPC_RESPONSE_BYTES = Counter(
-    "crmgate_grpc_response_bytes", "Serialized response message bytes sent", ["method"]
-)
+# `_created` twins of every counter would double the scrape and tell an operator nothing
+# a process start time does not.
+disable_created_metrics()
+
+GRPC = RequestMetrics("crmgate_grpc", "gRPC calls", ("method",), "code")
 STATEMENT_DURATION = Histogram(
     "crmgate_db_statement_duration_seconds",
     "Time to execute one SQL statement (to its first row), by its verb",
@@ -276,48 +262,40 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
 
 class _Measured:
-    """One method's label children and the wrappers that bump them."""
+    """One method's series and the wrappers that add to it (on the event loop's thread,
+    where grpc.aio runs handlers and (de)serializers)."""
 
     def __init__(self, method: str) -> None:
-        self._method = method
-        self._codes: dict[grpc.StatusCode, Counter] = {}
-        self._duration = GRPC_DURATION.labels(method)
-        self._in_flight = GRPC_IN_FLIGHT.labels(method)
-        self._received = GRPC_REQUEST_BYTES.labels(method)
-        self._sent = GRPC_RESPONSE_BYTES.labels(method)
+        self._series = GRPC.series(method)
 
     def counting_in(self, parse: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
         if parse is None:
             return None  # raw bytes reach the behavior: counted there
+        series = self._series
 
         def counted(raw: bytes) -> Any:
-            self._received.inc(len(raw))
+            series.received += len(raw)
             return parse(raw)
 
         return counted
 
     def counting_out(self, serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes]:
+        series = self._series
+
         def counted(message: Any) -> bytes:
             raw = serialize(message) if serialize is not None else message
-            self._sent.inc(len(raw))
+            series.sent += len(raw)
             return raw
 
         return counted
 
-    def _done(self, started: float, code: grpc.StatusCode) -> None:
-        self._in_flight.dec()
-        self._duration.observe(time.perf_counter() - started)
-        counter = self._codes.get(code)
-        if counter is None:
-            counter = self._codes[code] = GRPC_REQUESTS.labels(self._method, code.name)
-        counter.inc()
-
     def unary(self, behavior: Behavior, *, raw: bool) -> Behavior:
+        series = self._series
+
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if raw:
-                self._received.inc(len(request))
-            started, code = time.perf_counter(), grpc.StatusCode.UNKNOWN
-            self._in_flight.inc()
+                series.received += len(request)
+            started, code = series.start(), grpc.StatusCode.UNKNOWN
             try:
                 response = await behavior(request, context)
                 code = _code(context.code(), grpc.StatusCode.OK)
@@ -329,14 +307,15 @@ class _Measured:
                 code = _code(context.code(), grpc.StatusCode.UNKNOWN)
                 raise
             finally:
-                self._done(started, code)
+                series.finish(started, code.name, 0, 0)
 
         return handle
 
     def streaming(self, behavior: Behavior) -> Behavior:
+        series = self._series
+
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started, code = time.perf_counter(), grpc.StatusCode.CANCELLED
-            self._in_flight.inc()
+            started, code = series.start(), grpc.StatusCode.CANCELLED
             try:
                 async for response in behavior(request, context):
                     yield response
@@ -347,7 +326,7 @@ class _Measured:
                 code = _code(context.code(), grpc.StatusCode.UNKNOWN)
                 raise
             finally:
-                self._done(started, code)
+                series.finish(started, code.name, 0, 0)
 
         return handle
 

@@ -192,7 +192,7 @@ def test_a_mix_of_traffic_moves_each_process_s_metrics(running: Deployment) -> N
     assert moved(http, "crmgate_http_request_duration_seconds_count", **health) == calls
     assert moved(http, "crmgate_http_request_duration_seconds_bucket", **health, le="+Inf") == calls
     assert moved(http, "crmgate_http_request_duration_seconds_sum", **health) > 0
-    assert value(after[http], "crmgate_http_requests_in_flight", surface="c2c") == 0
+    assert value(after[http], "crmgate_http_requests_in_flight", **health) == 0
 
     # The services: gRPC calls (those that came over a channel), the database, the pools,
     # storage and rate limits.
