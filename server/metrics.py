@@ -65,14 +65,16 @@ STATEMENTS = frozenset({"select", "insert", "update", "delete", "begin", "declar
 
 
 def install() -> None:
-    """Start keeping what only hooks can see (statement times, pool occupancy); the
-    other metrics are kept by the pieces `Runtime` wires in when metrics are on."""
+    """Start keeping what only hooks can see (statement times, pool occupancy), once
+    per process; the other metrics are kept by the pieces `Runtime` wires in when
+    metrics are on."""
+    if connection.statement_observer is observe_statement:
+        return
     connection.statement_observer = observe_statement
     executors.keep_load()
     for limit in ("budget", "lockout"):  # every series present from the start, at 0
         RATE_LIMIT_REFUSALS.labels(limit)
-    if not any(isinstance(c, PoolCollector) for c in list(REGISTRY._collector_to_names)):
-        REGISTRY.register(PoolCollector())
+    REGISTRY.register(PoolCollector())
 
 
 _statements: dict[str, Histogram] = {}
