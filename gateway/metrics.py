@@ -157,19 +157,17 @@ class HttpMeasure:
     ) -> Handler:
         """`handler`, measured under `template` (else the template of the route it
         serves, learnt at its first request) and `surface` (else the template's)."""
-        by_method: dict[str, Series] = {}
+        by_method: dict[str, Series] = {}  # a route's verbs: its own, and HEAD for GET
 
         def series(request: web.Request) -> Series:
             method = request.method if request.method in KNOWN_METHODS else "OTHER"
-            found = by_method.get(method)
-            if found is None:
-                resource = request.match_info.route.resource
-                served = template or (resource.canonical if resource is not None else UNMATCHED)
-                owner = surface or self._surface(served)
-                found = by_method[method] = HTTP.series(owner, method, served)
+            resource = request.match_info.route.resource
+            served = template or (resource.canonical if resource is not None else UNMATCHED)
+            owner = surface or self._surface(served)
+            found = by_method[request.method] = HTTP.series(owner, method, served)
             return found
 
-        return self._measured(handler, series)
+        return self._measured(handler, series, by_method)
 
     def wrap_unmatched(self, handler: Handler) -> Handler:
         """The catch-all route's handler: one series per surface the raw path falls in
@@ -179,15 +177,19 @@ class HttpMeasure:
             method = request.method if request.method in KNOWN_METHODS else "OTHER"
             return HTTP.series(self._surface_for_path(request.path), method, UNMATCHED)
 
-        return self._measured(handler, series)
+        return self._measured(handler, series, {})
 
     def _surface(self, template: str) -> str:
         return "storage" if template.startswith(OBJECT_PATHS) else self._surface_for_path(template)
 
     @staticmethod
-    def _measured(handler: Handler, series: Callable[[web.Request], Series]) -> Handler:
+    def _measured(
+        handler: Handler, series: Callable[[web.Request], Series], known: dict[str, Series]
+    ) -> Handler:
+        """`series` finds a request's series where `known` (by verb) has none."""
+
         async def measured(request: web.Request) -> web.StreamResponse:
-            found = series(request)
+            found = known.get(request.method) or series(request)
             started = found.start()
             status, sent = 500, 0
             try:
