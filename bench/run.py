@@ -17,6 +17,7 @@ from bench import (
     close_upload,
     concurrency,
     health,
+    metrics,
     rate_limit,
     stats,
     webp,
@@ -30,6 +31,7 @@ BENCHMARKS = {
     "close_upload": close_upload.main,
     "rate_limit": rate_limit.main,
     "concurrency": concurrency.main,
+    "metrics": metrics.main,
 }
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ def requests_per_second(
     seconds: int = 5,
     connections: int = 32,
     method: str = "GET",
+    body: bytes | None = None,
 ) -> float:
+    """`body`: sent with every request (ASCII, such as JSON)."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed for this benchmark: apt-get install wrk")
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
@@ -23,6 +25,8 @@ def requests_per_second(
         command += ["-H", f"{name}: {value}"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(f'wrk.method = "{method}"\n')
+        if body is not None:
+            script.write(f"wrk.body = [==[{body.decode('ascii')}]==]\n")
         script.flush()
         command += ["-s", script.name]
         output = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout

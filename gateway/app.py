@@ -33,6 +33,7 @@ from gateway.limits import (
     LargeBodies,
     announced_over,
 )
+from gateway.metrics import HttpMeasure
 from gateway.protocol import handler_args
 from gateway.refusal_log import log_refusal
 from gateway.routes import Route, discover_routes
@@ -239,12 +240,13 @@ def build_app(
     extra_routes: Iterable[web.RouteDef] = (),
     trusted_proxies: Iterable[Network] = (),
     limits: HttpLimits = DEFAULT_LIMITS,
+    measured: bool = False,
 ) -> web.Application:
     """The gateway app: `extra_routes` (the process's own, such as /healthz and /readyz)
     and the object routes (uploads, downloads, media; streamed) first, then every
     annotated RPC route through one dispatcher. X-Forwarded-* headers count only from
-    `trusted_proxies`. Serve it with `gateway.protocol.GatewayRunner`, which applies
-    `limits` before a route runs."""
+    `trusted_proxies`; `measured` keeps request metrics (gateway.metrics). Serve it with
+    `gateway.protocol.GatewayRunner`, which applies `limits` before a route runs."""
     routes = discover_routes(files)
     bodies = LargeBodies(limits.large_bodies)
     gateway = Gateway(caller, surfaces, routes, bodies)
@@ -255,13 +257,22 @@ def build_app(
         middlewares=middlewares,
         handler_args=handler_args(limits, gateway.surface_for_path),
     )
-    app.router.add_routes([*extra_routes, *StorageSurface(caller, bodies).routes()])
+    measure = HttpMeasure(lambda path: gateway.surface_for_path(path).name) if measured else None
+    definitions = [*extra_routes, *StorageSurface(caller, bodies).routes()]
+    if measure:
+        definitions = [measure.route_def(definition) for definition in definitions]
+    app.router.add_routes(definitions)
     for route in routes:
+        surface = gateway.surface_for_route(route)
         handler = gateway.handler(route)
-        for path in gateway.surface_for_route(route).router_paths(route):
+        if measure:
+            # One template for every path it answers on (Close's with and without "/").
+            handler = measure.wrap(handler, surface=surface.name, template=route.path.template)
+        for path in surface.router_paths(route):
             app.router.add_route(route.http_method, path, handler)
     # Every path, newlines (%0A) included: none gets aiohttp's plain-text 404.
-    app.router.add_route("*", r"/{tail:[\s\S]*}", gateway.unrouted)
+    unrouted = measure.wrap_unmatched(gateway.unrouted) if measure else gateway.unrouted
+    app.router.add_route("*", r"/{tail:[\s\S]*}", unrouted)
 
     async def close_caller(app: web.Application) -> None:
         await caller.close()

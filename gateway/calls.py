@@ -25,6 +25,7 @@ from grpc_status import rpc_status
 from gateway.channel import open_channel
 from gateway.contract import FILE_DESCRIPTORS, CallFailed, build_status
 from gateway.errors import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, MALFORMED_REPLY
+from gateway.upstream_log import log_upstream_failure
 
 #: How long a call may take end to end (a synchronous import of many rows included).
 DEFAULT_TIMEOUT_SECONDS = 300.0
@@ -100,8 +101,8 @@ class ChannelCaller:
                 request.SerializeToString(), metadata=tuple(metadata), timeout=self._timeout
             )
         except grpc.aio.AioRpcError as error:
-            raise CallFailed(status_from_error(error)) from None
-        return _parse(response_type, reply)
+            raise _failed(method, metadata, error) from None
+        return _parsed(method, metadata, response_type, reply)
 
     async def call_stream_in(
         self,
@@ -126,10 +127,10 @@ class ChannelCaller:
                 await call.done_writing()
             reply = await call
         except grpc.aio.AioRpcError as error:
-            raise CallFailed(status_from_error(error)) from None
+            raise _failed(method, metadata, error) from None
         finally:
             call.cancel()  # a no-op once the call is done; else the requests failed
-        return _parse(response_type, reply)
+        return _parsed(method, metadata, response_type, reply)
 
     async def call_stream_out(
         self,
@@ -143,9 +144,9 @@ class ChannelCaller:
         )
         try:
             while (reply := await call.read()) is not grpc.aio.EOF:
-                yield _parse(response_type, reply)
+                yield _parsed(method, metadata, response_type, reply)
         except grpc.aio.AioRpcError as error:
-            raise CallFailed(status_from_error(error)) from None
+            raise _failed(method, metadata, error) from None
         finally:
             call.cancel()  # a no-op once the call is done; else the reader stopped early
 
@@ -153,31 +154,46 @@ class ChannelCaller:
         await self.channel.close()
 
 
-def _parse(response_type: type[Message], reply: bytes) -> Message:
+def _parsed(
+    method: str, metadata: Sequence[tuple[str, str]], response_type: type[Message], reply: bytes
+) -> Message:
     """Bytes in, bytes out: parsing the reply here tells a malformed one apart from a
-    server error."""
+    server error (and logs it: no server did)."""
     try:
         return response_type.FromString(reply)
     except DecodeError:
-        raise CallFailed(
-            build_status(
-                grpc.StatusCode.INTERNAL, "malformed reply from the backend", MALFORMED_REPLY
-            )
-        ) from None
+        status = build_status(
+            grpc.StatusCode.INTERNAL, "malformed reply from the backend", MALFORMED_REPLY
+        )
+        log_upstream_failure(method, metadata, status)
+        raise CallFailed(status) from None
 
 
-def status_from_error(error: grpc.aio.AioRpcError) -> status_pb2.Status:
-    """The rich status the server sent (grpcio-status), or one made from the bare code and
-    details (a transport failure, or a server that sends no details)."""
+def _failed(
+    method: str, metadata: Sequence[tuple[str, str]], error: grpc.aio.AioRpcError
+) -> CallFailed:
+    """The failure to raise for a call's error; logged when the server's own status did
+    not come with it (its pipeline logged those)."""
+    status = _server_status(error)
+    if status is None:
+        status = transport_status(error)
+        log_upstream_failure(method, metadata, status)
+    return CallFailed(status)
+
+
+def _server_status(error: grpc.aio.AioRpcError) -> status_pb2.Status | None:
+    """The rich status the server sent (grpcio-status), if it sent one."""
     try:
-        status = rpc_status.from_call(error)
+        return rpc_status.from_call(error)
     except (
         ValueError,
         DecodeError,
     ):  # details that are malformed or contradict the code must not hide the code we have
-        status = None
-    if status is not None:
-        return status
+        return None
+
+
+def transport_status(error: grpc.aio.AioRpcError) -> status_pb2.Status:
+    """A status made from the bare code: never an address or a library's words."""
     code = error.code()
     reason = {
         grpc.StatusCode.UNAVAILABLE: BACKEND_UNAVAILABLE,

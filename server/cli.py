@@ -20,6 +20,7 @@ from gateway.contract import FILE_DESCRIPTORS
 from gateway.forwarding import Network, parse_networks
 from gateway.health import backend_checks, health_routes
 from gateway.limits import DEFAULT_LIMITS, HttpLimits
+from gateway.metrics import metrics_routes
 from gateway.protocol import GatewayRunner
 from gateway.surfaces import default_surfaces
 from server import admin, logs
@@ -39,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dev=getattr(args, "dev", None) or None,
             read_timeout=getattr(args, "read_timeout", None),
             max_large_uploads=getattr(args, "max_large_uploads", None),
+            metrics_port=getattr(args, "metrics_port", None),
         )
         if hasattr(args, "trusted_proxy"):
             proxies = os.environ.get("CRMGATE_TRUSTED_PROXIES", "").split(",")
@@ -69,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     server = commands.add_parser("server", help="run only the gRPC server")
     _grpc_flags(server)
     server.add_argument("--data-dir", type=Path)
+    server.add_argument("--metrics-host", default="127.0.0.1")
+    server.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve GET /metrics (Prometheus) on this port; 0 picks a free one "
+        "(default: $CRMGATE_METRICS_PORT, else no metrics listener)",
+    )
     server.set_defaults(run=run_server)
 
     gateway = commands.add_parser("gateway", help="run only the gateway, against a gRPC server")
@@ -300,7 +310,7 @@ async def _serve(
         caller = ChannelCaller(f"{args.grpc_host}:{grpc_port}")
     else:
         caller = runtime.in_process_caller()
-    routes = runtime.health_routes()
+    routes = [*runtime.health_routes(), *runtime.metrics_routes()]
     runner, http_url = await _start_gateway(caller, args, settings, routes)
     runtime.links.served_at = http_url
     if demo:
@@ -321,8 +331,11 @@ def run_server(args: argparse.Namespace, settings: Settings) -> int:
         port = grpc_server.add_insecure_port(f"{args.grpc_host}:{args.grpc_port}")
         await grpc_server.start()
         announce(f"grpc listening on {args.grpc_host}:{port}")
+        metrics = await _start_metrics(runtime, args.metrics_host, settings.metrics_port)
         async with _watching(runtime):
             await _until_stopped()
+        if metrics is not None:
+            await metrics.cleanup()
         await grpc_server.stop(grace=5)
         return 0
 
@@ -335,12 +348,29 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
     async def serve() -> int:
         caller = ChannelCaller(args.grpc_target)
         routes = health_routes(backend_checks(caller.channel))
+        if settings.metrics:
+            routes += metrics_routes()
         runner, _ = await _start_gateway(caller, args, settings, routes)
         await _until_stopped()
         await runner.cleanup()
         return 0
 
     return asyncio.run(serve())
+
+
+async def _start_metrics(runtime: Runtime, host: str, port: int | None) -> web.AppRunner | None:
+    """`crmgate server`'s metrics listener: GET /metrics alone, on a port of its own."""
+    routes = runtime.metrics_routes()
+    if port is None or not routes:
+        return None
+    app = web.Application()
+    app.router.add_routes(routes)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    bound_host, bound_port = runner.addresses[0][:2]
+    announce(f"metrics listening on http://{bound_host}:{bound_port}")
+    return runner
 
 
 async def _start_gateway(
@@ -357,6 +387,7 @@ async def _start_gateway(
         limits=HttpLimits(
             read_timeout=settings.read_timeout, large_bodies=settings.max_large_uploads
         ),
+        measured=settings.metrics,
     )
     runner = GatewayRunner(app, access_log=None)
     await runner.setup()
@@ -375,9 +406,10 @@ def gateway_app(
     extra_routes: Iterable[web.RouteDef] = (),
     trusted_proxies: Iterable[Network] = (),
     limits: HttpLimits = DEFAULT_LIMITS,
+    measured: bool = False,
 ) -> web.Application:
     """The HTTP app every crmgate process serves: the surfaces, their API reference, the
-    browser console, and the process's own `extra_routes`."""
+    browser console, and the process's own `extra_routes`; `measured`: with request metrics."""
     surfaces = default_surfaces(dev=dev)
     return build_app(
         caller,
@@ -386,6 +418,7 @@ def gateway_app(
         extra_routes=[*extra_routes, *reference.routes(surfaces), *console.routes()],
         trusted_proxies=trusted_proxies,
         limits=limits,
+        measured=measured,
     )
 
 

@@ -70,6 +70,11 @@ class Settings:
     #: Peers whose x-crmgate-client-address metadata (the HTTP client's address) is
     #: believed: gateways. Calls from anyone else count as from the peer itself.
     trusted_gateways: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    #: Prometheus metrics at GET /metrics (HTTP processes) and on the metrics port; off,
+    #: no metric is kept at all (what `make bench` compares the default against).
+    metrics: bool = True
+    #: `crmgate server`'s metrics listener (it has no HTTP port of its own); None: none.
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -115,6 +120,10 @@ class Settings:
                 ).split(",")
                 if cidr.strip()
             ),
+            metrics=_flag(env, "CRMGATE_METRICS", default="1"),
+            metrics_port=_number(env, "CRMGATE_METRICS_PORT", int, 0, zero=True)
+            if env.get("CRMGATE_METRICS_PORT")
+            else None,
         )
         settings.validate()
         return settings
@@ -147,6 +156,8 @@ class Settings:
                 "CRMGATE_DIRECT_UPLOADS=1 needs S3 storage (CRMGATE_STORAGE_URL=s3://bucket/prefix):"
                 " with local storage there is no bucket for clients to post to"
             )
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError("CRMGATE_METRICS_PORT must be a port number (0: any free one)")
         if self.auth_account_failures > 100:
             raise ValueError("CRMGATE_AUTH_ACCOUNT_FAILURES must be at most 100 (NIST SP 800-63B)")
 
@@ -177,9 +188,10 @@ def _number(
     return value
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    """A switch: 1 on, 0 or unset off; anything else is refused rather than guessed."""
-    text = env.get(name) or "0"
+def _flag(env: Mapping[str, str], name: str, default: str = "0") -> bool:
+    """A switch: 1 on, 0 off, unset `default`; anything else is refused rather than
+    guessed."""
+    text = env.get(name) or default
     if text not in ("0", "1"):
         raise ValueError(f"{name} must be 1 or 0, not {text!r}")
     return text == "1"

@@ -51,6 +51,41 @@ CPU_NICENESS = 10
 
 _sizes = PoolSizes()
 _executors: dict[str, ThreadPoolExecutor] = {}
+#: Work handed to each pool and not yet done (running or queued), while keep_load is on.
+_active: dict[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class Load:
+    """One pool's occupancy, for the metrics: threads at work, work waiting, threads."""
+
+    busy: int
+    queued: int
+    size: int
+
+
+def keep_load() -> None:
+    """Count each pool's work in progress (two integer updates per unit of work), so
+    `load` can tell busy threads from queued work; only when metrics are kept."""
+    global _active
+    if _active is None:
+        _active = {}
+
+
+#: The pools of threads (bulk and search are shares of the database pool's threads).
+THREAD_POOLS = ("database", "cpu", "storage")
+
+
+def load() -> dict[str, Load]:
+    """Each pool's occupancy now (a pool not started yet is idle); queued work is what
+    the pool's queue holds."""
+    found = {}
+    for kind in THREAD_POOLS:
+        executor = _executors.get(kind)
+        queued = executor._work_queue.qsize() if executor is not None else 0
+        active = (_active or {}).get(kind, 0)
+        found[kind] = Load(max(0, active - queued), queued, getattr(_sizes, kind))
+    return found
 
 
 def configure(sizes: PoolSizes) -> None:
@@ -76,7 +111,15 @@ def _executor(kind: str) -> ThreadPoolExecutor:
 
 async def _run(kind: str, function: Callable[..., T], *args: object) -> T:
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_executor(kind), functools.partial(function, *args))
+    work = functools.partial(function, *args)
+    active = _active
+    if active is None:
+        return await loop.run_in_executor(_executor(kind), work)
+    active[kind] = active.get(kind, 0) + 1
+    try:
+        return await loop.run_in_executor(_executor(kind), work)
+    finally:
+        active[kind] -= 1
 
 
 async def run_db(function: Callable[..., T], *args: object) -> T:

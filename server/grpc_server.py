@@ -10,16 +10,21 @@ from grpc_reflection.v1alpha import reflection
 from gateway.contract import FILE_DESCRIPTORS, MAX_MESSAGE_BYTES
 from server.bindings import Binding
 from server.health import Readiness
+from server.metrics import MetricsInterceptor
 from server.pipeline import CallPipeline, PipelineInterceptor
 
 
 async def build_grpc_server(
-    pipeline: CallPipeline, bindings: list[Binding], readiness: Readiness
+    pipeline: CallPipeline, bindings: list[Binding], readiness: Readiness, *, measured: bool
 ) -> grpc.aio.Server:
     """Health says SERVING while the process is ready (its database and storage answer)
-    and NOT_SERVING while not, for the whole server and for each service."""
+    and NOT_SERVING while not, for the whole server and for each service. `measured`:
+    every call is counted (server.metrics), outside the pipeline."""
+    interceptors: list[grpc.aio.ServerInterceptor] = [PipelineInterceptor(pipeline)]
+    if measured:
+        interceptors.insert(0, MetricsInterceptor())
     server = grpc.aio.server(
-        interceptors=[PipelineInterceptor(pipeline)],
+        interceptors=interceptors,
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

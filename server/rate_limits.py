@@ -46,6 +46,7 @@ from gateway.contract import (
     SESSION_KEY,
 )
 from gateway.localisation import translate
+from server import metrics
 from server.authentication import PUBLIC_METHODS, CredentialVerifier
 from server.config import Settings
 from server.database.connection import database
@@ -76,7 +77,9 @@ current_client: contextvars.ContextVar[str] = contextvars.ContextVar("current_cl
 class Throttled(ApiError):
     """A call refused by a rate limit: retry after `reset` seconds."""
 
-    def __init__(self, limit: int, remaining: int, reset: float) -> None:
+    def __init__(self, kind: str, limit: int, remaining: int, reset: float) -> None:
+        """`kind`: `budget` (requests per window) or `lockout` (failures); counted."""
+        metrics.refused(kind)
         seconds = max(1, math.ceil(reset))
         super().__init__(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -139,7 +142,7 @@ class Lockouts:
         if until is not None:
             now = self._clock()
             if now < until:
-                raise Throttled(limit, 0, until - now)
+                raise Throttled("lockout", limit, 0, until - now)
             del self._until[key]
 
     async def check(self, keys: Mapping[str, int]) -> dict[str, int]:
@@ -166,7 +169,7 @@ class Lockouts:
             if count > limit:
                 over = (limit, start + self._window - self._clock())
         if over is not None:
-            raise Throttled(*over)
+            raise Throttled("lockout", *over)
 
     async def succeed(self, key: str) -> None:
         self._until.pop(key, None)
@@ -212,7 +215,7 @@ class Budgets:
             await self._sync(key, budget, now)
         if budget.synced + budget.pending > limit:
             start = now if budget.window_start is None else budget.window_start
-            raise Throttled(limit, 0, start + self._window - now)
+            raise Throttled("budget", limit, 0, start + self._window - now)
 
     def _fresh(self, key: str, now: float) -> _Budget:
         if len(self._budgets) >= MAX_ENTRIES:

@@ -12,7 +12,8 @@ import peewee
 from aiohttp import web
 
 from gateway.health import health_routes
-from server import executors
+from gateway.metrics import metrics_routes
+from server import executors, metrics
 from server.api_keys import KeyVerifier
 from server.authentication import Authenticator, api_key_verifier
 from server.bindings import Binding, default_bindings, method_handlers
@@ -48,6 +49,8 @@ class Runtime:
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
         executors.configure(executors.PoolSizes(database=settings.db_pool_size))
+        if settings.metrics:
+            metrics.install()
         db = connect(settings)
         verifier = KeyVerifier(hosts=tenant_hosts)
         limits = RateLimits(settings)
@@ -73,7 +76,9 @@ class Runtime:
         """The gRPC server; this process takes its share of background requests with it."""
         self.runner.start()
         await self.readiness.probe()
-        return await build_grpc_server(self.pipeline, self.bindings, self.readiness)
+        return await build_grpc_server(
+            self.pipeline, self.bindings, self.readiness, measured=self.settings.metrics
+        )
 
     async def drain(self) -> None:
         """Stop taking background requests; let running ones finish within the grace
@@ -97,6 +102,13 @@ class Runtime:
             return self.readiness.checks()
 
         return health_routes(checks)
+
+    def metrics_routes(self) -> list[web.RouteDef]:
+        """GET /metrics, with background requests counted at each scrape; none when
+        metrics are off."""
+        if not self.settings.metrics:
+            return []
+        return metrics_routes([metrics.refresh_background()])
 
     def in_process_caller(self) -> InProcessCaller:
         return InProcessCaller(self.pipeline, self.runner.handlers)

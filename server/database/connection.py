@@ -19,6 +19,8 @@ from server.config import Settings
 log = logging.getLogger("crmgate.database")
 
 database = peewee.DatabaseProxy()
+#: Told each statement's SQL and seconds when metrics are kept (server.metrics).
+statement_observer: Callable[[str, float], None] | None = None
 
 T = TypeVar("T")
 
@@ -39,7 +41,22 @@ SQLITE_PRAGMAS = {
 }
 
 
-class SqliteStore(peewee.SqliteDatabase):
+class TimedStatements(peewee.Database):
+    """Each statement's time to `statement_observer`, when one is set (every attempt of
+    a retried statement counts: each held a connection)."""
+
+    def execute_sql(self, sql: str, params: object = None) -> object:
+        observe = statement_observer
+        if observe is None:
+            return super().execute_sql(sql, params)
+        started = time.perf_counter()
+        try:
+            return super().execute_sql(sql, params)
+        finally:
+            observe(sql, time.perf_counter() - started)
+
+
+class SqliteStore(TimedStatements, peewee.SqliteDatabase):
     """SQLite whose write transactions take the write lock at BEGIN (IMMEDIATE).
 
     A deferred transaction that reads, then writes, must upgrade its lock; when another
@@ -109,7 +126,7 @@ def _retry_busy(attempt: Callable[[], T]) -> T:
         delay = min(delay * 2, 0.5)
 
 
-class PostgresStore(PooledPostgresqlDatabase):
+class PostgresStore(TimedStatements, PooledPostgresqlDatabase):
     """PostgreSQL through a bounded pool. Each unit of work (see `unit_of_work`) checks a
     connection out and gives it back; the pool pings an idle one before handing it out and
     replaces it when the server dropped it (a restart, pg_terminate_backend).

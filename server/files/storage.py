@@ -16,6 +16,7 @@ from server.files.direct import DirectUploads
 from server.files.s3post.policy import Credentials, build_form
 from server.files.s3post.target import PostTarget
 from server.files.uploads import FORM_SECONDS, form_fields, is_pending, mark_uploaded
+from server.metrics import MeasuredStorage
 from server.objects import ObjectStorage, open_storage
 from server.signing_keys import signing_key
 
@@ -23,8 +24,10 @@ ACCESS_KEY_ID = "crmgate"
 
 
 def object_storage(settings: Settings) -> ObjectStorage:
-    """Where objects live: CRMGATE_STORAGE_URL, else the data dir."""
-    return open_storage(settings.storage_url, settings.data_dir)
+    """Where objects live: CRMGATE_STORAGE_URL, else the data dir; counted when metrics
+    are kept."""
+    store = open_storage(settings.storage_url, settings.data_dir)
+    return MeasuredStorage(store) if settings.metrics else store
 
 
 @cache
@@ -54,8 +57,8 @@ def direct_uploads(settings: Settings, buckets: ObjectStorage) -> DirectUploads 
         return None
     from server.objects.s3 import S3Objects
 
-    assert isinstance(buckets, S3Objects)
-    return DirectUploads(buckets)
+    assert isinstance(getattr(buckets, "inner", buckets), S3Objects)
+    return DirectUploads(buckets)  # type: ignore[arg-type]  # an S3Objects, perhaps measured
 
 
 def upload_target(buckets: ObjectStorage) -> PostTarget:

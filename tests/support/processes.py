@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STARTUP_DEADLINE = 30.0
-LISTENING = re.compile(r"crmgate: (grpc|http) listening on (\S+)")
+LISTENING = re.compile(r"crmgate: (grpc|http|metrics) listening on (\S+)")
 
 
 def crmgate_command(*args: str) -> list[str]:
@@ -226,10 +226,17 @@ class CrmgateProcess:
     @classmethod
     @contextmanager
     def start_split(
-        cls, data_dir: Path, *, env: dict[str, str] | None = None, log_dir: Path | None = None
+        cls,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
+        server_extra: tuple[str, ...] = (),
+        expect_server: frozenset[str] = frozenset({"grpc"}),
     ) -> Iterator[CrmgateProcess]:
         """`crmgate server` and `crmgate gateway --grpc-target` as two processes (log
-        lines to `log_dir`/server.log and gateway.log when given)."""
+        lines to `log_dir`/server.log and gateway.log when given); `server_extra`: more
+        arguments of the server, which then announces `expect_server`."""
         with ExitStack() as stack:
             server = stack.enter_context(
                 launched(
@@ -238,7 +245,8 @@ class CrmgateProcess:
                     "0",
                     "--data-dir",
                     str(data_dir),
-                    expect=frozenset({"grpc"}),
+                    *server_extra,
+                    expect=expect_server,
                     env=env,
                     log_path=log_dir / "server.log" if log_dir else None,
                 )
