@@ -24,7 +24,7 @@ import grpc
 import peewee
 from playhouse.pool import MaxConnectionsExceeded
 
-from server.database.connection import unavailable, unit_of_work
+from server.database.connection import time_limited, unavailable, unit_of_work
 from server.errors import ApiError
 
 log = logging.getLogger("crmgate.database")
@@ -42,7 +42,8 @@ class PoolSizes:
     #: Bulk jobs running at once: worker processes (server/workers.py), or database
     #: threads where a process has none (run_db_bulk).
     bulk: int = 2
-    #: Database threads contact searches may use at once (see run_db_search).
+    #: Threads of their own for contact searches (see run_db_search); on PostgreSQL each
+    #: holds a pooled connection of its own while it searches.
     search: int = 2
 
 
@@ -104,7 +105,7 @@ def _executor(kind: str) -> ThreadPoolExecutor:
         _executors[kind] = ThreadPoolExecutor(
             max_workers=getattr(_sizes, kind),
             thread_name_prefix=f"crmgate-{kind}",
-            initializer=yield_the_cores if kind == "cpu" else None,
+            initializer=_INITIALIZERS.get(kind),
         )
     return _executors[kind]
 
@@ -127,8 +128,13 @@ async def run_db(function: Callable[..., T], *args: object) -> T:
     A database that cannot answer (down, restarting, connection lost, statement timed
     out, no pooled connection free in time) is UNAVAILABLE to the caller: worth a retry,
     and not a bug."""
+    return await _run_db_on("database", function, *args)
+
+
+async def _run_db_on(kind: str, function: Callable[..., T], *args: object) -> T:
+    """Database work on the threads of `kind`, its errors as run_db says."""
     try:
-        return await _run("database", unit_of_work, function, *args)
+        return await _run(kind, unit_of_work, function, *args)
     except (peewee.PeeweeException, MaxConnectionsExceeded) as error:
         if not unavailable(error):
             raise
@@ -164,11 +170,19 @@ async def run_db_bulk(function: Callable[..., T], *args: object) -> T:
 
 
 async def run_db_search(function: Callable[..., T], *args: object) -> T:
-    """A contact search: at most `PoolSizes.search` run at once. On SQLite a search is
-    CPU work in this process, and eight at once starved the event loop (another tenant's
-    C2C health p99 300 ms at 20,000 contacts; 25 ms with two at once, and more searches
-    answered per second)."""
-    return await _run_db_within("search", function, *args)
+    """A contact search, on `PoolSizes.search` threads of its own (more searches queue for
+    them, holding no thread), at a lower priority than the event loop, and interrupted
+    past the statement timeout (see time_limited). Key checks, session lookups and every
+    other query keep the database threads whatever searches run.
+
+    Why: on SQLite a search is CPU work in this process. Eight at once on the database
+    threads starved the event loop (another tenant's C2C health p99 300 ms at 20,000
+    contacts); two at once there still held two of the threads the key checks need. At
+    1,000,000 contacts, 8 searches at once, five interleaved rounds on a shared 2-core
+    machine (load 4-12): health p99 median 9.6 ms (4.2-14.2) on the database threads,
+    6.2 ms (5.7-7.1) on niced threads of their own (6.9 ms also kept off the first core;
+    9.7 ms on threads of their own at the loop's priority), p50 0.24 -> 0.18 ms."""
+    return await _run_db_on("search", time_limited, function, *args)
 
 
 async def run_cpu(function: Callable[..., T], *args: object) -> T:
@@ -181,17 +195,28 @@ async def run_storage(function: Callable[..., T], *args: object) -> T:
     return await _run("storage", function, *args)
 
 
+def serve_first() -> None:
+    """The calling thread (and the threads it starts) runs CPU_NICENESS lower than the
+    event loop, so the loop gets a core first when they both want one (Linux, where
+    priority is per thread)."""
+    if sys.platform == "linux":
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), CPU_NICENESS)
+
+
 def yield_the_cores() -> None:
-    """Serving first: the calling thread (and the threads it starts) runs CPU_NICENESS
-    lower and off the first core this process may use, so CPU-heavy work (password
-    hashing, bulk workers) always leaves the event loop a core of its own (Linux, where
-    both are per thread; one core: priority alone). Measured with `bench/concurrency.py`
-    on an idle 2-core machine, health p99 under load: 3.1 / 3.3 ms with the priority
-    alone, 1.0 / 1.4 ms with the core too (SQLite / PostgreSQL; idle 0.4 ms)."""
+    """Serving first (see serve_first), and off the first core this process may use, so
+    CPU-heavy work (password hashing, bulk workers) always leaves the event loop a core of
+    its own (Linux, where both are per thread; one core: priority alone). Measured with
+    `bench/concurrency.py` on an idle 2-core machine, health p99 under load: 3.1 / 3.3 ms
+    with the priority alone, 1.0 / 1.4 ms with the core too (SQLite / PostgreSQL; idle
+    0.4 ms)."""
+    serve_first()
     if sys.platform != "linux":
         return
-    thread = threading.get_native_id()
-    os.setpriority(os.PRIO_PROCESS, thread, CPU_NICENESS)
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) > 1:
-        os.sched_setaffinity(thread, cores[1:])
+        os.sched_setaffinity(threading.get_native_id(), cores[1:])
+
+
+#: Searches are interactive calls: lower priority, but both cores (see run_db_search).
+_INITIALIZERS: dict[str, Callable[[], None]] = {"cpu": yield_the_cores, "search": serve_first}

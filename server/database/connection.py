@@ -30,6 +30,10 @@ BUSY_TIMEOUT_SECONDS = 10.0
 BUSY_RETRY_SECONDS = 30.0
 SQLITE_BUSY = 5
 SQLITE_LOCKED = 6
+SQLITE_INTERRUPT = 9
+#: A time-limited unit on SQLite checks its deadline every this many steps of SQLite's
+#: virtual machine (well under a millisecond of work: each check takes the GIL).
+DEADLINE_CHECK_STEPS = 100_000
 
 #: WAL lets readers run beside the one writer; the busy timeout (set first, so the other
 #: pragmas wait too) makes a writer queue behind another process's instead of failing.
@@ -66,7 +70,9 @@ class SqliteStore(TimedStatements, peewee.SqliteDatabase):
     so it is tried again, for up to BUSY_RETRY_SECONDS.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, statement_timeout: float = 30.0) -> None:
+        #: How long a time-limited unit may run (see `time_limited`).
+        self.statement_timeout = statement_timeout
         super().__init__(
             path,
             pragmas=SQLITE_PRAGMAS,
@@ -98,15 +104,16 @@ def _lower(text: str | None) -> str | None:
 
 def unavailable(error: BaseException) -> bool:
     """Whether a database error means it could not answer now — lost or refused
-    connections, a statement cancelled for time, SQLite still locked after the retries,
-    no pooled connection free in time — so the caller may retry, rather than a bug."""
+    connections, a statement cancelled or interrupted for time, SQLite still locked after
+    the retries, no pooled connection free in time — so the caller may retry, rather than
+    a bug."""
     if isinstance(error, peewee.InterfaceError | MaxConnectionsExceeded):
         return True
     if not isinstance(error, peewee.OperationalError):
         return False
     code = getattr(getattr(error, "orig", None), "sqlite_errorcode", None)
     # PostgreSQL's OperationalErrors are all of that kind; SQLite's include "no such table".
-    return code is None or code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+    return code is None or code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED, SQLITE_INTERRUPT)
 
 
 def _retry_busy(attempt: Callable[[], T]) -> T:
@@ -162,14 +169,16 @@ def open_database(
 ) -> peewee.Database:
     """A Peewee database for `sqlite:///path` or `postgresql://user@host:port/name`.
 
-    PostgreSQL gets `pool_size` connections for queries and one for the health probe.
+    PostgreSQL gets `pool_size` connections for queries and one for the health probe, and
+    cancels any statement after `statement_timeout` seconds; SQLite limits time-limited
+    units (see `time_limited`) to that.
     """
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = unquote(parts.path)
         if path.startswith("//") or path.startswith("/"):  # sqlite:////abs/path
             path = path[1:]
-        return SqliteStore(path)
+        return SqliteStore(path, statement_timeout)
     if parts.scheme in ("postgres", "postgresql"):
         return PostgresStore(
             unquote(parts.path.lstrip("/")),
@@ -190,12 +199,14 @@ def open_database(
 def connect(settings: Settings) -> peewee.Database:
     """Open the configured database, bind the models to it and bring its schema up to date."""
     from server.database.migrations import migrate
+    from server.executors import PoolSizes
 
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_database(
         settings.resolved_database_url,
-        pool_size=settings.db_pool_size,
+        # A connection for each database thread and each search thread.
+        pool_size=settings.db_pool_size + PoolSizes.search,
         statement_timeout=settings.db_statement_timeout,
     )
     database.initialize(db)
@@ -212,6 +223,24 @@ def unit_of_work(function: Callable[..., T], *args: object) -> T:
         db = database.obj
         if isinstance(db, PooledDatabase):
             db.close()
+
+
+def time_limited(function: Callable[..., T], *args: object) -> T:
+    """Run database work that must not hold its connection for long (a search): past the
+    statement timeout it fails as a database that did not answer (see `unavailable`).
+    PostgreSQL cancels every statement that runs that long itself; SQLite has no such
+    limit, so its statements are interrupted from SQLite's progress handler once the
+    unit's deadline has passed."""
+    db = database.obj
+    if not isinstance(db, SqliteStore):
+        return function(*args)
+    connection = db.connection()
+    deadline = time.monotonic() + db.statement_timeout
+    connection.set_progress_handler(lambda: time.monotonic() > deadline, DEADLINE_CHECK_STEPS)
+    try:
+        return function(*args)
+    finally:
+        connection.set_progress_handler(None, 0)
 
 
 def lock_rows(query: peewee.ModelSelect) -> None:
