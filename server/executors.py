@@ -73,8 +73,8 @@ def keep_load() -> None:
         _active = {}
 
 
-#: The pools of threads (bulk and search are shares of the database pool's threads).
-THREAD_POOLS = ("database", "cpu", "storage")
+#: The pools of threads (bulk work is a share of the database pool's threads).
+THREAD_POOLS = ("database", "search", "cpu", "storage")
 
 
 def load() -> dict[str, Load]:

@@ -223,7 +223,7 @@ def test_a_mix_of_traffic_moves_each_process_s_metrics(running: Deployment) -> N
     assert value(after[served], "crmgate_rate_limit_refusals_total", limit="lockout") == 0
     assert moved(served, "crmgate_storage_operations_total", operation="write", outcome="ok") == 1
     assert moved(served, "crmgate_storage_bytes_total", direction="written") == len(content)
-    for pool in ("database", "cpu", "storage"):
+    for pool in ("database", "search", "cpu", "storage"):
         assert value(after[served], "crmgate_pool_busy", pool=pool) >= 0
         assert value(after[served], "crmgate_pool_queued", pool=pool) == 0
     assert value(after[served], "crmgate_pool_size", pool="database") == 8
