@@ -1,7 +1,8 @@
 """One JSON object per log line, so call logs can be searched by field.
 
 Only what a record explicitly carries is written: request bodies, keys and file
-contents are never handed to the logger in the first place.
+contents are never handed to the logger in the first place. While tracing is on, a line
+logged within a trace carries its `trace_id`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 import threading
 import time
 from typing import Any, TextIO
+
+from gateway import tracing
 
 #: Records one write to the stream carries at most.
 BATCH = 256
@@ -82,6 +85,12 @@ class _Enqueue(logging.handlers.QueueHandler):
             self._writer.wake()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # On the thread that logs, where the trace it logs in is current.
+        trace_id = tracing.trace_id()
+        if trace_id is not None:
+            fields = getattr(record, "rpc", None) or {}
+            if "trace_id" not in fields:
+                record.rpc = {**fields, "trace_id": trace_id}
         if record.args:
             record.msg, record.args = record.getMessage(), None
         if record.exc_info:

@@ -71,8 +71,7 @@ def background_allowed(method: str) -> bool:
 
 def progress_reporter() -> Progress:
     """The current background request's progress reporter, or one that ignores reports
-    (a direct call). Read it on the event loop: worker threads do not see the context
-    variable, so the servicer hands it to the domain function it runs."""
+    (a direct call). The servicer reads it and hands it to the domain function it runs."""
     return current_progress.get() or (lambda percent, commentary: None)
 
 

@@ -1,0 +1,325 @@
+"""OpenTelemetry tracing: one connected trace per request, gateway → gRPC hop → server →
+database and storage, for the split deployment (a real gRPC server on a port, called
+through the gateway's channel) and for `serve` (in-process calls); log lines that lead to
+their trace; and nothing set up while no OTEL_* variable asks for it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
+
+from gateway import tracing
+from gateway.calls import Caller, ChannelCaller
+from gateway.protocol import GatewayRunner
+from server import admin
+from server.cli import gateway_app
+from server.config import Settings
+from server.database.connection import unit_of_work
+from server.runtime import Runtime
+
+#: A client's own trace: the gateway continues it.
+CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CLIENT_SPAN = "00f067aa0ba902b7"
+CLIENT_PARENT = f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"
+
+
+@pytest.fixture
+def exported() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for the test, every span kept in memory as it ends."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.install(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.uninstall()
+        provider.shutdown()
+
+
+@asynccontextmanager
+async def deployment(runtime: Runtime, split: bool) -> AsyncIterator[str]:
+    """A gateway on a free port, calling the runtime's servicers over real gRPC (split) or
+    in process (`serve`); yields its URL."""
+    grpc_server = await runtime.grpc_server()
+    port = grpc_server.add_insecure_port("127.0.0.1:0")
+    await grpc_server.start()
+    caller: Caller = ChannelCaller(f"127.0.0.1:{port}") if split else runtime.in_process_caller()
+    runner = GatewayRunner(gateway_app(caller, dev=False), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, http_port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{http_port}"
+    finally:
+        await runner.cleanup()
+        await grpc_server.stop(grace=1)
+        await runtime.drain()
+
+
+def start_runtime(database_url: str, tmp_path: Path) -> tuple[Runtime, admin.DemoCredentials]:
+    runtime = Runtime.start(Settings(data_dir=tmp_path, database_url=database_url))
+    return runtime, unit_of_work(admin.bootstrap_demo)
+
+
+def one_trace(spans: list[ReadableSpan], trace_id: str) -> list[ReadableSpan]:
+    """The spans of one trace, each of whose parents (but the root's) is among them."""
+    found = [span for span in spans if format_trace_id(span.context.trace_id) == trace_id]
+    ids = {span.context.span_id for span in found}
+    roots = [span for span in found if span.parent is None or span.parent.span_id not in ids]
+    assert len(roots) == 1, [span.name for span in roots]
+    return found
+
+
+def parent_of(span: ReadableSpan, spans: list[ReadableSpan]) -> ReadableSpan:
+    assert span.parent is not None
+    return next(found for found in spans if found.context.span_id == span.parent.span_id)
+
+
+def ancestors(span: ReadableSpan, spans: list[ReadableSpan]) -> list[str]:
+    names = []
+    while span.parent is not None and any(s.context.span_id == span.parent.span_id for s in spans):
+        span = parent_of(span, spans)
+        names.append(span.name)
+    return names
+
+
+@pytest.mark.parametrize("split", [True, False], ids=["split", "serve"])
+def test_one_request_is_one_trace_from_the_gateway_to_the_database(
+    exported: InMemorySpanExporter, database_url: str, tmp_path: Path, split: bool
+) -> None:
+    runtime, demo = start_runtime(database_url, tmp_path)
+    headers = {
+        "Authorization": f"Bearer {demo.c2c_key}",
+        "X-Api-Version": "v1",
+        "traceparent": CLIENT_PARENT,
+    }
+
+    async def scenario() -> tuple[int, str]:
+        async with (
+            deployment(runtime, split) as url,
+            aiohttp.ClientSession() as session,
+            session.get(f"{url}/api/c2c/health", headers=headers) as response,
+        ):
+            assert await response.json() == {"data": {"status": "ok"}}
+            return response.status, response.headers["X-Request-Id"]
+
+    status, request_id = asyncio.run(scenario())
+    runtime.db.close()
+    assert status == 200
+    spans = one_trace(list(exported.get_finished_spans()), CLIENT_TRACE)
+
+    # The client's span is the root's parent: the gateway continued the client's trace.
+    http = next(span for span in spans if format_span_id(span.parent.span_id) == CLIENT_SPAN)
+    assert (http.name, http.kind) == ("GET /api/c2c/health", SpanKind.SERVER)
+    assert http.attributes["http.response.status_code"] == 200
+
+    method = "c2c.v1.ContactAssets/Health"
+    served = next(span for span in spans if span.name == method and span.kind == SpanKind.SERVER)
+    assert served.attributes["crmgate.request_id"] == request_id
+    assert served.attributes["rpc.grpc.status_code"] == 0
+    if split:
+        # The hop: the gateway's CLIENT span (never current) is the server span's parent,
+        # so the server learned it from the call's metadata alone.
+        hop = parent_of(served, spans)
+        assert (hop.name, hop.kind) == (method, SpanKind.CLIENT)
+        assert parent_of(hop, spans) is http
+        assert served.parent.is_remote
+    else:
+        assert parent_of(served, spans) is http
+    statements = [span for span in spans if "db.system.name" in span.attributes]
+    assert statements, [span.name for span in spans]
+    expected = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    for statement in statements:
+        assert statement.kind == SpanKind.CLIENT
+        assert statement.attributes["db.system.name"] == expected
+        assert method in ancestors(statement, spans)
+    # Statements are recorded with placeholders, never their values (the key's digest).
+    digest = hashlib.sha256(demo.c2c_key.encode()).hexdigest()
+    assert not [span for span in spans if digest in json.dumps(dict(span.attributes))]
+
+
+def test_an_upload_traces_its_storage_and_its_statements(
+    exported: InMemorySpanExporter, tmp_path: Path
+) -> None:
+    runtime, demo = start_runtime(f"sqlite:///{tmp_path}/crmgate.sqlite3", tmp_path)
+    body = {
+        "email": admin.DEMO_EMAIL,
+        "files": [
+            {
+                "filename": "notes.txt",
+                "mime_type": "text/plain",
+                "content": base64.b64encode(b"Hello, crmgate!\n").decode(),
+            }
+        ],
+    }
+    headers = {"Authorization": f"Bearer {demo.c2c_key}", "X-Api-Version": "v1"}
+
+    async def scenario() -> int:
+        async with (
+            deployment(runtime, split=True) as url,
+            aiohttp.ClientSession() as session,
+            session.post(f"{url}/api/c2c/contacts/assets", json=body, headers=headers) as response,
+        ):
+            return response.status
+
+    assert asyncio.run(scenario()) == 201
+    runtime.db.close()
+    finished = list(exported.get_finished_spans())
+    http = next(span for span in finished if span.name == "POST /api/c2c/contacts/assets")
+    spans = one_trace(finished, format_trace_id(http.context.trace_id))
+    stored = [span for span in spans if span.name.startswith("storage ")]
+    assert stored, [span.name for span in spans]
+    for span in stored:
+        assert span.attributes["crmgate.storage.bucket"] == "media"
+        assert "c2c.v1.ContactAssets/UploadAssets" in ancestors(span, spans)
+    inserts = [span for span in spans if span.name == "INSERT"]
+    assert inserts and all("Hello" not in str(span.attributes["db.query.text"]) for span in inserts)
+
+
+def test_log_lines_carry_the_trace_and_request_ids(
+    exported: InMemorySpanExporter, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A call's line (the server's pipeline) and a refusal's line (the gateway) each name
+    their request's trace and request id."""
+    runtime, demo = start_runtime(f"sqlite:///{tmp_path}/crmgate.sqlite3", tmp_path)
+    headers = {"Authorization": f"Bearer {demo.c2c_key}", "X-Api-Version": "v1"}
+
+    async def scenario() -> dict[str, str]:
+        ids = {}
+        async with deployment(runtime, split=True) as url, aiohttp.ClientSession() as session:
+            async with session.get(
+                f"{url}/api/c2c/health", headers={**headers, "X-Request-Id": "client-id-1"}
+            ) as response:
+                assert response.status == 200
+                ids["call"] = response.headers["X-Request-Id"]
+            async with session.post(
+                f"{url}/api/c2c/contacts/assets",
+                data=b"{not json",
+                headers={**headers, "Content-Type": "application/json"},
+            ) as response:
+                assert response.status == 422
+                ids["refusal"] = response.headers["X-Request-Id"]
+        return ids
+
+    with caplog.at_level(logging.INFO):
+        ids = asyncio.run(scenario())
+    runtime.db.close()
+    assert ids["call"] == "client-id-1"  # a sane id of the client's is kept
+    spans = list(exported.get_finished_spans())
+    traces = {
+        span.attributes["crmgate.request_id"]: format_trace_id(span.context.trace_id)
+        for span in spans
+        if "crmgate.request_id" in span.attributes
+    }
+    lines = [record.rpc for record in caplog.records if getattr(record, "rpc", None)]
+    call = next(line for line in lines if line.get("method") == "/c2c.v1.ContactAssets/Health")
+    assert call["request_id"] == "client-id-1"
+    assert call["trace_id"] == traces["client-id-1"]
+    refusal = next(line for line in lines if line.get("surface") == "c2c")
+    assert refusal["request_id"] == ids["refusal"]
+    http = next(span for span in spans if span.name == "POST /api/c2c/contacts/assets")
+    assert refusal["trace_id"] == format_trace_id(http.context.trace_id)
+
+
+OFF_SCRIPT = """
+import json, sys
+from opentelemetry import trace
+from gateway import tracing
+from server import pipeline, tracing as server_tracing
+from server.cli import gateway_app
+from gateway.calls import ChannelCaller
+import asyncio
+
+on = tracing.configure("crmgate-serve")
+
+async def middlewares():
+    app = gateway_app(ChannelCaller("127.0.0.1:9"), dev=False)
+    return len(app.middlewares)
+
+print(json.dumps({
+    "configured": on,
+    "tracer": tracing.tracer is not None,
+    "sdk_imported": any(name.startswith("opentelemetry.sdk") for name in sys.modules),
+    "provider": type(trace.get_tracer_provider()).__name__,
+    "middlewares": asyncio.run(middlewares()),
+    "call_span": type(server_tracing.call_span("/a.B/C", {})).__name__,
+}))
+"""
+
+
+def test_without_otel_variables_nothing_is_set_up() -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    result = subprocess.run(
+        [sys.executable, "-c", OFF_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env=environment,
+    )
+    assert json.loads(result.stdout) == {
+        "configured": False,
+        "tracer": False,
+        "sdk_imported": False,
+        "provider": "ProxyTracerProvider",
+        "middlewares": 0,
+        "call_span": "nullcontext",
+    }
+
+
+@pytest.mark.parametrize(
+    ("environment", "on"),
+    [
+        ({}, False),
+        ({"OTEL_SERVICE_NAME": "crm"}, False),
+        ({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://c:4318/v1/traces"}, True),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
+        ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}, False),
+    ],
+)
+def test_which_otel_variables_switch_tracing_on(environment: dict[str, str], on: bool) -> None:
+    assert tracing.requested(environment) is on
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("OTEL_TRACES_EXPORTER", "zipkin", "unsupported zipkin"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "'grpc' is not supported"),
+    ],
+)
+def test_settings_that_cannot_be_honoured_stop_the_start(
+    tmp_path: Path, variable: str, value: str, said: str
+) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    environment.update({"OTEL_TRACES_EXPORTER": "otlp", variable: value})
+    result = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+    )
+    assert result.returncode == 2
+    assert said in result.stderr
