@@ -7,6 +7,8 @@ system), which a machine shared with other work disturbs far less than requests/
 
 Targets: INFO costs ≤ 10 % of throughput (INFO / WARNING ≥ 0.90, in-process and split);
 `serve` with in-process calls ≥ 60 % of bare aiohttp, `gateway` → `server` over gRPC ≥ 15 %.
+Tracing on (OTLP/HTTP to a collector the benchmark runs) is shown beside the default (off),
+without a target: what one traced request costs.
 """
 
 from __future__ import annotations
@@ -16,19 +18,23 @@ from contextlib import ExitStack
 import psutil
 
 from bench.bare import floor_server
-from bench.deployments import api_key, crmgate, pids
+from bench.deployments import api_key, crmgate, pids, tracing_on
 from bench.stats import Spread, interleave, target
 from bench.wrk import requests_per_second
+from tests.support.otlp import otlp_collector
 
 SECONDS = 3
 BARE = "bare aiohttp JSON handler"
-#: label: (deployment, log level, target against bare); INFO is crmgate's default.
+#: label: (deployment, log level, target against bare, traced); INFO, untraced, is
+#: crmgate's default.
 DEPLOYMENTS = {
-    "serve, in-process calls, INFO": ("in-process", "INFO", 0.60),
-    "serve, in-process calls, WARNING": ("in-process", "WARNING", None),
-    "gateway → server over gRPC, INFO": ("split", "INFO", 0.15),
-    "gateway → server over gRPC, WARNING": ("split", "WARNING", None),
-    "serve --gateway-calls channel, INFO": ("channel", "INFO", None),
+    "serve, in-process calls, INFO": ("in-process", "INFO", 0.60, False),
+    "serve, in-process calls, WARNING": ("in-process", "WARNING", None, False),
+    "serve, in-process calls, tracing on": ("in-process", "INFO", None, True),
+    "gateway → server over gRPC, INFO": ("split", "INFO", 0.15, False),
+    "gateway → server over gRPC, WARNING": ("split", "WARNING", None, False),
+    "gateway → server over gRPC, tracing on": ("split", "INFO", None, True),
+    "serve --gateway-calls channel, INFO": ("channel", "INFO", None, False),
 }
 
 
@@ -49,11 +55,14 @@ def main() -> None:
 
     with ExitStack() as stack:
         bare_url, bare_pid = stack.enter_context(floor_server("bench.bare_json_server"))
+        collector = stack.enter_context(otlp_collector(keep=False))
         targets = {BARE: (bare_url + "/api/c2c/health", {}, [bare_pid])}
-        for label, (deployment, level, _) in DEPLOYMENTS.items():
-            # INFO is the default: the INFO deployments get no setting at all.
-            env = {"CRMGATE_LOG_LEVEL": level} if level != "INFO" else None
-            server = stack.enter_context(crmgate(deployment, env))
+        for label, (deployment, level, _, traced) in DEPLOYMENTS.items():
+            # INFO, untraced, is the default: those deployments get no setting at all.
+            env = {"CRMGATE_LOG_LEVEL": level} if level != "INFO" else {}
+            if traced:
+                env.update(tracing_on(collector))
+            server = stack.enter_context(crmgate(deployment, env or None))
             headers = {"X-Api-Version": "v1", "Authorization": f"Bearer {api_key(server, 'c2c')}"}
             targets[label] = (server.http_url + "/api/c2c/health", headers, pids(server))
         for url, headers, _ in targets.values():
@@ -76,6 +85,14 @@ def main() -> None:
             if floor is not None:
                 line += "  " + target(label + " / bare", ratio, at_least=floor)
         print(line)
+    for deployment in ("serve, in-process calls", "gateway → server over gRPC"):
+        on, off = f"{deployment}, tracing on", f"{deployment}, INFO"
+        name = f"{deployment}: tracing on / off"
+        print(
+            f"  {name:<50}{(rps[on] / rps[off]).show('.0%')}"
+            f"  (CPU per request: {(cpu[on] / cpu[off]).show('.0%')} of off)"
+        )
+    print(f"  spans the collector received: {collector.received}")
     for info, warning in (
         ("serve, in-process calls, INFO", "serve, in-process calls, WARNING"),
         ("gateway → server over gRPC, INFO", "gateway → server over gRPC, WARNING"),

@@ -13,13 +13,16 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import pytest
+import requests
 from aiohttp import web
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as OtlpSpan
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -33,6 +36,8 @@ from server.cli import gateway_app
 from server.config import Settings
 from server.database.connection import unit_of_work
 from server.runtime import Runtime
+from tests.support.otlp import Collector, otlp_collector
+from tests.support.processes import CrmgateProcess
 
 #: A client's own trace: the gateway continues it.
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -323,3 +328,71 @@ def test_settings_that_cannot_be_honoured_stop_the_start(
     )
     assert result.returncode == 2
     assert said in result.stderr
+
+
+def test_real_processes_export_one_connected_trace_over_otlp(tmp_path: Path) -> None:
+    """`crmgate server` and `crmgate gateway`, switched on by OTEL_* alone, export to a
+    collector: the gateway's spans and the server's join in one trace, and the server's
+    log line of the call names it."""
+    with otlp_collector() as collector:
+        environment = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "50",  # milliseconds: export promptly
+        }
+        with CrmgateProcess.start_split(tmp_path, env=environment) as deployment:
+            deployment.admin("tenant", "create", "acme", "--host", "127.0.0.1")
+            key = deployment.admin("apikey", "create", "--tenant", "acme", "--kind", "c2c")
+            answer = requests.get(
+                f"{deployment.http_url}/api/c2c/health",
+                headers={
+                    "Authorization": f"Bearer {key}",
+                    "X-Api-Version": "v1",
+                    "X-Request-Id": "otlp-1",
+                },
+                timeout=30,
+            )
+            assert answer.status_code == 200
+            assert answer.headers["X-Request-Id"] == "otlp-1"
+            line = deployment.log_record("otlp-1")
+            trace_id = bytes.fromhex(str(line["trace_id"]))
+            spans = wait_for_spans(
+                collector,
+                trace_id,
+                lambda spans: (
+                    {"crmgate-gateway", "crmgate-server"} <= {s for s, _ in spans}
+                    and any(span.name == "SELECT" for _, span in spans)
+                ),
+            )
+    by_id = {span.span_id: (service, span) for service, span in spans}
+    (http,) = [span for _, span in spans if not span.parent_span_id]
+    assert http.name == "GET /api/c2c/health"
+    statement = next(span for _, span in spans if span.name == "SELECT")
+    chain = []
+    span_id = statement.span_id
+    while span_id in by_id:
+        service, span = by_id[span_id]
+        chain.append((service, span.name, span.kind))
+        span_id = span.parent_span_id
+    Kind = OtlpSpan.SpanKind
+    method = "c2c.v1.ContactAssets/Health"
+    assert chain[-3:] == [
+        ("crmgate-server", method, Kind.SPAN_KIND_SERVER),
+        ("crmgate-gateway", method, Kind.SPAN_KIND_CLIENT),
+        ("crmgate-gateway", "GET /api/c2c/health", Kind.SPAN_KIND_SERVER),
+    ]
+
+
+def wait_for_spans(
+    collector: Collector,
+    trace_id: bytes,
+    complete: Callable[[list[tuple[str, OtlpSpan]]], bool],
+    deadline: float = 30.0,
+) -> list[tuple[str, OtlpSpan]]:
+    """The spans of one trace the collector has, once `complete` says they are all in."""
+    limit = time.monotonic() + deadline
+    while True:
+        spans = [(s, span) for s, span in collector.snapshot() if span.trace_id == trace_id]
+        if complete(spans):
+            return spans
+        assert time.monotonic() < limit, [(s, span.name) for s, span in spans]
+        time.sleep(0.05)
