@@ -114,8 +114,9 @@ def _storage_span(operation: str, args: tuple[Any, ...]) -> AbstractContextManag
     return tracing.span(f"storage {operation}", SpanKind.CLIENT, attributes)
 
 
-def job_carrier() -> dict[str, str]:
-    """The current trace as W3C headers, for work handed to another process."""
+def trace_carrier() -> dict[str, str]:
+    """The current trace as W3C headers (none while off), for work that runs later or
+    elsewhere: a background request, a bulk worker's job."""
     carrier: dict[str, str] = {}
     if tracing.tracer is not None:
         propagate.inject(carrier)
@@ -123,7 +124,7 @@ def job_carrier() -> dict[str, str]:
 
 
 def job_span(name: str, carrier: Mapping[str, str]) -> AbstractContextManager[Any]:
-    """Around a job another process handed over with `job_carrier`: a span in its trace,
+    """Around a job another process handed over with `trace_carrier`: a span in its trace,
     exported before the job's outcome goes back (the process may be killed idle)."""
     if tracing.tracer is None or not carrier:
         return _OFF

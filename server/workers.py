@@ -37,7 +37,7 @@ from server.config import Settings
 from server.database.connection import database, open_database, unit_of_work
 from server.executors import PoolSizes, run_db, yield_the_cores
 from server.files.storage import object_storage
-from server.tracing import job_carrier, job_span, traced_storage
+from server.tracing import job_span, trace_carrier, traced_storage
 
 T = TypeVar("T")
 Progress = Callable[[int, str], None]
@@ -81,7 +81,7 @@ class _Worker:
         database thread, where the reporter's own writes belong). The job's spans join
         the current trace."""
         try:
-            self.connection.send((job, args, job_carrier()))
+            self.connection.send((job, args, trace_carrier()))
             while True:
                 try:
                     kind, *rest = self.connection.recv()

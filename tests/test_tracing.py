@@ -38,6 +38,7 @@ from server.database.connection import unit_of_work
 from server.runtime import Runtime
 from tests.support.otlp import Collector, otlp_collector
 from tests.support.processes import CrmgateProcess
+from tests.support.voyzu import VoyzuClient
 
 #: A client's own trace: the gateway continues it.
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -396,3 +397,54 @@ def wait_for_spans(
             return spans
         assert time.monotonic() < limit, [(s, span.name) for s, span in spans]
         time.sleep(0.05)
+
+
+def test_a_background_import_runs_in_its_callers_trace_down_to_its_bulk_worker(
+    tmp_path: Path,
+) -> None:
+    """`?async=true`: the request is stored with its caller's trace; the background run
+    (logged under the RequestId its caller got) and the bulk worker process's job and
+    statements join that trace."""
+    with otlp_collector() as collector:
+        environment = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "50",
+        }
+        with CrmgateProcess.start(tmp_path, env=environment) as deployment:
+            deployment.admin("tenant", "create", "acme", "--host", "127.0.0.1")
+            email, password = "ada@acme.example", "correct horse battery"
+            deployment.admin(
+                "user", "create", "--tenant", "acme", "--email", email, "--password", password,
+                "--plan", "paid",
+            )  # fmt: skip
+            client = VoyzuClient(deployment.http_url)
+            try:
+                client.sign_in(email, password)
+                content = base64.b64encode(b"First Name;E-mail\nImp;imp@import.example\n")
+                status, started = client.post(
+                    "/api/imports/create?async=true",
+                    {"FileName": "a.csv", "Content": content.decode()},
+                    headers={"X-Request-Id": "async-1"},
+                )
+                assert status == 200, started
+                assert client.wait_for(started["RequestId"])["ProcessStatus"] == "PROCESSED"
+            finally:
+                client.close()
+            caller_line = deployment.log_record("async-1")
+            run_line = deployment.log_record(started["RequestId"])
+            assert run_line["trace_id"] == caller_line["trace_id"]
+            spans = wait_for_spans(
+                collector,
+                bytes.fromhex(str(caller_line["trace_id"])),
+                lambda spans: any(
+                    service == "crmgate-bulk-worker" and span.name == "INSERT"
+                    for service, span in spans
+                ),
+            )
+    names = {(service, span.name) for service, span in spans}
+    assert {
+        ("crmgate-serve", "POST /api/imports/create"),
+        ("crmgate-serve", "crm.v1.Crm/StartRequest"),
+        ("crmgate-serve", run_line["method"].lstrip("/")),
+        ("crmgate-bulk-worker", "bulk import_contacts"),
+    } <= names, names
