@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
+import grpc
 from aiohttp import web
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -33,6 +34,17 @@ tracer: trace.Tracer | None = None
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 SUPPORTED_EXPORTERS = ("otlp", "console")
 SUPPORTED_PROTOCOL = "http/protobuf"
+#: Outcomes that are the server's fault: the span's status says ERROR for these alone.
+SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
 #: The gateway's HTTP route that takes every unrouted path: its template says nothing.
 _CATCH_ALL = "/{tail"
 
@@ -204,7 +216,8 @@ def _client_span(
     except CallFailed as failure:
         code = status_code(failure.status)
         span.set_attribute("rpc.grpc.status_code", code.value[0])
-        span.set_status(StatusCode.ERROR, code.name)
+        if code in SERVER_ERRORS:
+            span.set_status(StatusCode.ERROR, code.name)
         raise
     else:
         span.set_attribute("rpc.grpc.status_code", 0)

@@ -18,23 +18,12 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway import tracing
-from gateway.tracing import rpc_attributes
+from gateway.tracing import SERVER_ERRORS, rpc_attributes
 
 if TYPE_CHECKING:
     from server.objects import ObjectStorage
 
 _OFF: nullcontext[None] = nullcontext()
-#: Outcomes that are the server's fault: the span's status says ERROR for these alone.
-SERVER_ERRORS = frozenset(
-    {
-        grpc.StatusCode.UNKNOWN,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.DATA_LOSS,
-    }
-)
 #: Longest statement text a span keeps (the text has placeholders, never values).
 STATEMENT_CHARS = 2000
 
