@@ -31,6 +31,7 @@ from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 from gateway import tracing
 from gateway.calls import Caller, ChannelCaller
 from gateway.protocol import GatewayRunner
+from gateway.request_ids import SANE_REQUEST_ID
 from server import admin
 from server.cli import gateway_app
 from server.config import Settings
@@ -244,6 +245,39 @@ def test_log_lines_carry_the_trace_and_request_ids(
     assert refusal["request_id"] == ids["refusal"]
     http = next(span for span in spans if span.name == "POST /api/c2c/contacts/assets")
     assert refusal["trace_id"] == format_trace_id(http.context.trace_id)
+
+
+def test_every_response_carries_a_request_id_with_tracing_off(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sane `X-Request-Id` of the client's is kept, any other replaced; refusals and
+    answers alike carry it, and so does the call's log line (without a trace id)."""
+    runtime, demo = start_runtime(f"sqlite:///{tmp_path}/crmgate.sqlite3", tmp_path)
+    headers = {"Authorization": f"Bearer {demo.c2c_key}", "X-Api-Version": "v1"}
+    given = ["kept-1", "has space", "x" * 129, ""]
+
+    async def scenario() -> list[tuple[int, str]]:
+        answers = []
+        async with deployment(runtime, split=False) as url, aiohttp.ClientSession() as session:
+            for path, request_id in zip(
+                ["health", "health", "health", "nowhere"], given, strict=True
+            ):
+                sent = {**headers, "X-Request-Id": request_id} if request_id else headers
+                async with session.get(f"{url}/api/c2c/{path}", headers=sent) as response:
+                    answers.append((response.status, response.headers["X-Request-Id"]))
+        return answers
+
+    with caplog.at_level(logging.INFO):
+        answers = asyncio.run(scenario())
+    runtime.db.close()
+    assert [status for status, _ in answers] == [200, 200, 200, 404]
+    ids = [request_id for _, request_id in answers]
+    assert ids[0] == "kept-1"
+    assert len(set(ids)) == 4 and not set(ids) & set(given[1:])
+    assert all(SANE_REQUEST_ID.fullmatch(request_id) for request_id in ids)
+    lines = [record.rpc for record in caplog.records if getattr(record, "rpc", None)]
+    assert [line["request_id"] for line in lines] == ids
+    assert not [line for line in lines if "trace_id" in line]
 
 
 OFF_SCRIPT = """
