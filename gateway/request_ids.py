@@ -8,19 +8,19 @@ import re
 
 from aiohttp import web
 
-from gateway.contract import REQUEST_ID_KEY, new_request_id
+from gateway.contract import new_request_id
 
 #: What a client's id may be: short, and nothing a log or a header could misread.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
+_ID = web.RequestKey("request_id", str)
 
 
 def request_id(request: web.Request) -> str:
     """The request's id, decided at its first use and kept on the request."""
-    found: str | None = request.get(REQUEST_ID_KEY)
+    found = request.get(_ID)
     if found is None:
         given = request.headers.get("X-Request-Id", "")
-        found = given if SANE_REQUEST_ID.fullmatch(given) else new_request_id()
-        request[REQUEST_ID_KEY] = found
+        found = request[_ID] = given if SANE_REQUEST_ID.fullmatch(given) else new_request_id()
     return found
 
 
