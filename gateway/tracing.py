@@ -45,6 +45,8 @@ SERVER_ERRORS = frozenset(
         grpc.StatusCode.DATA_LOSS,
     }
 )
+#: Probes and scrapes, every few seconds each: traces of them would bury the requests'.
+UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 #: The gateway's HTTP route that takes every unrouted path: its template says nothing.
 _CATCH_ALL = "/{tail"
 
@@ -170,8 +172,11 @@ def http_middleware() -> list[Callable[..., Awaitable[web.StreamResponse]]]:
 async def _http_span(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """One SERVER span per HTTP request, continuing a client's `traceparent`. Named by
-    method and route template: never the raw path (a download token is a capability)."""
+    """One SERVER span per HTTP request (probes and scrapes aside), continuing a client's
+    `traceparent`. Named by method and route template: never the raw path (a download
+    token is a capability)."""
+    if request.path in UNTRACED_PATHS:
+        return await handler(request)
     with span(
         request.method,
         SpanKind.SERVER,
