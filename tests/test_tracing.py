@@ -69,7 +69,8 @@ async def deployment(runtime: Runtime, split: bool) -> AsyncIterator[str]:
     port = grpc_server.add_insecure_port("127.0.0.1:0")
     await grpc_server.start()
     caller: Caller = ChannelCaller(f"127.0.0.1:{port}") if split else runtime.in_process_caller()
-    runner = GatewayRunner(gateway_app(caller, dev=False), access_log=None)
+    app = gateway_app(caller, dev=False, extra_routes=runtime.health_routes())
+    runner = GatewayRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -127,11 +128,14 @@ def test_one_request_is_one_trace_from_the_gateway_to_the_database(
             session.get(f"{url}/api/c2c/health", headers=headers) as response,
         ):
             assert await response.json() == {"data": {"status": "ok"}}
+            async with session.get(f"{url}/healthz") as probe:
+                assert probe.status == 200  # a probe: no trace of it
             return response.status, response.headers["X-Request-Id"]
 
     status, request_id = asyncio.run(scenario())
     runtime.db.close()
     assert status == 200
+    assert not [span for span in exported.get_finished_spans() if "healthz" in span.name]
     spans = one_trace(list(exported.get_finished_spans()), CLIENT_TRACE)
 
     # The client's span is the root's parent: the gateway continued the client's trace.
