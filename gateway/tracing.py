@@ -22,6 +22,7 @@ from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway.contract import CallFailed, status_code
+from gateway.request_ids import request_id
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -190,6 +191,7 @@ async def _http_span(
             current.update_name(f"{request.method} {template}")
             current.set_attribute("http.route", template)
         current.set_attribute("http.response.status_code", response.status)
+        current.set_attribute("crmgate.request_id", request_id(request))
         if response.status >= 500:
             current.set_status(StatusCode.ERROR)
         return response

@@ -141,6 +141,7 @@ def test_one_request_is_one_trace_from_the_gateway_to_the_database(
     # The client's span is the root's parent: the gateway continued the client's trace.
     http = next(span for span in spans if format_span_id(span.parent.span_id) == CLIENT_SPAN)
     assert (http.name, http.kind) == ("GET /api/c2c/health", SpanKind.SERVER)
+    assert http.attributes["crmgate.request_id"] == request_id
     assert http.attributes["http.response.status_code"] == 200
 
     method = "c2c.v1.ContactAssets/Health"
