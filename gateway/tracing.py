@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 from aiohttp import web
-from opentelemetry import propagate, trace
+from opentelemetry import context, propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -126,30 +126,38 @@ def uninstall() -> None:
     tracer = None
 
 
-@contextmanager
 def span(
     name: str,
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, str | int] | None = None,
     parent: Context | None = None,
-) -> Iterator[trace.Span]:
-    """A span, current within the block. A failure marks it ERROR by its type alone: an
-    exception's words may quote data (a database's duplicate key, a parse error), so they
-    are never recorded."""
+) -> AbstractContextManager[trace.Span]:
+    """A span, current within the block (tracing on)."""
     assert tracer is not None
-    with tracer.start_as_current_span(
-        name,
-        context=parent,
-        kind=kind,
-        attributes=attributes,
-        record_exception=False,
-        set_status_on_exception=False,
-    ) as current:
-        try:
-            yield current
-        except BaseException as error:
-            current.set_status(StatusCode.ERROR, type(error).__name__)
-            raise
+    return _Current(tracer.start_span(name, parent, kind, attributes))
+
+
+class _Current:
+    """Makes a span current for a block and ends it after: what the SDK's
+    start_as_current_span does, in a third of its time (no generator-based context
+    managers: a span the sampler drops must cost next to nothing). A failure marks the
+    span ERROR by its type alone: an exception's words may quote data (a database's
+    duplicate key, a parse error), so they are never recorded."""
+
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+
+    def __enter__(self) -> trace.Span:
+        self._token = context.attach(trace.set_span_in_context(self._span))
+        return self._span
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None and issubclass(kind, Exception):  # not a cancellation
+            self._span.set_status(StatusCode.ERROR, kind.__name__)
+        context.detach(self._token)
+        self._span.end()
 
 
 def trace_id(span: trace.Span | None = None) -> str | None:

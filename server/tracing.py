@@ -33,14 +33,8 @@ def call_span(method: str, metadata: Mapping[str, str]) -> AbstractContextManage
     (None while tracing is off)."""
     if tracing.tracer is None:
         return _OFF
-    return tracing.tracer.start_as_current_span(
-        method.lstrip("/"),
-        context=propagate.extract(metadata, context=context.get_current()),
-        kind=SpanKind.SERVER,
-        attributes=rpc_attributes(method),
-        record_exception=False,
-        set_status_on_exception=False,
-    )
+    parent = propagate.extract(metadata, context=context.get_current())
+    return tracing.span(method.lstrip("/"), SpanKind.SERVER, rpc_attributes(method), parent)
 
 
 def end_call(span: trace.Span | None, code: grpc.StatusCode, request_id: str) -> str | None:
