@@ -395,13 +395,16 @@ def test_real_processes_export_one_connected_trace_over_otlp(tmp_path: Path) -> 
             assert answer.headers["X-Request-Id"] == "otlp-1"
             line = deployment.log_record("otlp-1")
             trace_id = bytes.fromhex(str(line["trace_id"]))
+            expected = {
+                ("crmgate-gateway", "GET /api/c2c/health"),
+                ("crmgate-gateway", "c2c.v1.ContactAssets/Health"),
+                ("crmgate-server", "c2c.v1.ContactAssets/Health"),
+                ("crmgate-server", "SELECT"),
+            }
             spans = wait_for_spans(
                 collector,
                 trace_id,
-                lambda spans: (
-                    {"crmgate-gateway", "crmgate-server"} <= {s for s, _ in spans}
-                    and any(span.name == "SELECT" for _, span in spans)
-                ),
+                lambda spans: expected <= {(service, span.name) for service, span in spans},
             )
     by_id = {span.span_id: (service, span) for service, span in spans}
     (http,) = [span for _, span in spans if not span.parent_span_id]
@@ -472,18 +475,20 @@ def test_a_background_import_runs_in_its_callers_trace_down_to_its_bulk_worker(
             caller_line = deployment.log_record("async-1")
             run_line = deployment.log_record(started["RequestId"])
             assert run_line["trace_id"] == caller_line["trace_id"]
+            run_method = str(run_line["method"]).lstrip("/")
+            expected = {
+                ("crmgate-serve", "POST /api/imports/create"),
+                ("crmgate-serve", "crm.v1.Crm/StartRequest"),
+                ("crmgate-serve", run_method),
+                ("crmgate-bulk-worker", "bulk import_contacts"),
+                ("crmgate-bulk-worker", "INSERT"),
+            }
             spans = wait_for_spans(
                 collector,
                 bytes.fromhex(str(caller_line["trace_id"])),
-                lambda spans: any(
-                    service == "crmgate-bulk-worker" and span.name == "INSERT"
-                    for service, span in spans
-                ),
+                lambda spans: expected <= {(service, span.name) for service, span in spans},
             )
-    names = {(service, span.name) for service, span in spans}
-    assert {
-        ("crmgate-serve", "POST /api/imports/create"),
-        ("crmgate-serve", "crm.v1.Crm/StartRequest"),
-        ("crmgate-serve", run_line["method"].lstrip("/")),
-        ("crmgate-bulk-worker", "bulk import_contacts"),
-    } <= names, names
+    by_name = {span.name: span for _, span in spans}
+    # The job's parent is the background run, whose parent is the call that started it.
+    assert by_name["bulk import_contacts"].parent_span_id == by_name[run_method].span_id
+    assert by_name[run_method].parent_span_id == by_name["crm.v1.Crm/StartRequest"].span_id
