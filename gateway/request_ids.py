@@ -5,6 +5,7 @@ and comes back as the response's `X-Request-Id`, tracing on or off."""
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 
 from aiohttp import web
 
@@ -13,6 +14,9 @@ from gateway.contract import new_request_id
 #: What a client's id may be: short, and nothing a log or a header could misread.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 _ID = web.RequestKey("request_id", str)
+#: The id of the call being served (set by the server's pipeline), for log lines that
+#: do not name it themselves.
+current_request_id: ContextVar[str | None] = ContextVar("current_request_id", default=None)
 
 
 def request_id(request: web.Request) -> str:

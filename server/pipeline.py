@@ -33,7 +33,7 @@ from server.errors import ApiError
 from server.logs import log_call
 from server.principal import Principal, current_principal
 from server.rate_limits import RateLimits, current_client
-from server.tracing import call_span, end_call
+from server.tracing import CallScope, end_call
 
 log = logging.getLogger("crmgate.rpc")
 
@@ -94,7 +94,7 @@ class CallPipeline:
         principal: Principal | None = None
         status: status_pb2.Status | None = None
         code = grpc.StatusCode.CANCELLED  # unless the body ends, one way or another
-        with call_span(method, metadata) as span:
+        with CallScope(method, metadata, request_id) as span:
             try:
                 principal = run_as or await self._admit(method, metadata, context)
                 token = current_principal.set(principal)
@@ -111,7 +111,9 @@ class CallPipeline:
                 status = failure.status
             except NotImplementedError:
                 status = build_status(
-                    grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented", "unimplemented"
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    f"{method} is not implemented",
+                    "unimplemented",
                 )
             except Exception:
                 # The cause goes to the log only; the caller learns nothing of our insides.

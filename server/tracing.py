@@ -18,6 +18,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from gateway import tracing
+from gateway.request_ids import current_request_id
 from gateway.tracing import SERVER_ERRORS, rpc_attributes
 
 if TYPE_CHECKING:
@@ -35,6 +36,27 @@ def call_span(method: str, metadata: Mapping[str, str]) -> AbstractContextManage
         return _OFF
     parent = propagate.extract(metadata, context=context.get_current())
     return tracing.span(method.lstrip("/"), SpanKind.SERVER, rpc_attributes(method), parent)
+
+
+class CallScope:
+    """Around one call: its request id for the log lines logged within it (see
+    server.logs) and, while tracing is on, its span (None while off)."""
+
+    __slots__ = ("_request_id", "_span", "_token")
+
+    def __init__(self, method: str, metadata: Mapping[str, str], request_id: str) -> None:
+        self._span = call_span(method, metadata)
+        self._request_id = request_id
+
+    def __enter__(self) -> trace.Span | None:
+        self._token = current_request_id.set(self._request_id)
+        return self._span.__enter__()  # type: ignore[no-any-return]
+
+    def __exit__(self, *failure: Any) -> None:
+        try:
+            self._span.__exit__(*failure)
+        finally:
+            current_request_id.reset(self._token)
 
 
 def end_call(span: trace.Span | None, code: grpc.StatusCode, request_id: str) -> str | None:

@@ -285,6 +285,40 @@ def test_every_response_carries_a_request_id_with_tracing_off(
     assert not [line for line in lines if "trace_id" in line]
 
 
+LINES_SCRIPT = """
+import asyncio, logging
+from opentelemetry.sdk.trace import TracerProvider
+from gateway import tracing
+from server import executors, logs
+from server.tracing import CallScope
+
+logs.configure("INFO")
+tracing.install(TracerProvider())
+log = logging.getLogger("crmgate.test")
+log.warning("outside any call")
+with CallScope("/a.B/C", {}, "r-9") as span:
+    log.warning("within the call")
+    asyncio.run(executors.run_cpu(log.warning, "on a pool thread"))
+    print(tracing.trace_id(span))
+"""
+
+
+def test_every_line_logged_within_a_call_names_its_request_and_trace() -> None:
+    """Not only the call's own line: warnings and errors logged while it runs, on the
+    event loop or on a pool's thread, carry its request id and trace id."""
+    result = subprocess.run(
+        [sys.executable, "-c", LINES_SCRIPT], capture_output=True, text=True, timeout=60, check=True
+    )
+    trace_id = result.stdout.strip()
+    assert len(trace_id) == 32
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [(line["msg"], line.get("request_id"), line.get("trace_id")) for line in lines] == [
+        ("outside any call", None, None),
+        ("within the call", "r-9", trace_id),
+        ("on a pool thread", "r-9", trace_id),
+    ]
+
+
 OFF_SCRIPT = """
 import json, sys
 from opentelemetry import trace
