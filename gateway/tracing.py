@@ -146,8 +146,8 @@ class _Current:
 
     __slots__ = ("_span", "_token")
 
-    def __init__(self, span: trace.Span) -> None:
-        self._span = span
+    def __init__(self, started: trace.Span) -> None:
+        self._span = started
 
     def __enter__(self) -> trace.Span:
         self._token = context.attach(trace.set_span_in_context(self._span))
@@ -165,8 +165,8 @@ def trace_id(span: trace.Span | None = None) -> str | None:
     outside any trace."""
     if tracer is None:
         return None
-    context = (span or trace.get_current_span()).get_span_context()
-    return trace.format_trace_id(context.trace_id) if context.is_valid else None
+    found = (span or trace.get_current_span()).get_span_context()
+    return trace.format_trace_id(found.trace_id) if found.is_valid else None
 
 
 # ------------------------------------------------------------------ the gateway's hooks
