@@ -7,7 +7,9 @@ Every measurement runs in a fresh process (after one tiny upload of another kind
 libraries are loaded) with a payload it has never seen: the peak RSS growth is cold (the
 kernel's VmHWM, reset just before). Targets for `serve`: time ≤ 2x the floor; for PDFs,
 peak RSS growth ≤ 3x the request bodies in flight (an image's decoded pixels are many
-times its JPEG: its growth is shown beside the floor's, which converts it too)."""
+times its JPEG: its growth is shown beside the floor's, which converts it too). `serve`
+with tracing on (OTLP/HTTP to a collector the benchmark runs) is shown beside it, without
+a target."""
 
 from __future__ import annotations
 
@@ -23,10 +25,11 @@ from dataclasses import dataclass
 import requests
 
 from bench.bare import floor_server
-from bench.deployments import api_key, crmgate, pids
+from bench.deployments import api_key, crmgate, pids, tracing_on
 from bench.photos import jpeg
 from bench.rss import peak_growth
 from bench.stats import Spread, interleave, target
+from tests.support.otlp import Collector, otlp_collector
 
 MiB = 1024 * 1024
 
@@ -87,7 +90,8 @@ CASES = (
 )
 #: A tiny upload of each kind a fresh process handles before it is measured.
 PRIMER = body([("application/pdf", pdf(4096)), ("image/jpeg", jpeg(320, 240, 0))])
-DEPLOYMENTS = ("floor", "in-process", "split")
+DEPLOYMENTS = ("floor", "in-process", "in-process, tracing on", "split")
+TRACED = ", tracing on"
 
 
 def post_all(url: str, payloads: list[bytes], headers: dict[str, str]) -> float:
@@ -104,13 +108,17 @@ def post_all(url: str, payloads: list[bytes], headers: dict[str, str]) -> float:
 
 
 @contextmanager
-def started(deployment: str) -> Iterator[tuple[str, dict[str, str], list[int]]]:
+def started(
+    deployment: str, collector: Collector
+) -> Iterator[tuple[str, dict[str, str], list[int]]]:
     """(upload URL, headers, pids) of a fresh floor or crmgate deployment."""
     if deployment == "floor":
         with floor_server("bench.bare_upload_server") as (url, pid):
             yield url + "/c2c", {}, [pid]
         return
-    with crmgate(deployment) as server:
+    kind = deployment.removesuffix(TRACED)
+    env = tracing_on(collector) if deployment.endswith(TRACED) else None
+    with crmgate(kind, env) as server:
         server.admin("contact", "create", "--tenant", "bench", "--email", "user@example.com")
         headers = {
             "X-Api-Version": "v1",
@@ -120,7 +128,7 @@ def started(deployment: str) -> Iterator[tuple[str, dict[str, str], list[int]]]:
         yield server.http_url + "/api/c2c/contacts/assets", headers, pids(server)
 
 
-def measure(case: Case) -> tuple[int, dict[str, tuple[Spread, Spread]]]:
+def measure(case: Case, collector: Collector) -> tuple[int, dict[str, tuple[Spread, Spread]]]:
     """The bodies' bytes, and (seconds, MiB of peak RSS growth) per deployment, over
     interleaved rounds."""
     rounds: dict[str, list[tuple[float, float]]] = {d: [] for d in DEPLOYMENTS}
@@ -130,7 +138,7 @@ def measure(case: Case) -> tuple[int, dict[str, tuple[Spread, Spread]]]:
     def one(deployment: str) -> float:
         seed = round_of[deployment] = round_of[deployment] + 1
         payload = payloads.setdefault(seed, case.make(seed))
-        with started(deployment) as (url, headers, processes):
+        with started(deployment, collector) as (url, headers, processes):
             post_all(url, [PRIMER], headers)
             with peak_growth(processes) as growth:
                 seconds = post_all(url, payload, headers)
@@ -153,26 +161,30 @@ def main() -> None:
         " deployment's processes) in MiB and as a multiple of the request bodies; median"
         " (min-max) over interleaved rounds"
     )
-    for case in CASES:
-        size, results = measure(case)
-        floor_time = results["floor"][0]
-        print(f"  {case.name}, request bodies {size / MiB:.1f} MiB:")
-        for deployment, (seconds, rss) in results.items():
-            of_body = Spread(tuple(v * MiB / size for v in rss.values))
-            line = (
-                f"    {deployment:<11}{seconds.show('.2f', ' s')}"
-                f"  RSS +{rss.show('.0f', ' MiB')} = {of_body.show('.1f', 'x')} body"
-            )
-            if deployment != "floor":
-                ratio = seconds / floor_time
-                line += f"  time {ratio.show('.2f', 'x')} of floor"
-            if deployment == "in-process":
-                name = f"C2C {case.name}, serve"
-                line += f" ({target(name + ': time / floor', ratio, at_most=2)}"
-                if "PDF" in case.name:
-                    line += f"; RSS {target(name + ': RSS / body', of_body, at_most=3)}"
-                line += ")"
-            print(line)
+    with otlp_collector(keep=False) as collector:
+        for case in CASES:
+            size, results = measure(case, collector)
+            floor_time = results["floor"][0]
+            print(f"  {case.name}, request bodies {size / MiB:.1f} MiB:")
+            for deployment, (seconds, rss) in results.items():
+                of_body = Spread(tuple(v * MiB / size for v in rss.values))
+                line = (
+                    f"    {deployment:<24}{seconds.show('.2f', ' s')}"
+                    f"  RSS +{rss.show('.0f', ' MiB')} = {of_body.show('.1f', 'x')} body"
+                )
+                if deployment != "floor":
+                    ratio = seconds / floor_time
+                    line += f"  time {ratio.show('.2f', 'x')} of floor"
+                if deployment == "in-process":
+                    name = f"C2C {case.name}, serve"
+                    line += f" ({target(name + ': time / floor', ratio, at_most=2)}"
+                    if "PDF" in case.name:
+                        line += f"; RSS {target(name + ': RSS / body', of_body, at_most=3)}"
+                    line += ")"
+                if deployment.endswith(TRACED):
+                    on = seconds / results[deployment.removesuffix(TRACED)][0]
+                    line += f"  time {on.show('.2f', 'x')} of off"
+                print(line)
 
 
 if __name__ == "__main__":

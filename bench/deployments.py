@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.support.otlp import Collector
 from tests.support.processes import CrmgateProcess
 
 #: How the gateway reaches the server: `serve` with in-process calls or over a channel
@@ -43,3 +44,8 @@ def api_key(server: CrmgateProcess, kind: str) -> str:
 
 def pids(server: CrmgateProcess) -> list[int]:
     return [launched.process.pid for launched in server.processes]
+
+
+def tracing_on(collector: Collector) -> dict[str, str]:
+    """The variables that switch tracing on, exporting to `collector` (SDK defaults else)."""
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url}

@@ -7,6 +7,8 @@ system), which a machine shared with other work disturbs far less than requests/
 
 Targets: INFO costs ≤ 10 % of throughput (INFO / WARNING ≥ 0.90, in-process and split);
 `serve` with in-process calls ≥ 60 % of bare aiohttp, `gateway` → `server` over gRPC ≥ 15 %.
+Tracing on (OTLP/HTTP to a collector the benchmark runs), every request traced and 1 in
+100 sampled, is shown beside the default (off), without a target: what tracing costs.
 """
 
 from __future__ import annotations
@@ -16,19 +18,33 @@ from contextlib import ExitStack
 import psutil
 
 from bench.bare import floor_server
-from bench.deployments import api_key, crmgate, pids
+from bench.deployments import api_key, crmgate, pids, tracing_on
 from bench.stats import Spread, interleave, target
 from bench.wrk import requests_per_second
+from tests.support.otlp import otlp_collector
 
 SECONDS = 3
+#: One trace in a hundred recorded and exported (the rest only get ids, for the logs).
+SAMPLED = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}
 BARE = "bare aiohttp JSON handler"
-#: label: (deployment, log level, target against bare); INFO is crmgate's default.
+#: Tracing on, as operators may run it: every request, or a sample of them.
+TRACED = {"": {}, ", 1 % sampled": SAMPLED}
+#: label: (deployment, log level, target against bare, traced: None, or the sampling);
+#: INFO, untraced, is crmgate's default.
 DEPLOYMENTS = {
-    "serve, in-process calls, INFO": ("in-process", "INFO", 0.60),
-    "serve, in-process calls, WARNING": ("in-process", "WARNING", None),
-    "gateway → server over gRPC, INFO": ("split", "INFO", 0.15),
-    "gateway → server over gRPC, WARNING": ("split", "WARNING", None),
-    "serve --gateway-calls channel, INFO": ("channel", "INFO", None),
+    "serve, in-process calls, INFO": ("in-process", "INFO", 0.60, None),
+    "serve, in-process calls, WARNING": ("in-process", "WARNING", None, None),
+    **{
+        f"serve, in-process calls, tracing on{sampled}": ("in-process", "INFO", None, sampler)
+        for sampled, sampler in TRACED.items()
+    },
+    "gateway → server over gRPC, INFO": ("split", "INFO", 0.15, None),
+    "gateway → server over gRPC, WARNING": ("split", "WARNING", None, None),
+    **{
+        f"gateway → server over gRPC, tracing on{sampled}": ("split", "INFO", None, sampler)
+        for sampled, sampler in TRACED.items()
+    },
+    "serve --gateway-calls channel, INFO": ("channel", "INFO", None, None),
 }
 
 
@@ -49,11 +65,14 @@ def main() -> None:
 
     with ExitStack() as stack:
         bare_url, bare_pid = stack.enter_context(floor_server("bench.bare_json_server"))
+        collector = stack.enter_context(otlp_collector(keep=False))
         targets = {BARE: (bare_url + "/api/c2c/health", {}, [bare_pid])}
-        for label, (deployment, level, _) in DEPLOYMENTS.items():
-            # INFO is the default: the INFO deployments get no setting at all.
-            env = {"CRMGATE_LOG_LEVEL": level} if level != "INFO" else None
-            server = stack.enter_context(crmgate(deployment, env))
+        for label, (deployment, level, _, traced) in DEPLOYMENTS.items():
+            # INFO, untraced, is the default: those deployments get no setting at all.
+            env = {"CRMGATE_LOG_LEVEL": level} if level != "INFO" else {}
+            if traced is not None:
+                env.update(tracing_on(collector), **traced)
+            server = stack.enter_context(crmgate(deployment, env or None))
             headers = {"X-Api-Version": "v1", "Authorization": f"Bearer {api_key(server, 'c2c')}"}
             targets[label] = (server.http_url + "/api/c2c/health", headers, pids(server))
         for url, headers, _ in targets.values():
@@ -68,7 +87,7 @@ def main() -> None:
         " rounds: req/s, CPU us per request, ratios; median (min-max)"
     )
     for label, spread in rps.items():
-        line = f"  {label:<38}{spread.show('.0f')} req/s  {cpu[label].show('.0f')} us"
+        line = f"  {label:<52}{spread.show('.0f')} req/s  {cpu[label].show('.0f')} us"
         if label != BARE:
             ratio = spread / rps[BARE]
             floor = DEPLOYMENTS[label][2]
@@ -76,6 +95,15 @@ def main() -> None:
             if floor is not None:
                 line += "  " + target(label + " / bare", ratio, at_least=floor)
         print(line)
+    for deployment in ("serve, in-process calls", "gateway → server over gRPC"):
+        for sampled in TRACED:
+            on, off = f"{deployment}, tracing on{sampled}", f"{deployment}, INFO"
+            name = f"{deployment}: tracing on{sampled} / off"
+            print(
+                f"  {name:<60}{(rps[on] / rps[off]).show('.0%')}"
+                f"  (CPU per request: {(cpu[on] / cpu[off]).show('.0%')} of off)"
+            )
+    print(f"  spans the collector received: {collector.received}")
     for info, warning in (
         ("serve, in-process calls, INFO", "serve, in-process calls, WARNING"),
         ("gateway → server over gRPC, INFO", "gateway → server over gRPC, WARNING"),
@@ -83,7 +111,7 @@ def main() -> None:
         ratio = rps[info] / rps[warning]
         name = f"{info.rsplit(',', 1)[0]}: INFO / WARNING"
         print(
-            f"  {name:<50}{ratio.show('.0%')}  {target(name, ratio, at_least=0.90)}"
+            f"  {name:<60}{ratio.show('.0%')}  {target(name, ratio, at_least=0.90)}"
             f"  (CPU per request at INFO: {(cpu[info] / cpu[warning]).show('.0%')} of WARNING)"
         )
 

@@ -36,11 +36,13 @@ from gateway.limits import (
 from gateway.metrics import HttpMeasure
 from gateway.protocol import handler_args
 from gateway.refusal_log import log_refusal
+from gateway.request_ids import echo_request_id
 from gateway.routes import Route, discover_routes
 from gateway.routing import Router
 from gateway.surfaces.base import Surface
 from gateway.surfaces.fallback import FallbackSurface
 from gateway.surfaces.storage import StorageSurface
+from gateway.tracing import http_middleware
 
 #: Enough for any 64-bit integer (20 digits), with room for leading zeros.
 MAX_INTEGER_DIGITS = 32
@@ -251,12 +253,13 @@ def build_app(
     bodies = LargeBodies(limits.large_bodies)
     gateway = Gateway(caller, surfaces, routes, bodies)
     trusted = list(trusted_proxies)
-    middlewares = [forwarded_middleware(trusted)] if trusted else []
+    middlewares = [*http_middleware(), *([forwarded_middleware(trusted)] if trusted else [])]
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
         middlewares=middlewares,
         handler_args=handler_args(limits, gateway.surface_for_path),
     )
+    app.on_response_prepare.append(echo_request_id)
     measure = HttpMeasure(lambda path: gateway.surface_for_path(path).name) if measured else None
     definitions = [*extra_routes, *StorageSurface(caller, bodies).routes()]
     if measure:

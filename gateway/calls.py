@@ -26,6 +26,7 @@ from gateway.channel import open_channel
 from gateway.contract import FILE_DESCRIPTORS, CallFailed, build_status
 from gateway.errors import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, MALFORMED_REPLY
 from gateway.upstream_log import log_upstream_failure
+from gateway.tracing import client_call
 
 #: How long a call may take end to end (a synchronous import of many rows included).
 DEFAULT_TIMEOUT_SECONDS = 300.0
@@ -96,13 +97,14 @@ class ChannelCaller:
             # apart from a server error.
             stub = self._channel.unary_unary(method)
             self._stubs[method] = stub
-        try:
-            reply = await stub(
-                request.SerializeToString(), metadata=tuple(metadata), timeout=self._timeout
-            )
-        except grpc.aio.AioRpcError as error:
-            raise _failed(method, metadata, error) from None
-        return _parsed(method, metadata, response_type, reply)
+        with client_call(method, metadata) as sent:
+            try:
+                reply = await stub(
+                    request.SerializeToString(), metadata=sent, timeout=self._timeout
+                )
+            except grpc.aio.AioRpcError as error:
+                raise _failed(method, metadata, error) from None
+            return _parsed(method, metadata, response_type, reply)
 
     async def call_stream_in(
         self,
@@ -113,24 +115,25 @@ class ChannelCaller:
     ) -> Message:
         """Each request is written once gRPC's flow control takes it. A server that ends
         the call early (a refusal) stops the writing; its status is the answer."""
-        call = self._channel.stream_unary(method)(metadata=tuple(metadata), timeout=self._timeout)
-        try:
-            async for request in requests:
-                try:
-                    await call.write(request.SerializeToString())
-                except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
-                    # The server has ended the call. A write that raced its answer
-                    # reports "Internal error from Core"; the status the server sent
-                    # replaces that once it is in, and awaiting the call waits for it.
-                    break
-            else:
-                await call.done_writing()
-            reply = await call
-        except grpc.aio.AioRpcError as error:
-            raise _failed(method, metadata, error) from None
-        finally:
-            call.cancel()  # a no-op once the call is done; else the requests failed
-        return _parsed(method, metadata, response_type, reply)
+        with client_call(method, metadata) as sent:
+            call = self._channel.stream_unary(method)(metadata=sent, timeout=self._timeout)
+            try:
+                async for request in requests:
+                    try:
+                        await call.write(request.SerializeToString())
+                    except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                        # The server has ended the call. A write that raced its answer
+                        # reports "Internal error from Core"; the status the server sent
+                        # replaces that once it is in, and awaiting the call waits for it.
+                        break
+                else:
+                    await call.done_writing()
+                reply = await call
+            except grpc.aio.AioRpcError as error:
+                raise _failed(method, metadata, error) from None
+            finally:
+                call.cancel()  # a no-op once the call is done; else the requests failed
+            return _parsed(method, metadata, response_type, reply)
 
     async def call_stream_out(
         self,
@@ -139,16 +142,17 @@ class ChannelCaller:
         metadata: Sequence[tuple[str, str]],
         response_type: type[Message],
     ) -> AsyncIterator[Message]:
-        call = self._channel.unary_stream(method)(
-            request.SerializeToString(), metadata=tuple(metadata), timeout=self._timeout
-        )
-        try:
-            while (reply := await call.read()) is not grpc.aio.EOF:
-                yield _parsed(method, metadata, response_type, reply)
-        except grpc.aio.AioRpcError as error:
-            raise _failed(method, metadata, error) from None
-        finally:
-            call.cancel()  # a no-op once the call is done; else the reader stopped early
+        with client_call(method, metadata) as sent:
+            call = self._channel.unary_stream(method)(
+                request.SerializeToString(), metadata=sent, timeout=self._timeout
+            )
+            try:
+                while (reply := await call.read()) is not grpc.aio.EOF:
+                    yield _parsed(method, metadata, response_type, reply)
+            except grpc.aio.AioRpcError as error:
+                raise _failed(method, metadata, error) from None
+            finally:
+                call.cancel()  # a no-op once the call is done; else the reader stopped early
 
     async def close(self) -> None:
         await self.channel.close()

@@ -9,10 +9,11 @@ import logging
 
 from aiohttp import web
 
-from gateway.contract import REQUEST_ID_KEY, CallFailed, error_reason, status_code
+from gateway import tracing
+from gateway.contract import CallFailed, error_reason, status_code
 from gateway.errors import Refused
+from gateway.request_ids import request_id
 from gateway.routes import Route
-from gateway.surfaces.base import header_text
 
 log = logging.getLogger("crmgate.gateway")
 
@@ -29,8 +30,9 @@ def log_refusal(
         "route": f"{request.method} {template}" if template else None,
         "status": status_code(failure.status).name,
         "reason": error_reason(failure.status),
-        "request_id": request.get(REQUEST_ID_KEY)
-        or header_text(request.headers.get("X-Request-Id"))
-        or None,
+        "request_id": request_id(request),
     }
+    trace_id = tracing.trace_id()
+    if trace_id is not None:
+        fields["trace_id"] = trace_id
     log.info("refused", extra={"rpc": fields})

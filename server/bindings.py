@@ -23,6 +23,7 @@ from server.files.servicer import FilesService
 from server.files.storage import direct_uploads, object_storage, sign_upload_form, upload_target
 from server.links import PublicLinks
 from server.rate_limits import RateLimits
+from server.tracing import traced_storage
 from server.workers import BulkWorkers
 
 
@@ -43,7 +44,8 @@ def default_bindings(
 ) -> list[Binding]:
     """Every service; bulk jobs run in `bulk`'s worker processes, or without it on this
     process's database threads."""
-    buckets = object_storage(settings)
+    stored = object_storage(settings)
+    buckets = traced_storage(stored)
     return [
         Binding(
             contact_assets_pb2_grpc.add_ContactAssetsServicer_to_server,
@@ -56,7 +58,7 @@ def default_bindings(
                 sign_upload_form,
                 buckets,
                 upload_target(buckets),
-                direct_uploads(settings, buckets),
+                direct_uploads(settings, stored),
             ),
         ),
         Binding(

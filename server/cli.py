@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import console, reference
+from gateway import console, reference, tracing
 from gateway.app import build_app
 from gateway.calls import Caller, ChannelCaller
 from gateway.contract import FILE_DESCRIPTORS
@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "trusted_proxy"):
             proxies = os.environ.get("CRMGATE_TRUSTED_PROXIES", "").split(",")
             args.trusted_networks = parse_networks([*args.trusted_proxy, *proxies])
+        if hasattr(args, "service_name"):
+            tracing.configure(args.service_name)  # only when OTEL_* asks for traces
     except ValueError as error:
         parser.error(str(error))
     return int(args.run(args, settings) or 0)
@@ -66,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="in-process",
         help="how the gateway reaches the services (default: in-process, no serialization)",
     )
-    serve.set_defaults(run=run_serve)
+    serve.set_defaults(run=run_serve, service_name="crmgate-serve")
 
     server = commands.add_parser("server", help="run only the gRPC server")
     _grpc_flags(server)
@@ -79,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve GET /metrics (Prometheus) on this port; 0 picks a free one "
         "(default: $CRMGATE_METRICS_PORT, else no metrics listener)",
     )
-    server.set_defaults(run=run_server)
+    server.set_defaults(run=run_server, service_name="crmgate-server")
 
     gateway = commands.add_parser("gateway", help="run only the gateway, against a gRPC server")
     _http_flags(gateway)
@@ -91,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dns:///crmgate-server:50051",
     )
     gateway.add_argument("--dev", action="store_true")
-    gateway.set_defaults(run=run_gateway)
+    gateway.set_defaults(run=run_gateway, service_name="crmgate-gateway")
 
     _admin_parser(commands.add_parser("admin", help="manage tenants, keys and contacts"))
     return parser

@@ -9,6 +9,7 @@ lookup, and eight imports parsing spreadsheets do not hold every database thread
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import os
@@ -111,8 +112,10 @@ def _executor(kind: str) -> ThreadPoolExecutor:
 
 
 async def _run(kind: str, function: Callable[..., T], *args: object) -> T:
+    """`function(*args)` on the kind's pool, in a copy of the caller's context, so the
+    thread's work is part of the call's trace (asyncio.to_thread does the same)."""
     loop = asyncio.get_running_loop()
-    work = functools.partial(function, *args)
+    work = functools.partial(contextvars.copy_context().run, function, *args)
     active = _active
     if active is None:
         return await loop.run_in_executor(_executor(kind), work)

@@ -1,7 +1,8 @@
 """One JSON object per log line, so call logs can be searched by field.
 
 Only what a record explicitly carries is written: request bodies, keys and file
-contents are never handed to the logger in the first place.
+contents are never handed to the logger in the first place. A line logged within a call
+carries its `request_id`, and while tracing is on its `trace_id`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import sys
 import threading
 import time
 from typing import Any, TextIO
+
+from gateway import tracing
+from gateway.request_ids import current_request_id
 
 #: Records one write to the stream carries at most.
 BATCH = 256
@@ -82,6 +86,12 @@ class _Enqueue(logging.handlers.QueueHandler):
             self._writer.wake()
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # On the thread that logs, within the call (and trace) it logs for, if any.
+        request_id, trace_id = current_request_id.get(), tracing.trace_id()
+        if request_id is not None or trace_id is not None:
+            fields = getattr(record, "rpc", None) or {}
+            ids = {"request_id": request_id, "trace_id": trace_id}
+            record.rpc = {**fields, **{k: v for k, v in ids.items() if v and k not in fields}}
         if record.args:
             record.msg, record.args = record.getMessage(), None
         if record.exc_info:

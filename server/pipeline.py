@@ -33,6 +33,7 @@ from server.errors import ApiError
 from server.logs import log_call
 from server.principal import Principal, current_principal
 from server.rate_limits import RateLimits, current_client
+from server.tracing import CallScope, end_call
 
 log = logging.getLogger("crmgate.rpc")
 
@@ -93,44 +94,50 @@ class CallPipeline:
         principal: Principal | None = None
         status: status_pb2.Status | None = None
         code = grpc.StatusCode.CANCELLED  # unless the body ends, one way or another
-        try:
-            principal = run_as or await self._admit(method, metadata, context)
-            token = current_principal.set(principal)
+        with CallScope(method, metadata, request_id) as span:
             try:
-                yield
+                principal = run_as or await self._admit(method, metadata, context)
+                token = current_principal.set(principal)
+                try:
+                    yield
+                finally:
+                    current_principal.reset(token)
+                code = grpc.StatusCode.OK
+            except ApiError as error:
+                status = error.to_status()
+            except CallFailed as failure:
+                # An in-process caller's request stream failed (a malformed upload body):
+                # its status is the call's, as the same failure ends a call over a channel.
+                status = failure.status
+            except NotImplementedError:
+                status = build_status(
+                    grpc.StatusCode.UNIMPLEMENTED,
+                    f"{method} is not implemented",
+                    "unimplemented",
+                )
+            except Exception:
+                # The cause goes to the log only; the caller learns nothing of our insides.
+                log.exception("unhandled error in %s (request %s)", method, request_id)
+                status = build_status(grpc.StatusCode.INTERNAL, "internal error", "internal")
             finally:
-                current_principal.reset(token)
-            code = grpc.StatusCode.OK
-        except ApiError as error:
-            status = error.to_status()
-        except CallFailed as failure:
-            # An in-process caller's request stream failed (a malformed upload body):
-            # its status is the call's, as the same failure ends a call over a channel.
-            status = failure.status
-        except NotImplementedError:
-            status = build_status(
-                grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented", "unimplemented"
-            )
-        except Exception:
-            # The cause goes to the log only; the caller learns nothing of our insides.
-            log.exception("unhandled error in %s (request %s)", method, request_id)
-            status = build_status(grpc.StatusCode.INTERNAL, "internal error", "internal")
-        finally:
-            if status is not None:
-                code = status_code(status)
-            fields = {
-                "method": method,
-                "status": code.name,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                "tenant": principal.tenant_name if principal else None,
-                "request_id": request_id,
-            }
-            # A credential check that passed is the prelude of the call that follows it
-            # (same request id): logged only at DEBUG, so each request logs one line.
-            if code == grpc.StatusCode.OK and method in CREDENTIAL_CHECKS:
-                log.debug("rpc", extra={"rpc": fields})
-            else:
-                log_call(fields)
+                if status is not None:
+                    code = status_code(status)
+                fields = {
+                    "method": method,
+                    "status": code.name,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+                    "tenant": principal.tenant_name if principal else None,
+                    "request_id": request_id,
+                }
+                trace_id = end_call(span, code, request_id)
+                if trace_id is not None:
+                    fields["trace_id"] = trace_id
+                # A credential check that passed is the prelude of the call that follows it
+                # (same request id): logged only at DEBUG, so each request logs one line.
+                if code == grpc.StatusCode.OK and method in CREDENTIAL_CHECKS:
+                    log.debug("rpc", extra={"rpc": fields})
+                else:
+                    log_call(fields)
         if status is not None:
             raise CallFailed(status)
 

@@ -31,17 +31,21 @@ from multiprocessing import Pipe
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
+from gateway import tracing
 from server import logs
 from server.config import Settings
 from server.database.connection import database, open_database, unit_of_work
 from server.executors import PoolSizes, run_db, yield_the_cores
 from server.files.storage import object_storage
+from server.tracing import job_span, trace_carrier, traced_storage
 
 T = TypeVar("T")
 Progress = Callable[[int, str], None]
 #: Database connections a worker opens on PostgreSQL: it runs one job at a time.
 WORKER_POOL_SIZE = 1
 _PR_SET_PDEATHSIG = 1
+#: The workers' service name in traces, unless OTEL_SERVICE_NAME names one.
+BULK_WORKER_SERVICE = "crmgate-bulk-worker"
 
 
 class WorkerDied(Exception):
@@ -74,9 +78,10 @@ class _Worker:
 
     def run(self, job: Callable[..., T], args: tuple[object, ...], progress: Progress) -> T:
         """Run `job` there and relay its progress reports here (blocking: call on a
-        database thread, where the reporter's own writes belong)."""
+        database thread, where the reporter's own writes belong). The job's spans join
+        the current trace."""
         try:
-            self.connection.send((job, args))
+            self.connection.send((job, args, trace_carrier()))
             while True:
                 try:
                     kind, *rest = self.connection.recv()
@@ -153,6 +158,7 @@ def _serve(connection: Connection) -> None:
     """Run jobs as they come, until the server closes the connection."""
     settings: Settings = connection.recv()
     logs.configure(settings.log_level)
+    tracing.configure(BULK_WORKER_SERVICE)  # the server's OTEL_* settings, checked there
     database.initialize(
         open_database(
             settings.resolved_database_url,
@@ -160,7 +166,7 @@ def _serve(connection: Connection) -> None:
             statement_timeout=settings.db_statement_timeout,
         )
     )
-    buckets = object_storage(settings)
+    buckets = traced_storage(object_storage(settings))
 
     def progress(percent: int, commentary: str) -> None:
         connection.send(("progress", percent, commentary))
@@ -170,12 +176,13 @@ def _serve(connection: Connection) -> None:
 
     while True:
         try:
-            job, args = connection.recv()
+            job, args, carrier = connection.recv()
         except EOFError:
             return
         remote = ""
         try:
-            outcome: tuple[Any, ...] = ("done", unit_of_work(job, buckets, *args, progress))
+            with job_span(f"bulk {job.__name__}", carrier):
+                outcome: tuple[Any, ...] = ("done", unit_of_work(job, buckets, *args, progress))
         except Exception as error:
             remote = traceback.format_exc()
             outcome = ("failed", error, remote)

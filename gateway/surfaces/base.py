@@ -29,13 +29,13 @@ from gateway.contract import (
     REQUEST_ID_KEY,
     CallFailed,
     build_status,
-    new_request_id,
 )
 from gateway.errors import INVALID_REQUEST, MALFORMED_REPLY, StatusTable, reject, throttle_headers
 from gateway.json_body import Path as JsonPath
 from gateway.json_options import JsonOptions
 from gateway.json_reader import TranscodeError, build_request
 from gateway.json_writer import http_body, response_payload
+from gateway.request_ids import request_id
 from gateway.routes import Route
 
 log = logging.getLogger("crmgate.gateway")
@@ -93,13 +93,8 @@ class Surface:
 
     def base_metadata(self, request: web.Request) -> list[tuple[str, str]]:
         host = header_text(request.host)
-        # Kept on the request too, so a refusal's log line carries the same id.
-        request_id = request.get(REQUEST_ID_KEY) or (
-            header_text(request.headers.get("X-Request-Id")) or new_request_id()
-        )
-        request[REQUEST_ID_KEY] = request_id
         metadata = [
-            (REQUEST_ID_KEY, request_id),
+            (REQUEST_ID_KEY, request_id(request)),
             (HOST_KEY, request_host(request) if host else ""),
             (BASE_URL_KEY, f"{request.scheme}://{host}" if host else ""),
             (CLIENT_ADDRESS_KEY, request.remote or ""),

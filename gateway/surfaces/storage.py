@@ -31,7 +31,6 @@ from gateway.contract import (
     DOWNLOAD_PATH,
     HTTP_STATUS_KEY,
     PUBLIC_MEDIA_PATH,
-    REQUEST_ID_KEY,
     STORAGE_PATH,
     CallFailed,
     build_status,
@@ -41,6 +40,7 @@ from gateway.contract import (
 from gateway.errors import Refused, StatusTable, default_http_status
 from gateway.limits import LargeBodies
 from gateway.refusal_log import log_refusal
+from gateway.request_ids import request_id
 from gateway.surfaces.base import StreamedCall, Surface, json_response, serve_stream
 
 log = logging.getLogger("crmgate.gateway")
@@ -279,11 +279,10 @@ class StorageSurface(Surface):
             code, message = info.reason, status.message
         else:
             code, message = S3_CODES.get(http, INTERNAL_ERROR)
-        request_id = request.get(REQUEST_ID_KEY, "")
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
-            f"<RequestId>{escape(request_id)}</RequestId></Error>"
+            f"<RequestId>{escape(request_id(request))}</RequestId></Error>"
         )
         return web.Response(text=body, status=http, content_type=XML)
 

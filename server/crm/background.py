@@ -34,7 +34,7 @@ from google.protobuf.descriptor_pb2 import MethodOptions
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 
-from gateway.contract import CallFailed, build_status
+from gateway.contract import REQUEST_ID_KEY, CallFailed, build_status
 from server.crm.sessions import principal_for_user
 from server.database.connection import database
 from server.database.models import BackgroundRequest, User, utcnow
@@ -71,8 +71,7 @@ def background_allowed(method: str) -> bool:
 
 def progress_reporter() -> Progress:
     """The current background request's progress reporter, or one that ignores reports
-    (a direct call). Read it on the event loop: worker threads do not see the context
-    variable, so the servicer hands it to the domain function it runs."""
+    (a direct call). The servicer reads it and hands it to the domain function it runs."""
     return current_progress.get() or (lambda percent, commentary: None)
 
 
@@ -356,10 +355,19 @@ class BackgroundRunner:
                 "malformed_request",
             )
             return None, status
+        # Logged under the id its caller was given, in the caller's trace (tracing on).
+        metadata = {REQUEST_ID_KEY: row.request_id}
+        if row.trace_parent:
+            metadata["traceparent"] = row.trace_parent
         token = current_progress.set(_reporter(row.request_id, self._released))
         try:
             response = await self._pipeline.run(
-                row.method, handler.unary_unary, request, {}, InProcessContext({}), run_as=principal
+                row.method,
+                handler.unary_unary,
+                request,
+                metadata,
+                InProcessContext(metadata),
+                run_as=principal,
             )
         except CallFailed as failure:
             return None, failure.status

@@ -19,6 +19,7 @@ from server.crm.messages import OPERATION_PREFIX
 from server.database.models import BackgroundRequest, utcnow
 from server.errors import ApiError, not_found
 from server.principal import Principal
+from server.tracing import trace_carrier
 
 
 def enqueue(principal: Principal, method: str, request: any_pb2.Any) -> str:
@@ -30,6 +31,7 @@ def enqueue(principal: Principal, method: str, request: any_pb2.Any) -> str:
         user=principal.user_id,
         method=method,
         request=request.SerializeToString(),
+        trace_parent=trace_carrier().get("traceparent"),
     )
     return request_id
 

@@ -15,6 +15,7 @@ import peewee
 from playhouse.pool import MaxConnectionsExceeded, PooledDatabase, PooledPostgresqlDatabase
 
 from server.config import Settings
+from server.tracing import statement_span
 
 log = logging.getLogger("crmgate.database")
 
@@ -93,9 +94,10 @@ class SqliteStore(TimedStatements, peewee.SqliteDatabase):
         _retry_busy(lambda: super(SqliteStore, self).begin(lock_type))
 
     def execute_sql(self, sql: str, params: object = None) -> object:
-        if self.in_transaction():
-            return super().execute_sql(sql, params)
-        return _retry_busy(lambda: super(SqliteStore, self).execute_sql(sql, params))
+        with statement_span("sqlite", sql):
+            if self.in_transaction():
+                return super().execute_sql(sql, params)
+            return _retry_busy(lambda: super(SqliteStore, self).execute_sql(sql, params))
 
 
 def _lower(text: str | None) -> str | None:
@@ -147,9 +149,10 @@ class PostgresStore(TimedStatements, PooledPostgresqlDatabase):
         self._again_if_lost(lambda: super(PostgresStore, self).begin(isolation_level))
 
     def execute_sql(self, sql: str, params: object = None) -> object:
-        if self.in_transaction() or sql.lstrip()[:6].upper() != "SELECT":
-            return super().execute_sql(sql, params)
-        return self._again_if_lost(lambda: super(PostgresStore, self).execute_sql(sql, params))
+        with statement_span("postgresql", sql):
+            if self.in_transaction() or sql.lstrip()[:6].upper() != "SELECT":
+                return super().execute_sql(sql, params)
+            return self._again_if_lost(lambda: super(PostgresStore, self).execute_sql(sql, params))
 
     def _again_if_lost(self, attempt: Callable[[], T]) -> T:
         try:

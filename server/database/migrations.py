@@ -471,6 +471,12 @@ _V6_IMPORT_PROGRESS = Ddl(
 _V7_REQUEST_OWNER = Ddl(both=('ALTER TABLE "background_request" ADD COLUMN "owner" VARCHAR(100)',))
 
 
+# 11: a background request keeps its caller's trace (W3C traceparent), to run in it.
+_V11_TRACE_PARENT = Ddl(
+    both=('ALTER TABLE "background_request" ADD COLUMN "trace_parent" VARCHAR(64)',)
+)
+
+
 # 10: shared rate-limit counters, and each tenant's request budget.
 _V10_RATE_LIMITS = Ddl(
     both=(
@@ -621,6 +627,7 @@ MIGRATIONS: list[Migration] = [
     (8, "uniqueness rules as unique indexes", unique_in_the_database),
     (9, "search documents and their indexes", search_documents),
     (10, "rate-limit counters and tenant request budgets", ddl(_V10_RATE_LIMITS)),
+    (11, "background requests keep their caller's trace", ddl(_V11_TRACE_PARENT)),
 ]
 
 

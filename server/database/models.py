@@ -312,6 +312,8 @@ class BackgroundRequest(BaseModel):
     owner = peewee.CharField(max_length=100, null=True)
     created_at = peewee.DateTimeField(default=utcnow)
     updated_at = peewee.DateTimeField(default=utcnow)
+    # The W3C traceparent of the call that started it (tracing on): it runs in that trace.
+    trace_parent = peewee.CharField(max_length=64, null=True)
 
 
 class RateCounter(BaseModel):
