@@ -25,8 +25,8 @@ from grpc_status import rpc_status
 from gateway.channel import open_channel
 from gateway.contract import FILE_DESCRIPTORS, CallFailed, build_status
 from gateway.errors import BACKEND_TIMEOUT, BACKEND_UNAVAILABLE, MALFORMED_REPLY
-from gateway.upstream_log import log_upstream_failure
 from gateway.tracing import client_call
+from gateway.upstream_log import log_upstream_failure
 
 #: How long a call may take end to end (a synchronous import of many rows included).
 DEFAULT_TIMEOUT_SECONDS = 300.0
