@@ -84,15 +84,7 @@ def _writer(descriptor: Descriptor, use_json_names: bool) -> _Writer:
 
         _writers[cache_key] = writer
         return writer
-    plan = [
-        (
-            fd.name,
-            field_key(fd, use_json_names),
-            fd.has_presence,
-            _value_writer(fd, use_json_names),
-        )
-        for fd in descriptor.fields
-    ]
+    plan: list[tuple[str, str, bool, Callable[[Any], Any]]] = []
 
     def writer(message: Message) -> dict[str, Any]:
         document: dict[str, Any] = {}
@@ -102,7 +94,13 @@ def _writer(descriptor: Descriptor, use_json_names: bool) -> _Writer:
             document[key] = convert(getattr(message, name))
         return document
 
+    # Known before its plan is made: a field of a type that contains itself (directly or
+    # not) finds this writer, and each message field calls its type's writer directly.
     _writers[cache_key] = writer
+    plan.extend(
+        (fd.name, field_key(fd, use_json_names), fd.has_presence, _value_writer(fd, use_json_names))
+        for fd in descriptor.fields
+    )
     return writer
 
 
@@ -124,8 +122,7 @@ def _value_writer(fd: FieldDescriptor, use_json_names: bool) -> Callable[[Any], 
 def _single_writer(fd: FieldDescriptor, use_json_names: bool) -> Callable[[Any], Any]:
     kind = fd.type
     if kind == FieldDescriptor.TYPE_MESSAGE:
-        descriptor = fd.message_type
-        return lambda value: _writer(descriptor, use_json_names)(value)
+        return _writer(fd.message_type, use_json_names)
     if kind in INT64_RANGES:
         return str
     if kind == FieldDescriptor.TYPE_BYTES:

@@ -4,7 +4,7 @@ mid-request, and how many large bodies one process reads at once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import grpc
@@ -35,6 +35,7 @@ class HttpLimits:
 
 
 DEFAULT_LIMITS = HttpLimits()
+_NOTHING_HELD: AbstractContextManager[None] = nullcontext()
 
 
 def announced_over(request: web.Request, limit: int) -> bool:
@@ -52,13 +53,16 @@ class LargeBodies:
         self._limit = limit
         self._reading = 0
 
-    @contextmanager
-    def hold(self, request: web.Request) -> Iterator[None]:
+    def hold(self, request: web.Request) -> AbstractContextManager[None]:
         """A slot while the block reads the request's body, if that body is large; raises
-        CallFailed (UNAVAILABLE, uploads_busy, retry_after) when none is free."""
+        CallFailed (UNAVAILABLE, uploads_busy, retry_after) when none is free. Most
+        bodies are small (or none): they share one context that holds nothing."""
         if not announced_over(request, LARGE_BODY_BYTES):
-            yield
-            return
+            return _NOTHING_HELD
+        return self._slot()
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
         if self._reading >= self._limit:
             raise reject(
                 grpc.StatusCode.UNAVAILABLE,

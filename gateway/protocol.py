@@ -100,7 +100,9 @@ class GatewayRequestHandler(web.RequestHandler):
         """Note the latest request's body. A parse error in the middle of a body (a broken
         chunk) is that body's failure — its reader learns it, and answers in its surface's
         envelope — not a request of its own that would earn a second response."""
-        for entry in list(self._messages)[-count:]:
+        messages = self._messages
+        for index in range(max(0, len(messages) - count), len(messages)):  # most often one
+            entry = messages[index]
             message, payload = entry
             if isinstance(message, RawRequestMessage):
                 self._body = payload

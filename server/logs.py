@@ -8,7 +8,6 @@ carries its `request_id`, and while tracing is on its `trace_id`.
 from __future__ import annotations
 
 import atexit
-import json
 import logging
 import logging.handlers
 import queue
@@ -18,6 +17,7 @@ import time
 from typing import Any, TextIO
 
 from gateway import tracing
+from gateway.json_text import text_encoder
 from gateway.request_ids import current_request_id
 
 #: Records one write to the stream carries at most.
@@ -38,7 +38,7 @@ class JsonFormatter(logging.Formatter):
     """The line's fields as JSON; the timestamp's text is reused within a second and the
     encoder built once (json.dumps with options builds a new one per call)."""
 
-    _encode = json.JSONEncoder(default=str).encode
+    _encode = staticmethod(text_encoder(default=str))
     _second: tuple[int, str] = (-1, "")
 
     def _timestamp(self, created: float) -> str:
@@ -50,8 +50,15 @@ class JsonFormatter(logging.Formatter):
     def format_call(self, line: CallLine) -> str:
         """A log_call line: the same fields as `log.info("rpc", extra={"rpc": fields})`."""
         created, fields = line
-        entry = {"ts": self._timestamp(created), "level": "info", "logger": RPC_LOGGER.name}
-        return self._encode({**entry, "msg": "rpc", **fields})
+        return self._encode(
+            {
+                "ts": self._timestamp(created),
+                "level": "info",
+                "logger": RPC_LOGGER.name,
+                "msg": "rpc",
+                **fields,
+            }
+        )
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2
 from grpc_status import rpc_status
+from opentelemetry.trace import Span
 
 from gateway.contract import (
     CREDENTIAL_CHECKS,
@@ -63,8 +63,27 @@ class CallPipeline:
         `request` is then the stream of messages); returns the response or raises
         CallFailed. `run_as` skips authentication for work a caller was already
         authenticated for (background requests), keeping everything else the same."""
-        async with self._call(method, metadata, run_as, context):
-            response = await behavior(request, context)
+        # Written out rather than through an async context manager shared with `stream`:
+        # every request comes this way, and the context manager's generator cost more
+        # than the rest of the pipeline.
+        started = time.perf_counter()
+        request_id = _request_id(metadata)
+        principal: Principal | None = None
+        failure: status_pb2.Status | None = None
+        with CallScope(method, metadata, request_id) as span:
+            try:
+                principal = run_as or await self._admit(method, metadata, context)
+                token = current_principal.set(principal)
+                try:
+                    response = await behavior(request, context)
+                finally:
+                    current_principal.reset(token)
+            except BaseException as error:
+                failure = self._failed(method, started, principal, request_id, span, error)
+            else:
+                self._finished(method, started, principal, request_id, span, grpc.StatusCode.OK)
+        if failure is not None:  # raised outside the span: only server faults mark it
+            raise CallFailed(failure)
         return response
 
     async def stream(
@@ -77,69 +96,71 @@ class CallPipeline:
     ) -> AsyncIterator[Message]:
         """Run one server-streaming call: its responses, then CallFailed for a failure at
         any point (before the first response, for everything checked up front)."""
-        async with self._call(method, metadata, None, context):
-            async for response in behavior(request, context):
-                yield response
-
-    @asynccontextmanager
-    async def _call(
-        self, method: str, metadata: Mapping[str, str], run_as: Principal | None, context: Any
-    ) -> AsyncIterator[None]:
-        """Authenticate (within the rate limits), run the body with the principal and the
-        client's address set, turn every failure into a CallFailed, and log the outcome
-        once."""
         started = time.perf_counter()
-        # A caller's own id is kept (for tracing across systems), within reason.
-        request_id = (metadata.get(REQUEST_ID_KEY) or new_request_id())[:128]
+        request_id = _request_id(metadata)
         principal: Principal | None = None
-        status: status_pb2.Status | None = None
-        code = grpc.StatusCode.CANCELLED  # unless the body ends, one way or another
+        failure: status_pb2.Status | None = None
         with CallScope(method, metadata, request_id) as span:
             try:
-                principal = run_as or await self._admit(method, metadata, context)
+                principal = await self._admit(method, metadata, context)
                 token = current_principal.set(principal)
                 try:
-                    yield
+                    async for response in behavior(request, context):
+                        yield response
                 finally:
                     current_principal.reset(token)
-                code = grpc.StatusCode.OK
-            except ApiError as error:
-                status = error.to_status()
-            except CallFailed as failure:
-                # An in-process caller's request stream failed (a malformed upload body):
-                # its status is the call's, as the same failure ends a call over a channel.
-                status = failure.status
-            except NotImplementedError:
-                status = build_status(
-                    grpc.StatusCode.UNIMPLEMENTED,
-                    f"{method} is not implemented",
-                    "unimplemented",
-                )
-            except Exception:
-                # The cause goes to the log only; the caller learns nothing of our insides.
-                log.exception("unhandled error in %s (request %s)", method, request_id)
-                status = build_status(grpc.StatusCode.INTERNAL, "internal error", "internal")
-            finally:
-                if status is not None:
-                    code = status_code(status)
-                fields = {
-                    "method": method,
-                    "status": code.name,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "tenant": principal.tenant_name if principal else None,
-                    "request_id": request_id,
-                }
-                trace_id = end_call(span, code, request_id)
-                if trace_id is not None:
-                    fields["trace_id"] = trace_id
-                # A credential check that passed is the prelude of the call that follows it
-                # (same request id): logged only at DEBUG, so each request logs one line.
-                if code == grpc.StatusCode.OK and method in CREDENTIAL_CHECKS:
-                    log.debug("rpc", extra={"rpc": fields})
-                else:
-                    log_call(fields)
-        if status is not None:
-            raise CallFailed(status)
+            except BaseException as error:
+                failure = self._failed(method, started, principal, request_id, span, error)
+            else:
+                self._finished(method, started, principal, request_id, span, grpc.StatusCode.OK)
+        if failure is not None:
+            raise CallFailed(failure)
+
+    def _failed(
+        self,
+        method: str,
+        started: float,
+        principal: Principal | None,
+        request_id: str,
+        span: Span | None,
+        error: BaseException,
+    ) -> status_pb2.Status:
+        """Log the failed call; the status it answers with. What is not an Exception
+        (cancellation, a closed stream) is logged as CANCELLED and raised again. Called
+        while `error` is being handled."""
+        status = _failure_status(method, request_id, error)
+        code = grpc.StatusCode.CANCELLED if status is None else status_code(status)
+        self._finished(method, started, principal, request_id, span, code)
+        if status is None:
+            raise error
+        return status
+
+    def _finished(
+        self,
+        method: str,
+        started: float,
+        principal: Principal | None,
+        request_id: str,
+        span: Span | None,
+        code: grpc.StatusCode,
+    ) -> None:
+        """The call's one log line, and its outcome on its span."""
+        fields = {
+            "method": method,
+            "status": code.name,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            "tenant": principal.tenant_name if principal else None,
+            "request_id": request_id,
+        }
+        trace_id = end_call(span, code, request_id)
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
+        # A credential check that passed is the prelude of the call that follows it
+        # (same request id): logged only at DEBUG, so each request logs one line.
+        if code == grpc.StatusCode.OK and method in CREDENTIAL_CHECKS:
+            log.debug("rpc", extra={"rpc": fields})
+        else:
+            log_call(fields)
 
     async def _admit(
         self, method: str, metadata: Mapping[str, str], context: Any
@@ -242,3 +263,27 @@ def _parsed(parse: Callable[[bytes], Message], behavior: Behavior) -> Behavior:
 
 def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
     return {key: value for key, value in context.invocation_metadata() or ()}
+
+
+def _request_id(metadata: Mapping[str, str]) -> str:
+    """A caller's own id is kept (for tracing across systems), within reason."""
+    return (metadata.get(REQUEST_ID_KEY) or new_request_id())[:128]
+
+
+def _failure_status(method: str, request_id: str, error: BaseException) -> status_pb2.Status | None:
+    """The status a failed call answers with; None for what is not an Exception."""
+    if isinstance(error, ApiError):
+        return error.to_status()
+    if isinstance(error, CallFailed):
+        # An in-process caller's request stream failed (a malformed upload body): its
+        # status is the call's, as the same failure ends a call over a channel.
+        return error.status
+    if isinstance(error, NotImplementedError):
+        return build_status(
+            grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented", "unimplemented"
+        )
+    if isinstance(error, Exception):
+        # The cause goes to the log only; the caller learns nothing of our insides.
+        log.exception("unhandled error in %s (request %s)", method, request_id)
+        return build_status(grpc.StatusCode.INTERNAL, "internal error", "internal")
+    return None

@@ -257,13 +257,22 @@ class RateLimits:
         ]
         self._clock = clock
         self._clear: dict[str, float] = {}  # address key → the store said "not locked" until
+        #: peer → (whether it is a trusted gateway, its address): parsed once per peer.
+        self._peers: dict[str, tuple[bool, str]] = {}
         self.lockouts = Lockouts(settings.auth_failure_window, clock)
         self.budgets = Budgets(settings.rate_window, clock)
 
     def client_address(self, metadata: Mapping[str, str], peer: str) -> str:
         """Who is calling: a trusted gateway's word for its HTTP client, else the peer."""
-        address = _peer_address(peer)
-        if peer == "in-process" or _within(address, self._gateways):
+        known = self._peers.get(peer)
+        if known is None:
+            address = _peer_address(peer)
+            known = (peer == "in-process" or _within(address, self._gateways), address)
+            if len(self._peers) >= MAX_ENTRIES:
+                self._peers.clear()
+            self._peers[peer] = known
+        trusted, address = known
+        if trusted:
             return metadata.get(CLIENT_ADDRESS_KEY) or address or peer
         return address or peer
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
-from aiohttp import web
+from aiohttp import hdrs, web
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 
@@ -34,6 +33,7 @@ from gateway.errors import INVALID_REQUEST, MALFORMED_REPLY, StatusTable, reject
 from gateway.json_body import Path as JsonPath
 from gateway.json_options import JsonOptions
 from gateway.json_reader import TranscodeError, build_request
+from gateway.json_text import text_encoder
 from gateway.json_writer import http_body, response_payload
 from gateway.request_ids import request_id
 from gateway.routes import Route
@@ -41,7 +41,7 @@ from gateway.routes import Route
 log = logging.getLogger("crmgate.gateway")
 
 #: One encoder for every response: json.dumps with options builds a new one per call.
-dump_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+dump_json = text_encoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def json_response(document: Any, status: int = 200) -> web.Response:
@@ -51,7 +51,12 @@ def json_response(document: Any, status: int = 200) -> web.Response:
 def request_host(request: web.Request) -> str:
     """The public host without its port, lowercased (`[::1]:8080` → `::1`): the Host
     header, or a trusted proxy's X-Forwarded-Host (gateway.forwarding)."""
-    host = request.host.strip().lower()
+    return host_name(request.host)
+
+
+def host_name(header: str) -> str:
+    """A Host header's host without its port, lowercased (see `request_host`)."""
+    host = header.strip().lower()
     if host.startswith("["):
         return host[1 : host.find("]")] if "]" in host else host
     name, colon, port = host.partition(":")
@@ -65,6 +70,26 @@ def header_text(value: str | None) -> str:
     if value and value.isascii() and value.isprintable():
         return value
     return ""
+
+
+#: (scheme, Host header) → the call's host and base URL, for the few hosts a gateway
+#: serves; emptied when full, so made-up Host headers cannot grow it without bound.
+_hosts: dict[tuple[str, str], tuple[str, str]] = {}
+HOSTS_CACHED = 256
+
+
+def _host_fields(scheme: str, header: str) -> tuple[str, str]:
+    """The call's host (`host_name`) and base URL for a request's Host header; both ""
+    when the header cannot travel as metadata."""
+    key = (scheme, header)
+    fields = _hosts.get(key)
+    if fields is None:
+        host = header_text(header)
+        fields = (host_name(host), f"{scheme}://{host}") if host else ("", "")
+        if len(_hosts) >= HOSTS_CACHED:
+            _hosts.clear()
+        _hosts[key] = fields
+    return fields
 
 
 class Surface:
@@ -92,15 +117,16 @@ class Surface:
         return [route.path.router_path()]
 
     def base_metadata(self, request: web.Request) -> list[tuple[str, str]]:
-        host = header_text(request.host)
+        headers = request.headers
+        host, base_url = _host_fields(request.scheme, request.host)
         metadata = [
             (REQUEST_ID_KEY, request_id(request)),
-            (HOST_KEY, request_host(request) if host else ""),
-            (BASE_URL_KEY, f"{request.scheme}://{host}" if host else ""),
+            (HOST_KEY, host),
+            (BASE_URL_KEY, base_url),
             (CLIENT_ADDRESS_KEY, request.remote or ""),
         ]
-        language = header_text(request.headers.get("Accept-Language"))
-        if language:
+        language = headers.get(hdrs.ACCEPT_LANGUAGE)
+        if language and header_text(language):
             metadata.append((ACCEPT_LANGUAGE_KEY, language))
         return metadata
 
@@ -170,6 +196,8 @@ def transcode(
 ) -> Message:
     """The route's request message; refuses (INVALID_REQUEST, every violation listed) what
     cannot become one."""
+    if not (route.body or values or request.query_string):
+        return route.request_type()  # nothing to read into it (health, lists without filters)
     try:
         return build_request(route, values, request.query.items(), body, options)
     except TranscodeError as error:

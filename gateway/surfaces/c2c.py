@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
-from aiohttp import web
+from aiohttp import hdrs, web
 from c2c.v1 import contact_assets_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
+from multidict import istr
 
 from gateway.calls import Caller
 from gateway.contract import (
@@ -65,6 +66,8 @@ from gateway.surfaces.base import (
 from gateway.surfaces.storage import MEDIA_PATH_ITEM
 
 SUPPORTED_VERSIONS = frozenset({"v1"})
+X_API_VERSION = istr("X-Api-Version")
+X_API_KEY = istr("X-Api-Key")
 ATTACH_METHOD = "/c2c.v1.ContactAssets/AttachAssets"
 #: The route's uploads go to the server as this stream (the same request, bytes chunked).
 UPLOAD_METHOD = "/c2c.v1.ContactAssets/UploadAssets"
@@ -219,15 +222,23 @@ class C2cSurface(Surface):
         return contact_assets_pb2.AttachAssetsResponse(data=stored.data)  # type: ignore[attr-defined]
 
     def call_metadata(self, request: web.Request, route: Route) -> list[tuple[str, str]]:
-        version = request.headers.get("X-Api-Version", "").strip()
-        if not version:
-            raise reject(grpc.StatusCode.INVALID_ARGUMENT, MISSING_API_VERSION)
-        if version.lower() not in SUPPORTED_VERSIONS:
-            raise reject(grpc.StatusCode.INVALID_ARGUMENT, UNSUPPORTED_API_VERSION, version=version)
+        version = request.headers.get(X_API_VERSION, "")
+        if version not in SUPPORTED_VERSIONS:
+            self._refuse_version(version)
         metadata = self._credentials(request)
         if route.body and request.content_type != "application/json":
             raise reject(grpc.StatusCode.INVALID_ARGUMENT, UNSUPPORTED_MEDIA_TYPE)
         return metadata
+
+    @staticmethod
+    def _refuse_version(header: str) -> None:
+        """Raises for a version header that is missing or names no supported version; a
+        supported one with spaces around it, or in capitals, passes."""
+        version = header.strip()
+        if not version:
+            raise reject(grpc.StatusCode.INVALID_ARGUMENT, MISSING_API_VERSION)
+        if version.lower() not in SUPPORTED_VERSIONS:
+            raise reject(grpc.StatusCode.INVALID_ARGUMENT, UNSUPPORTED_API_VERSION, version=version)
 
     def _credentials(self, request: web.Request) -> list[tuple[str, str]]:
         metadata = self.base_metadata(request)
@@ -347,11 +358,12 @@ def _envelope(
 def presented_key(request: web.Request) -> str | None:
     """The key from `Authorization: Bearer …` or `X-Api-Key`. Two different keys at once
     are refused (the contract says: exactly one), by presenting neither."""
+    headers = request.headers
     bearer = None
-    scheme, _, token = header_text(request.headers.get("Authorization")).partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        bearer = token.strip()
-    header = header_text(request.headers.get("X-Api-Key")).strip() or None
+    scheme, _, token = header_text(headers.get(hdrs.AUTHORIZATION)).partition(" ")
+    if scheme.lower() == "bearer":
+        bearer = token.strip() or None
+    header = header_text(headers.get(X_API_KEY)).strip() or None
     if bearer and header and bearer != header:
         return None
     return bearer or header
