@@ -147,6 +147,8 @@ class _Batch:
         self.rows: list[tuple[int, dict[str, object], dict[str, str]]] = []
 
     def check(self, number: int, row: tuple[dict[str, str], dict[str, str]]) -> None:
+        """Take the row (spreadsheet row `number`: standard fields, custom values) for
+        insertion, or note what is wrong with it, as creating that contact would."""
         fields, values = row
         given = contacts.Fields(*map(fields.get, spreadsheets.STANDARD_FIELDS, _BLANKS))
         try:
