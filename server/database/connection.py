@@ -49,10 +49,11 @@ class SqliteStore(peewee.SqliteDatabase):
     so it is tried again, for up to BUSY_RETRY_SECONDS.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, cache_kib: int | None = None) -> None:
+        cache = {} if cache_kib is None else {"cache_size": -cache_kib}
         super().__init__(
             path,
-            pragmas=SQLITE_PRAGMAS,
+            pragmas={**SQLITE_PRAGMAS, **cache},
             timeout=BUSY_TIMEOUT_SECONDS,
             lock_type="IMMEDIATE",
             autoconnect=True,
@@ -141,18 +142,23 @@ class PostgresStore(PooledPostgresqlDatabase):
 
 
 def open_database(
-    url: str, *, pool_size: int = 8, statement_timeout: float = 30.0
+    url: str,
+    *,
+    pool_size: int = 8,
+    statement_timeout: float = 30.0,
+    sqlite_cache_kib: int | None = None,
 ) -> peewee.Database:
     """A Peewee database for `sqlite:///path` or `postgresql://user@host:port/name`.
 
-    PostgreSQL gets `pool_size` connections for queries and one for the health probe.
+    PostgreSQL gets `pool_size` connections for queries and one for the health probe;
+    SQLite connections a page cache of `sqlite_cache_kib` (else SQLite's 2 MiB).
     """
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = unquote(parts.path)
         if path.startswith("//") or path.startswith("/"):  # sqlite:////abs/path
             path = path[1:]
-        return SqliteStore(path)
+        return SqliteStore(path, sqlite_cache_kib)
     if parts.scheme in ("postgres", "postgresql"):
         return PostgresStore(
             unquote(parts.path.lstrip("/")),
