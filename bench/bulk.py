@@ -83,13 +83,14 @@ class Backend:
     def pid(self) -> int:
         return self.server.processes[0].process.pid
 
-    def import_cpu(self) -> tuple[float, float]:
-        """(CPU seconds of crmgate and its bulk workers, of PostgreSQL's backends serving
-        this database), each summed over their lifetimes so far."""
-        crmgate = sum(cpu_seconds(pid) for pid in (self.pid, *child_processes(self.pid)))
-        if not self.database.startswith("postgresql://"):
-            return crmgate, 0.0
-        return crmgate, sum(cpu_seconds(pid) for pid in backends_of(self.database))
+    def import_cpu(self) -> dict[int, float]:
+        """CPU seconds so far of each process an import runs in: crmgate, its bulk
+        workers and (PostgreSQL) the database's backend processes serving this database,
+        which are negative ids here."""
+        found = {pid: cpu_seconds(pid) for pid in (self.pid, *child_processes(self.pid))}
+        if self.database.startswith("postgresql://"):
+            found |= {-pid: cpu_seconds(pid) for pid in backends_of(self.database)}
+        return found
 
 
 def deploy(stack: ExitStack, name: str, database_url: str | None, export_rows: int) -> Backend:
@@ -231,7 +232,7 @@ class Imported:
 def measure_import(backend: Backend, name: str, content: bytes, rows: int) -> Imported:
     """One import through the API, timed by the client; CPU as `Backend.import_cpu`."""
     body = {"FileName": name, "Content": base64.b64encode(content).decode()}
-    crmgate, postgres = backend.import_cpu()
+    before = backend.import_cpu()
     started = time.perf_counter()
     answer = requests.post(
         backend.server.http_url + "/api/imports/create",
@@ -243,8 +244,10 @@ def measure_import(backend: Backend, name: str, content: bytes, rows: int) -> Im
     result = answer.json()
     assert answer.status_code == 200, result
     assert (result["ImportedCount"], result["Errors"]) == (rows, []), result["Errors"][:3]
-    crmgate_after, postgres_after = backend.import_cpu()
-    crmgate, postgres = crmgate_after - crmgate, postgres_after - postgres
+    # A process that ended meanwhile (the pool replacing a connection) is not counted.
+    used = {pid: cpu - before.get(pid, 0.0) for pid, cpu in backend.import_cpu().items()}
+    crmgate = sum(cpu for pid, cpu in used.items() if pid > 0)
+    postgres = sum(cpu for pid, cpu in used.items() if pid < 0)
     return Imported(
         rows / elapsed,
         rows / crmgate,
