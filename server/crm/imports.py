@@ -14,8 +14,6 @@ import csv
 import io
 import operator
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 import peewee
 from crm.v1 import crm_pb2
@@ -23,12 +21,11 @@ from crm.v1 import crm_pb2
 from server.crm import contacts, custom_fields, messages, sheets, spreadsheets
 from server.crm.background import Progress
 from server.crm.users import require_paid, signed_in
-from server.database.connection import database, unit_of_work
+from server.database.connection import database
 from server.database.models import (
     Contact,
     CustomField,
     CustomFieldValue,
-    Spreadsheet,
     User,
     utcnow,
 )
@@ -77,24 +74,16 @@ def import_contacts(
     # Recorded before the first row, so an interrupted import shows how far it got: each
     # batch of rows commits with the count, so the count is exact whenever it stops.
     stored = sheets.store(buckets, user, given.file_name, "import", given.content, total)
-    # Each batch goes in on a thread of its own while the next one is checked here: that
-    # thread mostly waits for the database with the GIL released, so on PostgreSQL the
-    # checking and the server's inserting overlap. One batch at a time, in order.
-    applying: _Applying | None = None
-    with ThreadPoolExecutor(1, thread_name_prefix="import-inserts") as inserter:
-        for start in range(0, total, BATCH_ROWS):
-            end = min(start + BATCH_ROWS, total)
-            batch = _Batch(user, known, taken)
-            for index in range(start, end):
-                batch.check(
-                    sheet.numbers[index], spreadsheets.row_values(targets, sheet.rows[index])
-                )
-            if applying is not None:
-                imported = applying.settle(errors, progress)
-            future = inserter.submit(unit_of_work, _apply, stored, batch, imported)
-            applying = _Applying(future, batch, end, total)
-        if applying is not None:
-            imported = applying.settle(errors, progress)
+    for start in range(0, total, BATCH_ROWS):
+        end = min(start + BATCH_ROWS, total)
+        batch = _Batch(user, known, taken)
+        for index in range(start, end):
+            batch.check(sheet.numbers[index], spreadsheets.row_values(targets, sheet.rows[index]))
+        with database.atomic():
+            imported += batch.insert()
+            sheets.record_import(stored, imported)
+        errors += sorted(batch.errors, key=lambda error: error.row)
+        progress(int(end * 100 / total), f"Imported {end} of {total} rows")
     sheets.record_import(stored, imported, done=True)
     return crm_pb2.ImportResult(
         imported_count=imported,
@@ -102,34 +91,6 @@ def import_contacts(
         ignored_columns=ignored,
         spreadsheet=messages.spreadsheet(stored),
     )
-
-
-def _apply(stored: Spreadsheet, batch: _Batch, before: int) -> int:
-    """Insert the batch and record the import's count so far, in one transaction; answers
-    that count."""
-    with database.atomic():
-        imported = before + batch.insert()
-        sheets.record_import(stored, imported)
-    return imported
-
-
-@dataclass
-class _Applying:
-    """A batch being inserted, ending at row `end` of `total`."""
-
-    future: Future[int]
-    batch: _Batch
-    end: int
-    total: int
-
-    def settle(self, errors: list[crm_pb2.RowError], progress: Progress) -> int:
-        """Wait until the batch is in, add its errors, report progress (which raises
-        Released when the server is stopping: the import stops at this boundary); answers
-        the import's count so far."""
-        imported = self.future.result()
-        errors += sorted(self.batch.errors, key=lambda error: error.row)
-        progress(int(self.end * 100 / self.total), f"Imported {self.end} of {self.total} rows")
-        return imported
 
 
 class _Batch:
