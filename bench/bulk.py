@@ -23,8 +23,7 @@ CPU figures are printed beside the wall-clock ones: on a shared machine they sho
 the code costs when the wall clock mostly shows the neighbours. An import's CPU is that
 of the crmgate process and its bulk workers, and (PostgreSQL) that of the database's
 backend processes serving this database; rows per CPU-second of all of them together is
-what one core running all of them would import (on two, the worker checks a batch while
-the database inserts the one before). An export's CPU is
+what an idle machine would import, since they take their turns. An export's CPU is
 that of the crmgate process and its workers against the floor's. Targets use the wall
 clock.
 """
