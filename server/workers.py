@@ -43,6 +43,10 @@ T = TypeVar("T")
 Progress = Callable[[int, str], None]
 #: Database connections a worker opens on PostgreSQL: it runs one job at a time.
 WORKER_POOL_SIZE = 1
+#: SQLite page cache of a worker's connections. An import batch dirties more pages than
+#: SQLite's default 2 MiB holds, so it re-read pages from the OS: measured, 16 MiB cut
+#: the bytes read per imported row by two thirds and ~5 µs of system CPU per row.
+WORKER_SQLITE_CACHE_KIB = 16 * 1024
 _PR_SET_PDEATHSIG = 1
 #: The workers' service name in traces, unless OTEL_SERVICE_NAME names one.
 BULK_WORKER_SERVICE = "crmgate-bulk-worker"
@@ -164,6 +168,7 @@ def _serve(connection: Connection) -> None:
             settings.resolved_database_url,
             pool_size=WORKER_POOL_SIZE,
             statement_timeout=settings.db_statement_timeout,
+            sqlite_cache_kib=WORKER_SQLITE_CACHE_KIB,
         )
     )
     buckets = traced_storage(object_storage(settings))

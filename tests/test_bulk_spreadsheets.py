@@ -113,18 +113,22 @@ def test_duplicates_in_the_file_and_against_live_contacts(owner: VoyzuClient) ->
         "freed@dup.example,Back\n"  # 5: its contact was deleted: free
         "not-valid,x\n"  # 6
         "not-valid@dup.example,Bad\n"  # 7: first valid use of the address
+        f"again@dup.example,{'x' * 101}\n"  # 8: refused, so it takes no address
+        "again@dup.example,Fine\n"  # 9: imported
     )
     result = imported(owner, "dups.csv", sheet.encode())
     assert (result["ImportedCount"], result["Errors"]) == (
-        3,
+        4,
         [
             {"Row": 3, "Message": DUPLICATE},
             {"Row": 4, "Message": DUPLICATE},
             {"Row": 6, "Message": "Email is not a valid email address."},
+            {"Row": 8, "Message": "FirstName must be at most 100 characters."},
         ],
     )
     names = sorted((row["Email"], row["FirstName"]) for row in everyone(owner))
     assert names == [
+        ("again@dup.example", "Fine"),
         ("freed@dup.example", "Back"),
         ("new@dup.example", "First"),
         ("not-valid@dup.example", "Bad"),

@@ -4,16 +4,19 @@ bounded count, and that the backends' indexes serve the search."""
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import peewee
 import pytest
 from crm.v1 import crm_pb2
+from hypothesis import given
+from hypothesis import strategies as st
 
 from server import admin
 from server.crm import contacts, custom_fields, imports
 from server.database.models import Contact, User
-from server.database.search import document, fold, fts_terms, trigrams
+from server.database.search import SEPARATOR, document, fold, fts_terms, trigrams
 from server.objects import open_storage
 
 
@@ -60,6 +63,25 @@ def test_folding() -> None:
     assert trigrams("abcab") == ["abc", "bca", "cab"]
     assert trigrams("abcdefghijkl", most=3) == ["abc", "efg", "jkl"]
     assert fts_terms(["ada", 'q"u']) == '"ada" AND "q""u"'
+
+
+@given(st.lists(st.text(), max_size=7))
+def test_documents_fold_each_field_as_search_words_are(fields: list[str]) -> None:
+    """A document is folded whole (ASCII by lowering alone): the same as each field folded
+    the long way, as the words of a search are."""
+
+    def folded(text: str) -> str:
+        text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+        return unicodedata.normalize(
+            "NFC", "".join(char for char in text if not unicodedata.combining(char))
+        )
+
+    first, last, email, phone, company, *values = [*fields, "", "", "", "", ""]
+    given = (first, last, email.strip(), phone, company, *values)
+    assert document(first, last, email, phone, company, values) == SEPARATOR.join(
+        folded(field) for field in given if field
+    )
+    assert all(fold(field) == folded(field) for field in fields)
 
 
 def test_case_accents_and_compatibility_forms(user: User, plan: str) -> None:

@@ -19,10 +19,11 @@ from server import admin
 from server.config import Settings
 from server.crm import imports
 from server.crm.background import Released
+from server.database.connection import database
 from server.database.models import Contact, Spreadsheet
 from server.errors import ApiError
 from server.objects import ObjectStorage
-from server.workers import BulkWorkers, WorkerDied
+from server.workers import WORKER_SQLITE_CACHE_KIB, BulkWorkers, WorkerDied
 
 Reports = list[tuple[int, str]]
 
@@ -31,6 +32,13 @@ def whose_process(buckets: ObjectStorage, progress: Callable[[int, str], None]) 
     """A job: reports half way, answers the id of the process it ran in."""
     progress(50, "half way")
     return os.getpid()
+
+
+def page_cache(buckets: ObjectStorage, progress: Callable[[int, str], None]) -> int | None:
+    """A job: the SQLite page cache of the worker's connection (None on PostgreSQL)."""
+    if not isinstance(database.obj, peewee.SqliteDatabase):
+        return None
+    return int(database.execute_sql("PRAGMA cache_size").fetchone()[0])
 
 
 def dies(buckets: ObjectStorage, progress: Callable[[int, str], None]) -> None:
@@ -71,6 +79,17 @@ def test_a_job_runs_in_a_worker_that_is_kept_and_reports_progress(workers: BulkW
     assert reports == [(50, "half way")]
     # The next job finds the same worker waiting.
     assert run(workers, whose_process)[0] == pid
+
+
+def test_a_worker_gives_sqlite_a_larger_page_cache(
+    workers: BulkWorkers, store: peewee.Database
+) -> None:
+    """An import batch dirties more pages than SQLite's default cache holds."""
+    cache, _ = run(workers, page_cache)
+    if isinstance(store, peewee.SqliteDatabase):
+        assert cache == -WORKER_SQLITE_CACHE_KIB
+    else:
+        assert cache is None
 
 
 def test_a_worker_that_dies_mid_job_fails_the_job_and_is_replaced(workers: BulkWorkers) -> None:

@@ -8,6 +8,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from typing import NamedTuple
 
 import grpc
 import peewee
@@ -52,6 +53,7 @@ FTS_FIRST_LIMIT = 5_000
 #: SQLite: how many trigrams of each word the trigram index is asked for (the rarest).
 RAREST_TERMS = 4
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+#: Longest value of each standard field, in the order of `Fields`.
 LIMITS = {"FirstName": 100, "LastName": 100, "Email": 320, "Phone": 64, "Company": 200}
 
 
@@ -77,35 +79,44 @@ def find(user: User, contact_id: str) -> Contact:
     return contact
 
 
-def check(known: Mapping[str, CustomField], web: crm_pb2.WebContact) -> dict[str, str]:
+class Fields(NamedTuple):
+    """A contact's standard fields as given: what `check_fields` and `contact_row` read
+    (an import builds these per row, far cheaper than a WebContact)."""
+
+    first_name: str
+    last_name: str
+    email: str
+    phone: str
+    company: str
+
+
+def fields_of(web: crm_pb2.WebContact) -> Fields:
+    return Fields(web.first_name, web.last_name, web.email, web.phone, web.company)
+
+
+def check_fields(
+    known: Mapping[str, CustomField], fields: Fields, custom: Mapping[str, str]
+) -> dict[str, str]:
     """The contact's custom values keyed by canonical name; INVALID_ARGUMENT listing
     everything wrong with it. `known` is `custom_fields.by_name` of its customer."""
     problems = []
-    email = web.email.strip()
+    email = fields.email.strip()
     if not email:
         problems.append("Email is required.")
     elif not _EMAIL.fullmatch(email):
         problems.append("Email is not a valid email address.")
-    for name, limit in LIMITS.items():
-        value = getattr(web, _SNAKE[name])
+    for (name, limit), value in zip(LIMITS.items(), fields, strict=True):
         if len(value) > limit:
             problems.append(f"{name} must be at most {limit} characters.")
-    values, custom_problems = check_values(known, web.custom_fields)
+    values, custom_problems = check_values(known, custom)
     problems += custom_problems
     # PostgreSQL cannot store U+0000 (an imported cell may hold one; JSON callers are
     # refused by the gateway already).
-    if any("\x00" in text for text in (*_texts(web), *web.custom_fields.values())):
+    if "\x00" in "".join((*fields, *custom.values())):
         problems.append("Values must not contain NUL characters.")
     if problems:
         raise invalid_argument(" ".join(problems))
     return values
-
-
-_SNAKE = {name: re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower() for name in LIMITS}
-
-
-def _texts(web: crm_pb2.WebContact) -> tuple[str, ...]:
-    return (web.first_name, web.last_name, web.email, web.phone, web.company)
 
 
 def duplicate() -> ApiError:
@@ -118,15 +129,8 @@ def duplicate() -> ApiError:
     )
 
 
-def _search_text(web: crm_pb2.WebContact, values: dict[str, str]) -> str:
-    return documents.document(
-        web.first_name,
-        web.last_name,
-        web.email,
-        web.phone,
-        web.company,
-        (values[name] for name in sorted(values)),
-    )
+def _search_text(fields: Fields, values: dict[str, str]) -> str:
+    return documents.document(*fields, (values[name] for name in sorted(values)))
 
 
 def _write_values(contact: Contact, values: dict[str, str]) -> None:
@@ -137,7 +141,7 @@ def _write_values(contact: Contact, values: dict[str, str]) -> None:
 
 
 def contact_row(
-    user: User, web: crm_pb2.WebContact, values: dict[str, str], now: datetime
+    user: User, fields: Fields, values: dict[str, str], now: datetime
 ) -> dict[str, object]:
     """The columns of a new contact the user adds (checked already; `values` its custom
     values): the one place a contact row is built, whether `add` creates one or an import
@@ -146,13 +150,13 @@ def contact_row(
         "uuid": uuid.uuid4(),
         "tenant": user.tenant_id,
         "owner": user.id,
-        "email": web.email.strip(),
-        "email_normalized": normalize_email(web.email),
-        "first_name": web.first_name,
-        "last_name": web.last_name,
-        "phone": web.phone,
-        "company": web.company,
-        "search_text": _search_text(web, values),
+        "email": fields.email.strip(),
+        "email_normalized": normalize_email(fields.email),
+        "first_name": fields.first_name,
+        "last_name": fields.last_name,
+        "phone": fields.phone,
+        "company": fields.company,
+        "search_text": _search_text(fields, values),
         "created_at": now,
         "updated_at": now,
     }
@@ -160,10 +164,11 @@ def contact_row(
 
 def add(user: User, web: crm_pb2.WebContact) -> Contact:
     """A new contact owned by the user."""
-    values = check(by_name(user.tenant_id), web)
+    fields = fields_of(web)
+    values = check_fields(by_name(user.tenant_id), fields, web.custom_fields)
     try:
         with database.atomic():
-            contact = Contact.create(**contact_row(user, web, values, utcnow()))
+            contact = Contact.create(**contact_row(user, fields, values, utcnow()))
             _write_values(contact, values)
     except peewee.IntegrityError:
         raise duplicate() from None
@@ -181,7 +186,8 @@ def get(user_id: int | None, contact_id: str) -> crm_pb2.WebContact:
 def update(user_id: int | None, contact_id: str, web: crm_pb2.WebContact) -> None:
     user = signed_in(user_id)
     contact = find(user, contact_id)
-    values = check(by_name(user.tenant_id), web)
+    fields = fields_of(web)
+    values = check_fields(by_name(user.tenant_id), fields, web.custom_fields)
     try:
         with database.atomic():
             contact.email = web.email.strip()
@@ -189,7 +195,7 @@ def update(user_id: int | None, contact_id: str, web: crm_pb2.WebContact) -> Non
             contact.first_name, contact.last_name = web.first_name, web.last_name
             contact.phone, contact.company = web.phone, web.company
             contact.updated_at = utcnow()
-            contact.search_text = _search_text(web, values)
+            contact.search_text = _search_text(fields, values)
             contact.save()
             _write_values(contact, values)
     except peewee.IntegrityError:

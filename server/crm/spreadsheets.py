@@ -42,6 +42,9 @@ _ALIASES = {
 }
 #: What makes a spreadsheet program evaluate a CSV cell it opens, whatever follows.
 _FORMULA_START = ("=", "@", "\t", "\r")
+#: Every first character `_csv_safe` may act on: other cells (most) are kept without a
+#: call per cell, a third of an export's CPU before.
+_RISKY_FIRST = frozenset("=@\t\r+-")
 #: A plain number or a phone number (`-5`, `+1 555 0100`, `+1 (555) 0100`): shown as
 #: typed, so left as is; other text starting with `+` or `-` would be evaluated.
 _PLAIN = re.compile(r"[+-]?\d+(\.\d+)?([eE][+-]?\d+)?|\+?\d[\d ().]*\d")
@@ -196,7 +199,9 @@ def _csv_safe(cell: str) -> str:
 
 
 def _csv_rows(chunk: Sequence[Sequence[str]]) -> list[list[str]]:
-    return [[_csv_safe(cell) for cell in row] for row in chunk]
+    return [
+        [_csv_safe(cell) if cell[:1] in _RISKY_FIRST else cell for cell in row] for row in chunk
+    ]
 
 
 def _write_csv(

@@ -71,12 +71,15 @@ class SqliteStore(TimedStatements, peewee.SqliteDatabase):
     so it is tried again, for up to BUSY_RETRY_SECONDS.
     """
 
-    def __init__(self, path: str, statement_timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: str, statement_timeout: float = 30.0, cache_kib: int | None = None
+    ) -> None:
         #: How long a time-limited unit may run (see `time_limited`).
         self.statement_timeout = statement_timeout
+        cache = {} if cache_kib is None else {"cache_size": -cache_kib}
         super().__init__(
             path,
-            pragmas=SQLITE_PRAGMAS,
+            pragmas={**SQLITE_PRAGMAS, **cache},
             timeout=BUSY_TIMEOUT_SECONDS,
             lock_type="IMMEDIATE",
             autoconnect=True,
@@ -168,20 +171,25 @@ class PostgresStore(TimedStatements, PooledPostgresqlDatabase):
 
 
 def open_database(
-    url: str, *, pool_size: int = 8, statement_timeout: float = 30.0
+    url: str,
+    *,
+    pool_size: int = 8,
+    statement_timeout: float = 30.0,
+    sqlite_cache_kib: int | None = None,
 ) -> peewee.Database:
     """A Peewee database for `sqlite:///path` or `postgresql://user@host:port/name`.
 
     PostgreSQL gets `pool_size` connections for queries and one for the health probe, and
     cancels any statement after `statement_timeout` seconds; SQLite limits time-limited
-    units (see `time_limited`) to that.
+    units (see `time_limited`) to that, and gives its connections a page cache of
+    `sqlite_cache_kib` (else SQLite's 2 MiB).
     """
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         path = unquote(parts.path)
         if path.startswith("//") or path.startswith("/"):  # sqlite:////abs/path
             path = path[1:]
-        return SqliteStore(path, statement_timeout)
+        return SqliteStore(path, statement_timeout, sqlite_cache_kib)
     if parts.scheme in ("postgres", "postgresql"):
         return PostgresStore(
             unquote(parts.path.lstrip("/")),

@@ -22,7 +22,11 @@ TRIGRAM = 3
 
 
 def fold(text: str) -> str:
-    """The form both documents and search words are compared in."""
+    """The form both documents and search words are compared in. ASCII text, most of
+    every import, needs only lowering: no normalization or case folding changes it
+    otherwise (several times faster, the larger part of an imported row's cost)."""
+    if text.isascii():
+        return text.lower()
     folded = unicodedata.normalize("NFKC", text).casefold()
     bare = "".join(
         char for char in unicodedata.normalize("NFKD", folded) if not unicodedata.combining(char)
@@ -34,9 +38,10 @@ def document(
     first_name: str, last_name: str, email: str, phone: str, company: str, values: Iterable[str]
 ) -> str:
     """A contact's search document: its names, email, phone, company and custom field
-    values, folded, one a line."""
+    values, folded, one a line. Folded whole: no normalization or folding joins or
+    splits characters across a line break, so that is folding each field."""
     fields = (first_name, last_name, email.strip(), phone, company, *values)
-    return SEPARATOR.join(fold(field) for field in fields if field)
+    return fold(SEPARATOR.join(field for field in fields if field))
 
 
 def words(search_text: str) -> list[str]:
