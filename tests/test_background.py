@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 import peewee
+import psycopg2
 from google.protobuf import any_pb2, empty_pb2
 
 from server import admin
@@ -79,3 +81,55 @@ def test_background_requests_run_under_a_limit(store: peewee.Database) -> None:
 
     # While LIMIT run, the others have not even been claimed; all finish in the end.
     assert asyncio.run(run_all()) == (LIMIT, LIMIT, LIMIT)
+
+
+class HeldTable:
+    """Another connection holding the write lock on the background requests' table, so a
+    claim waits for it (SQLite's one writer; PostgreSQL's EXCLUSIVE table lock)."""
+
+    def __init__(self, database_url: str) -> None:
+        if database_url.startswith("sqlite"):
+            self._connection: Any = sqlite3.connect(
+                database_url.removeprefix("sqlite:///"), check_same_thread=False
+            )
+            self._connection.execute("BEGIN IMMEDIATE")
+        else:
+            self._connection = psycopg2.connect(database_url)
+            self._connection.cursor().execute("LOCK TABLE background_request IN EXCLUSIVE MODE")
+
+    def release(self) -> None:
+        self._connection.commit()
+        self._connection.close()
+
+
+def test_a_claim_in_flight_when_draining_starts_is_never_left_processing(
+    store: peewee.Database, database_url: str
+) -> None:
+    admin.create_tenant("acme", [], "en")
+    user = admin.create_user("acme", "ada@acme.example", "long enough", None)
+    request_id = enqueue(principal_for_user(user), METHOD, any_pb2.Any())
+    held = HeldTable(database_url)
+
+    async def stop_while_claiming() -> None:
+        pipeline = HeldPipeline()
+        pipeline.go.set()
+        runner = BackgroundRunner(pipeline, LIMIT)  # type: ignore[arg-type]
+        runner.handlers = {
+            METHOD: grpc.unary_unary_rpc_method_handler(
+                lambda request, context: None, request_deserializer=empty_pb2.Empty.FromString
+            )
+        }
+        runner.start()
+        await asyncio.sleep(0)  # one turn of the loop: the poll's claim waits on the lock
+        draining = asyncio.create_task(runner.drain(0))
+        await asyncio.sleep(0)  # the drain has begun
+        await asyncio.to_thread(held.release)
+        await draining
+
+    asyncio.run(stop_while_claiming())
+    # The claim went through (it counts an attempt), and the stopped runner either ran
+    # the request or handed it back: it is not PROCESSING under a server that stopped.
+    deadline = time.monotonic() + 30
+    while (row := BackgroundRequest.get(BackgroundRequest.request_id == request_id)).attempts < 1:
+        assert time.monotonic() < deadline, "the claim never went through"
+    assert row.status in ("PENDING", "PROCESSED"), row.status

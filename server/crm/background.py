@@ -276,8 +276,11 @@ class BackgroundRunner:
     async def drain(self, grace_seconds: float) -> None:
         """Stop claiming; give running requests `grace_seconds`, then release the rest."""
         self._draining = True
-        for task in self._loops:
+        # The poll loop (the first) ends by itself: cancelled during a claim, it would
+        # leave the claimed request PROCESSING under this server, which never ran it.
+        for task in self._loops[1:]:
             task.cancel()
+        self._wake.set()
         await asyncio.gather(*self._loops, return_exceptions=True)
         running = list(self._running.values())
         if running:
@@ -290,8 +293,8 @@ class BackgroundRunner:
             await asyncio.wait([self._running[request_id] for request_id in left])
 
     async def _poll(self) -> None:
-        while True:
-            while len(self._running) < self._concurrency:
+        while not self._draining:
+            while len(self._running) < self._concurrency and not self._draining:
                 try:
                     row = await run_db(_claim, self.owner, self._lease)
                 except peewee.PeeweeException:
@@ -303,6 +306,8 @@ class BackgroundRunner:
                     self._run(row)
                 )
             self._wake.clear()
+            if self._draining:
+                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
 
