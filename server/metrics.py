@@ -25,6 +25,7 @@ from gateway.metrics import LATENCY_BUCKETS, RequestMetrics
 from server import executors
 from server.database import connection
 from server.database.models import BackgroundRequest, utcnow
+from server.interceptors import WrappingInterceptor
 
 # `_created` twins of every counter would double the scrape and tell an operator nothing
 # a process start time does not.
@@ -220,47 +221,30 @@ class _CountingReader:
 Behavior = Callable[[Any, Any], Any]
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
+class MetricsInterceptor(WrappingInterceptor):
     """Counts, times and sizes every gRPC call by method and status code (health and
     reflection included; bidirectional streams, of which the contract has none of its
     own, pass through). Kept apart from the pipeline's interceptor: this one only
     watches."""
 
-    def __init__(self) -> None:
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.stream_stream is not None:
-            return handler  # unknown methods (grpc answers UNIMPLEMENTED) and reflection
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if handler.stream_stream is not None:
+            return handler  # reflection
         call = _Measured(method)
         options = {
             "request_deserializer": call.counting_in(handler.request_deserializer),
             "response_serializer": call.counting_out(handler.response_serializer),
         }
         if handler.unary_unary is not None:
-            wrapped = grpc.unary_unary_rpc_method_handler(
+            return grpc.unary_unary_rpc_method_handler(
                 call.unary(handler.unary_unary, raw=handler.request_deserializer is None),
                 **options,
             )
-        elif handler.stream_unary is not None:
-            wrapped = grpc.stream_unary_rpc_method_handler(
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
                 call.unary(handler.stream_unary, raw=False), **options
             )
-        else:
-            wrapped = grpc.unary_stream_rpc_method_handler(
-                call.streaming(handler.unary_stream), **options
-            )
-        self._wrapped[method] = wrapped
-        return wrapped
+        return grpc.unary_stream_rpc_method_handler(call.streaming(handler.unary_stream), **options)
 
 
 class _Measured:

@@ -30,6 +30,7 @@ from gateway.contract import (
     status_code,
 )
 from server.errors import ApiError
+from server.interceptors import WrappingInterceptor
 from server.logs import log_call
 from server.principal import Principal, current_principal
 from server.rate_limits import RateLimits, current_client
@@ -172,24 +173,15 @@ class CallPipeline:
         return await self._limits.authenticate(method, metadata, address, self._authenticate)
 
 
-class PipelineInterceptor(grpc.aio.ServerInterceptor):
+class PipelineInterceptor(WrappingInterceptor):
     """Routes every call of our services (unary and streaming) through the pipeline."""
 
     def __init__(self, pipeline: CallPipeline) -> None:
+        super().__init__()
         self._pipeline = pipeline
-        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method = handler_call_details.method
-        wrapped = self._wrapped.get(method)
-        if wrapped is not None:
-            return wrapped
-        handler = await continuation(handler_call_details)
-        if handler is None or method.startswith("/grpc."):
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if method.startswith("/grpc."):
             return handler  # health and reflection pass through
         options = {
             "request_deserializer": handler.request_deserializer,
@@ -199,24 +191,21 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
             # The request arrives as bytes and is parsed inside the pipeline, so one that
             # cannot be parsed is INVALID_ARGUMENT (and logged) rather than grpc's UNKNOWN.
             behavior = _parsed(handler.request_deserializer, handler.unary_unary)
-            wrapped = grpc.unary_unary_rpc_method_handler(
-                self._wrap(method, behavior),
+            return grpc.unary_unary_rpc_method_handler(
+                self._single(method, behavior),
                 response_serializer=handler.response_serializer,
             )
-        elif handler.stream_unary is not None:
-            wrapped = grpc.stream_unary_rpc_method_handler(
-                self._wrap(method, handler.stream_unary), **options
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._single(method, handler.stream_unary), **options
             )
-        elif handler.unary_stream is not None:
-            wrapped = grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(method, handler.unary_stream), **options
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._streaming(method, handler.unary_stream), **options
             )
-        else:
-            return handler  # no bidirectional streams in the contract
-        self._wrapped[method] = wrapped
-        return wrapped
+        return handler  # no bidirectional streams in the contract
 
-    def _wrap(self, method: str, behavior: Behavior) -> Behavior:
+    def _single(self, method: str, behavior: Behavior) -> Behavior:
         """A unary or client-streaming handler through the pipeline."""
         pipeline = self._pipeline
 
@@ -229,7 +218,7 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
 
         return handle
 
-    def _wrap_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
+    def _streaming(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
         """A server-streaming handler through the pipeline."""
         pipeline = self._pipeline
 
