@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import re
-import shutil
 import tomllib
 from collections.abc import Iterator
 from fnmatch import fnmatch
@@ -22,12 +21,12 @@ from typing import Any
 import openpyxl
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from tests.support import samples
+from tests.support.browser import headless_chromium
 from tests.support.processes import CrmgateProcess
 
-CHROMIUM = shutil.which("chromium")
 SCREENSHOTS = Path(__file__).parents[1] / ".build" / "screenshots"
 #: How long the page may take to reach a state (a loaded 2-core machine is slow).
 DEADLINE_MS = 60_000
@@ -76,11 +75,8 @@ def api(server: CrmgateProcess, demo: dict[str, str]) -> Iterator[Api]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert CHROMIUM, "the Debian package chromium is needed (.ci/run installs it)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+    with headless_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

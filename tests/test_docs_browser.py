@@ -3,17 +3,15 @@ loads the page, finds every described operation of each surface, and sends a req
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from gateway.openapi import describe_all
 from gateway.surfaces import default_surfaces
+from tests.support.browser import headless_chromium
 from tests.support.processes import CrmgateProcess
-
-CHROMIUM = shutil.which("chromium")
 
 
 @pytest.fixture(scope="module")
@@ -24,11 +22,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrmgateProcess]
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert CHROMIUM, "the Debian package chromium is needed (.ci/run installs it)"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+    with headless_chromium() as browser:
         yield browser
-        browser.close()
 
 
 def test_docs_lists_every_operation_and_tries_one(server: CrmgateProcess, browser: Browser) -> None:
