@@ -285,12 +285,15 @@ class BackgroundRunner:
         running = list(self._running.values())
         if running:
             await asyncio.wait(running, timeout=grace_seconds)
-        left = [request_id for request_id, task in self._running.items() if not task.done()]
+        # The tasks themselves: one that ends while they are released leaves _running.
+        left = {request_id: task for request_id, task in self._running.items() if not task.done()}
         if left:
             log.warning("stopping with %d background requests unfinished; released", len(left))
+            # Settled first, then stopped: a run stopped before its row is settled would
+            # record its own failure ("internal") in place of "interrupted".
+            await run_db(release, self.owner, list(left))
             self._released.set()  # their worker threads stop at their next progress report
-            await run_db(release, self.owner, left)
-            await asyncio.wait([self._running[request_id] for request_id in left])
+            await asyncio.wait(left.values())
 
     async def _poll(self) -> None:
         while not self._draining:
