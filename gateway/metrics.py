@@ -160,7 +160,7 @@ class HttpMeasure:
         by_method: dict[str, Series] = {}  # a route's verbs: its own, and HEAD for GET
 
         def series(request: web.Request) -> Series:
-            method = request.method if request.method in KNOWN_METHODS else "OTHER"
+            method = _verb(request.method)
             resource = request.match_info.route.resource
             served = template or (resource.canonical if resource is not None else UNMATCHED)
             owner = surface or self._surface(served)
@@ -174,7 +174,7 @@ class HttpMeasure:
         and per verb, all under the template UNMATCHED."""
 
         def series(request: web.Request) -> Series:
-            method = request.method if request.method in KNOWN_METHODS else "OTHER"
+            method = _verb(request.method)
             return HTTP.series(self._surface_for_path(request.path), method, UNMATCHED)
 
         return self._measured(handler, series, {})
@@ -232,3 +232,8 @@ def metrics_routes(refresh: Iterable[Refresh] = ()) -> list[web.RouteDef]:
         )
 
     return [web.get(METRICS_PATH, metrics)]
+
+
+def _verb(method: str) -> str:
+    """A request's method as a label: HTTP's own, else OTHER (the label set stays bounded)."""
+    return method if method in KNOWN_METHODS else "OTHER"
