@@ -33,6 +33,13 @@ log = logging.getLogger("crmgate.database")
 T = TypeVar("T")
 
 
+def _cores() -> int:
+    """The cores this process may run on (its affinity, where the OS keeps one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 2
+
+
 @dataclass(frozen=True)
 class PoolSizes:
     #: One database connection per thread: also the size of the PostgreSQL pool.
@@ -41,8 +48,10 @@ class PoolSizes:
     cpu: int = os.cpu_count() or 2
     storage: int = 4
     #: Bulk jobs running at once: worker processes (server/workers.py), or database
-    #: threads where a process has none (run_db_bulk).
-    bulk: int = 2
+    #: threads where a process has none (run_db_bulk). One fewer than the cores, at least
+    #: one: each job keeps a database backend busy at full priority (PostgreSQL's, which
+    #: crmgate cannot nice), so a core is always left without bulk work for serving.
+    bulk: int = max(1, _cores() - 1)
     #: Threads of their own for contact searches (see run_db_search); on PostgreSQL each
     #: holds a pooled connection of its own while it searches.
     search: int = 2

@@ -154,3 +154,23 @@ def test_a_released_import_stops_at_a_batch_boundary(workers: BulkWorkers) -> No
     assert Contact.select().count() == imports.BATCH_ROWS
     # The worker is fine for the next job.
     assert run(workers, whose_process)[0] != os.getpid()
+
+
+def test_a_server_runs_bulk_jobs_on_one_worker_fewer_than_its_cores(
+    workers: BulkWorkers,
+) -> None:
+    """Each worker keeps a database backend busy at full priority (PostgreSQL's), so the
+    workers leave a core free of bulk work for the event loop: jobs started at once share
+    at most cores - 1 workers (at least one), the others wait for a free one."""
+    cores = len(os.sched_getaffinity(0))
+    jobs = 3
+
+    def ignored(percent: int, commentary: str) -> None:
+        pass
+
+    async def at_once() -> list[int]:
+        started = [workers.run(whose_process, progress=ignored) for _ in range(jobs)]
+        return list(await asyncio.gather(*started))
+
+    pids = asyncio.run(at_once())
+    assert len(set(pids)) == min(jobs, max(1, cores - 1))
