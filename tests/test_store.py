@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -73,6 +74,20 @@ def test_contacts_are_matched_on_normalized_email(store: peewee.Database) -> Non
     row = Contact.get_by_id(contact.id)
     assert (row.email, row.email_normalized) == ("User@Example.COM", "user@example.com")
     assert row.deleted_at is None
+
+
+def test_contact_ids_are_time_ordered(store: peewee.Database) -> None:
+    """Version 7 UUIDs: the creation millisecond first, so new contacts' ids sit side by
+    side in the uuid index; the rest random, so ids made in one millisecond still differ."""
+    admin.create_tenant("acme", [], "en")
+    before = time.time_ns() // 1_000_000
+    made = [admin.create_contact("acme", f"p{i}@example.com", "", "") for i in range(50)]
+    after = time.time_ns() // 1_000_000
+    ids = [Contact.get_by_id(contact.id).uuid for contact in made]
+    assert {(found.version, found.variant) for found in ids} == {(7, uuid.RFC_4122)}
+    assert all(before <= found.int >> 80 <= after for found in ids)
+    assert [found.int >> 80 for found in ids] == sorted(found.int >> 80 for found in ids)
+    assert len(set(ids)) == len(ids)
 
 
 def test_demo_bootstrap_is_idempotent_and_rotates_the_key(store: peewee.Database) -> None:

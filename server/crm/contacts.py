@@ -27,6 +27,7 @@ from server.database.models import (
     User,
     UserShare,
     normalize_email,
+    time_ordered_uuid,
     utcnow,
 )
 from server.errors import ApiError, invalid_argument, not_found
@@ -147,7 +148,7 @@ def contact_row(
     values): the one place a contact row is built, whether `add` creates one or an import
     inserts thousands."""
     return {
-        "uuid": uuid.uuid4(),
+        "uuid": time_ordered_uuid(),
         "tenant": user.tenant_id,
         "owner": user.id,
         "email": fields.email.strip(),

@@ -5,6 +5,8 @@ Indices sit beside the fields they serve. Times are naive UTC datetimes.
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -17,6 +19,16 @@ from server.database.migrations import SEARCH_INDEX, ddl
 def utcnow() -> datetime:
     """Naive UTC, the form both SQLite and PostgreSQL columns round-trip unchanged."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def time_ordered_uuid() -> uuid.UUID:
+    """A version 7 UUID (RFC 9562): the Unix time in milliseconds, then 74 random bits.
+    Why: ids made one after another sit side by side in a unique index, so a batch of new
+    contacts writes a few index pages where random (version 4) ids wrote one each: on
+    SQLite the random uuid index alone dirtied a page per imported row."""
+    milliseconds = time.time_ns() // 1_000_000
+    random = int.from_bytes(os.urandom(10), "big") & ~(0xF << 76 | 0x3 << 62)
+    return uuid.UUID(int=milliseconds << 80 | random | 0x7 << 76 | 0x2 << 62)
 
 
 class BaseModel(peewee.Model):
@@ -98,7 +110,7 @@ class UserShare(BaseModel):
 class Contact(BaseModel):
     """A person in a tenant's CRM. Deleting only sets deleted_at (soft delete)."""
 
-    uuid = peewee.UUIDField(default=uuid.uuid4, unique=True)
+    uuid = peewee.UUIDField(default=time_ordered_uuid, unique=True)
     tenant = peewee.ForeignKeyField(Tenant, backref="contacts", on_delete="CASCADE")
     email = peewee.CharField(max_length=320)
     # lower(trim(email)): what C2C lookups match on.
