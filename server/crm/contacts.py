@@ -225,16 +225,18 @@ def matching(user: User, search: crm_pb2.ContactsSearchInput) -> peewee.ModelSel
     column, descending = _sort(search)
     query = Contact.select().where(visible_to(user))
     for word in found:
+        # LIKE, written out (Peewee would make it GLOB on SQLite): documents and words are
+        # folded already. PostgreSQL's ILIKE lowered every candidate document once more, a
+        # third of the database's CPU for a word 1,000 of 1,000,000 contacts hold.
         query = query.where(
-            peewee.Expression(
-                Contact.search_text,
-                peewee.OP.ILIKE,  # LIKE on SQLite
-                peewee.NodeList(
-                    (
-                        peewee.Value(documents.like_pattern(word), converter=False),
-                        peewee.SQL("ESCAPE '\\'"),
-                    )
+            peewee.NodeList(
+                (
+                    Contact.search_text,
+                    peewee.SQL("LIKE"),
+                    peewee.Value(documents.like_pattern(word), converter=False),
+                    peewee.SQL("ESCAPE '\\'"),
                 ),
+                parens=True,
             )
         )
     if descending:
