@@ -94,8 +94,9 @@ class ChannelCaller:
         stub = self._stubs.get(method)
         if stub is None:
             # Bytes in, bytes out: parsing the reply here lets a malformed one be told
-            # apart from a server error.
-            stub = self._channel.unary_unary(method)
+            # apart from a server error. Registered once with the channel (as generated
+            # stubs do), so gRPC's core does not look the method's path up per call.
+            stub = self._channel.unary_unary(method, _registered_method=True)
             self._stubs[method] = stub
         with client_call(method, metadata) as sent:
             try:

@@ -8,9 +8,11 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
+import uvloop
 from aiohttp import web
 
 from gateway import console, reference, tracing
@@ -294,7 +296,7 @@ def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     logs.configure(settings.log_level)
     runtime = Runtime.start(settings)
     demo = unit_of_work(admin.bootstrap_demo) if args.demo else None
-    return asyncio.run(_serve(args, settings, runtime, demo))
+    return run_loop(_serve(args, settings, runtime, demo))
 
 
 async def _serve(
@@ -341,7 +343,7 @@ def run_server(args: argparse.Namespace, settings: Settings) -> int:
         await grpc_server.stop(grace=5)
         return 0
 
-    return asyncio.run(serve())
+    return run_loop(serve())
 
 
 def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
@@ -357,7 +359,7 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
         await runner.cleanup()
         return 0
 
-    return asyncio.run(serve())
+    return run_loop(serve())
 
 
 async def _start_metrics(runtime: Runtime, host: str, port: int | None) -> web.AppRunner | None:
@@ -436,6 +438,14 @@ async def _watching(runtime: Runtime) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await runtime.drain()
+
+
+def run_loop(main: Coroutine[Any, Any, int]) -> int:
+    """Run a serving command on uvloop: every gRPC call wakes the event loop several
+    times (grpc.aio hands each completion over through a socket), and uvloop's loop costs
+    about a tenth less CPU per call than asyncio's own (README, Benchmarks)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
 
 
 async def _until_stopped() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+import uvloop
 
+from server.cli import run_loop
 from tests.support.processes import crmgate_command
 
 
@@ -128,3 +131,12 @@ def test_migrate_brings_the_schema_up_to_date(tmp_path: Path) -> None:
     done = admin(tmp_path, "migrate")
     assert (done.returncode, done.stdout) == (0, f"schema version {MIGRATIONS[-1][0]}\n")
     assert (tmp_path / "crmgate.sqlite3").exists()
+
+
+def test_serving_commands_run_on_uvloop() -> None:
+    """`serve`, `server` and `gateway` run their event loop through run_loop: uvloop."""
+
+    async def loop_type() -> int:
+        return int(isinstance(asyncio.get_running_loop(), uvloop.Loop))
+
+    assert run_loop(loop_type()) == 1

@@ -263,6 +263,15 @@ def test_grpc_health_and_reflection(channel: grpc.Channel) -> None:
     assert {"c2c.v1.ContactAssets", "files.v1.Files", "crm.v1.Crm"} <= names
 
 
+@pytest.mark.parametrize("method", ["/c2c.v1.ContactAssets/NoSuchMethod", "/no.Such/Service"])
+def test_grpc_unknown_methods_are_unimplemented(channel: grpc.Channel, method: str) -> None:
+    """Methods are found in one table (server.grpc_server.MethodTable): one it does not
+    hold is gRPC's UNIMPLEMENTED, for a known service or not."""
+    with pytest.raises(grpc.RpcError) as caught:
+        channel.unary_unary(method)(b"", timeout=5)
+    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
 def test_grpc_callers_use_the_same_keys(channel: grpc.Channel, tenants: dict[str, str]) -> None:
     stub = contact_assets_pb2_grpc.ContactAssetsStub(channel)
     reply = stub.Health(
