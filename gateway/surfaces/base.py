@@ -44,8 +44,14 @@ log = logging.getLogger("crmgate.gateway")
 dump_json = text_encoder(ensure_ascii=False, separators=(",", ":"))
 
 
+#: The Content-Type aiohttp writes for `text=` JSON, given whole: from `text=` and
+#: `content_type=` it builds and parses the header again for every response.
+JSON_CONTENT_TYPE = {"Content-Type": "application/json; charset=utf-8"}
+
+
 def json_response(document: Any, status: int = 200) -> web.Response:
-    return web.Response(text=dump_json(document), status=status, content_type="application/json")
+    body = dump_json(document).encode()
+    return web.Response(body=body, status=status, headers=JSON_CONTENT_TYPE)
 
 
 def request_host(request: web.Request) -> str:
