@@ -163,14 +163,16 @@ class CallPipeline:
         else:
             log_call(fields)
 
-    async def _admit(
+    def _admit(
         self, method: str, metadata: Mapping[str, str], context: Any
-    ) -> Principal | None:
+    ) -> Awaitable[Principal | None]:
+        """The caller's principal, to await (the authenticating coroutine itself: every
+        call comes this way)."""
         if self._limits is None:
-            return await self._authenticate(method, metadata)
+            return self._authenticate(method, metadata)
         address = self._limits.client_address(metadata, context.peer())
         current_client.set(address)  # this call's own context: the body's sign-in reads it
-        return await self._limits.authenticate(method, metadata, address, self._authenticate)
+        return self._limits.authenticate(method, metadata, address, self._authenticate)
 
 
 class PipelineInterceptor(WrappingInterceptor):
