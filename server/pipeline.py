@@ -37,6 +37,8 @@ from server.rate_limits import RateLimits, current_client
 from server.tracing import CallScope, end_call
 
 log = logging.getLogger("crmgate.rpc")
+#: Each code's name, looked up without the enum's descriptor (every call's log line).
+STATUS_NAMES = {code: code.name for code in grpc.StatusCode}
 
 Behavior = Callable[[Any, Any], Awaitable[Message]]
 StreamBehavior = Callable[[Message, Any], AsyncIterator[Message]]
@@ -148,7 +150,7 @@ class CallPipeline:
         """The call's one log line, and its outcome on its span."""
         fields = {
             "method": method,
-            "status": code.name,
+            "status": STATUS_NAMES[code],
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             "tenant": principal.tenant_name if principal else None,
             "request_id": request_id,
