@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 from google.protobuf.descriptor import FileDescriptor
+from google.protobuf.message import Message
 
 from gateway import json_body
 from gateway.calls import Caller
@@ -84,66 +85,71 @@ class Gateway:
         return self._owners.get(route.service) or self.surface_for_path(route.path.template)
 
     def handler(self, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-        """The aiohttp handler of one annotated route."""
-        surface = self.surface_for_route(route)
-
-        async def handle(request: web.Request) -> web.StreamResponse:
-            try:
-                values = route.path.field_values(request.match_info)
-                return await self.dispatch(request, route, surface, values)
-            except CallFailed as failure:
-                log_refusal(request, surface.name, route, failure)
-                return await surface.refusal(request, failure.status)
-
-        return handle
+        """The aiohttp handler of one annotated route: `dispatch` itself, bound to it (no
+        coroutine around it: every request comes this way)."""
+        return partial(self.dispatch, route=route, surface=self.surface_for_route(route))
 
     async def unrouted(self, request: web.Request) -> web.StreamResponse:
         """Requests no route took: tell 'no such path' from 'wrong verb', in the format of
         the surface that owns the path."""
         surface = self.surface_for_path(request.path)
-        route = None
         try:
             route, values = self._router.match(request.method, request.rel_url.raw_path)
-            # HEAD on a GET route lands here (aiohttp routes GET exactly).
-            surface = self._owners.get(route.service, surface)
-            return await self.dispatch(request, route, surface, values)
+        except CallFailed as failure:
+            log_refusal(request, surface.name, None, failure)
+            return await surface.refusal(request, failure.status)
+        # HEAD on a GET route lands here (aiohttp routes GET exactly).
+        surface = self._owners.get(route.service, surface)
+        return await self.dispatch(request, route, surface, values)
+
+    async def dispatch(
+        self,
+        request: web.Request,
+        route: Route,
+        surface: Surface,
+        values: dict[str, str] | None = None,
+    ) -> web.StreamResponse:
+        """The route's call and its answer, a failure in the surface's envelope. `values`:
+        the path's variables (else read from the request's match)."""
+        try:
+            if values is None:
+                values = route.path.field_values(request.match_info)
+            metadata = surface.call_metadata(request, route)
+            guarded = route.full_method not in PUBLIC_METHODS
+            # A body that may be large is read only once the credentials are known good;
+            # a small one (what aiohttp buffers anyway) is read first, saving authenticated
+            # callers the extra call, and what is wrong with it is told only to a caller.
+            checked = guarded and bool(route.body) and announced_over(request, SMALL_BODY_BYTES)
+            if checked:
+                await self._check_credentials(surface, metadata)
+            try:
+                with self._bodies.hold(request):
+                    response = await surface.call(
+                        self._caller,
+                        request,
+                        route,
+                        values,
+                        metadata,
+                        # Passed, not held here: the surface releases the body once sent on.
+                        await read_json(request, partial(surface.keep_raw, route))
+                        if route.body
+                        else None,
+                    )
+            except Refused:
+                # The gateway's own refusal (of the body, a header, …) is told only to a
+                # caller with valid credentials; a service's answer came after its own
+                # check.
+                if guarded and not checked:
+                    await self._check_credentials(surface, metadata)
+                raise
+            # Streamed by the surface already: asked as "not a message", which costs a
+            # third of asking aiohttp's abstract response class.
+            if not isinstance(response, Message):
+                return response
+            return surface.render(request, route, response)
         except CallFailed as failure:
             log_refusal(request, surface.name, route, failure)
             return await surface.refusal(request, failure.status)
-
-    async def dispatch(
-        self, request: web.Request, route: Route, surface: Surface, values: dict[str, str]
-    ) -> web.StreamResponse:
-        metadata = surface.call_metadata(request, route)
-        guarded = route.full_method not in PUBLIC_METHODS
-        # A body that may be large is read only once the credentials are known good; a
-        # small one (what aiohttp buffers anyway) is read first, saving authenticated
-        # callers the extra call, and what is wrong with it is told only to a caller.
-        checked = guarded and bool(route.body) and announced_over(request, SMALL_BODY_BYTES)
-        if checked:
-            await self._check_credentials(surface, metadata)
-        try:
-            with self._bodies.hold(request):
-                response = await surface.call(
-                    self._caller,
-                    request,
-                    route,
-                    values,
-                    metadata,
-                    # Passed, not held here: the surface releases the body once sent on.
-                    await read_json(request, partial(surface.keep_raw, route))
-                    if route.body
-                    else None,
-                )
-        except Refused:
-            # The gateway's own refusal (of the body, a header, …) is told only to a
-            # caller with valid credentials; a service's answer came after its own check.
-            if guarded and not checked:
-                await self._check_credentials(surface, metadata)
-            raise
-        if isinstance(response, web.StreamResponse):  # streamed by the surface already
-            return response
-        return surface.render(request, route, response)
 
     async def _check_credentials(self, surface: Surface, metadata: list[tuple[str, str]]) -> None:
         """Raises CallFailed (UNAUTHENTICATED) unless the request's headers carry valid

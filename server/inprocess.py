@@ -7,7 +7,7 @@ call still passes authentication, logging and status-detail handling.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -50,36 +50,35 @@ class InProcessCaller:
         self._pipeline = pipeline
         self._handlers = handlers
 
-    async def call(
+    def call(
         self,
         method: str,
         request: Message,
         metadata: Sequence[tuple[str, str]],
         response_type: type[Message],
-    ) -> Message:
-        return await self._run(method, "unary_unary", request, metadata)
+    ) -> Awaitable[Message]:
+        # The pipeline's own coroutine, not one around it: every request comes this way.
+        return self._run(method, "unary_unary", request, metadata)
 
-    async def call_stream_in(
+    def call_stream_in(
         self,
         method: str,
         requests: AsyncIterator[Message],
         metadata: Sequence[tuple[str, str]],
         response_type: type[Message],
-    ) -> Message:
-        return await self._run(method, "stream_unary", requests, metadata)
+    ) -> Awaitable[Message]:
+        return self._run(method, "stream_unary", requests, metadata)
 
-    async def _run(
+    def _run(
         self,
         method: str,
         kind: str,
         request: Message | AsyncIterator[Message],
         metadata: Sequence[tuple[str, str]],
-    ) -> Message:
+    ) -> Awaitable[Message]:
         headers = dict(metadata)
         behavior = self._behavior(method, kind)
-        return await self._pipeline.run(
-            method, behavior, request, headers, InProcessContext(headers)
-        )
+        return self._pipeline.run(method, behavior, request, headers, InProcessContext(headers))
 
     async def call_stream_out(
         self,

@@ -37,6 +37,8 @@ from server.rate_limits import RateLimits, current_client
 from server.tracing import CallScope, end_call
 
 log = logging.getLogger("crmgate.rpc")
+#: Each code's name, looked up without the enum's descriptor (every call's log line).
+STATUS_NAMES = {code: code.name for code in grpc.StatusCode}
 
 Behavior = Callable[[Any, Any], Awaitable[Message]]
 StreamBehavior = Callable[[Message, Any], AsyncIterator[Message]]
@@ -148,7 +150,7 @@ class CallPipeline:
         """The call's one log line, and its outcome on its span."""
         fields = {
             "method": method,
-            "status": code.name,
+            "status": STATUS_NAMES[code],
             "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             "tenant": principal.tenant_name if principal else None,
             "request_id": request_id,
@@ -163,14 +165,16 @@ class CallPipeline:
         else:
             log_call(fields)
 
-    async def _admit(
+    def _admit(
         self, method: str, metadata: Mapping[str, str], context: Any
-    ) -> Principal | None:
+    ) -> Awaitable[Principal | None]:
+        """The caller's principal, to await (the authenticating coroutine itself: every
+        call comes this way)."""
         if self._limits is None:
-            return await self._authenticate(method, metadata)
+            return self._authenticate(method, metadata)
         address = self._limits.client_address(metadata, context.peer())
         current_client.set(address)  # this call's own context: the body's sign-in reads it
-        return await self._limits.authenticate(method, metadata, address, self._authenticate)
+        return self._limits.authenticate(method, metadata, address, self._authenticate)
 
 
 class PipelineInterceptor(WrappingInterceptor):

@@ -182,7 +182,7 @@ class Lockouts:
         self._until[key] = window_start + self._window
 
 
-@dataclass
+@dataclass(slots=True)  # read and bumped on every call
 class _Budget:
     window_start: int | None = None  # the store's, learnt at the first sync
     synced: int = 0  # the store's count at the last sync (every process's calls)

@@ -44,8 +44,14 @@ log = logging.getLogger("crmgate.gateway")
 dump_json = text_encoder(ensure_ascii=False, separators=(",", ":"))
 
 
+#: The Content-Type aiohttp writes for `text=` JSON, given whole: from `text=` and
+#: `content_type=` it builds and parses the header again for every response.
+JSON_CONTENT_TYPE = {"Content-Type": "application/json; charset=utf-8"}
+
+
 def json_response(document: Any, status: int = 200) -> web.Response:
-    return web.Response(text=dump_json(document), status=status, content_type="application/json")
+    body = dump_json(document).encode()
+    return web.Response(body=body, status=status, headers=JSON_CONTENT_TYPE)
 
 
 def request_host(request: web.Request) -> str:
@@ -139,7 +145,7 @@ class Surface:
         as a gateway.json_body.RawText (for a surface that streams it on): none does."""
         return False
 
-    async def call(
+    def call(
         self,
         caller: Caller,
         request: web.Request,
@@ -147,15 +153,15 @@ class Surface:
         values: Mapping[str, str],
         metadata: Sequence[tuple[str, str]],
         body: Any,
-    ) -> Message | web.StreamResponse:
+    ) -> Awaitable[Message | web.StreamResponse]:
         """Make the route's call: its request message from the path values, the query and
         the parsed JSON body (released once converted), sent as `outgoing_call` says. The
         answer is rendered by `render`, unless the surface streamed it itself (a response
-        already written)."""
+        already written). Returns the caller's own awaitable: no coroutine around it."""
         message = transcode(route, values, request, body, self.json_options)
         del body
         method, outgoing, response_type = self.outgoing_call(request, route, message)
-        return await caller.call(method, outgoing, metadata, response_type)
+        return caller.call(method, outgoing, metadata, response_type)
 
     def outgoing_call(
         self, request: web.Request, route: Route, message: Message

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -196,7 +196,20 @@ class C2cSurface(Surface):
             and path[2] == "content"
         )
 
-    async def call(
+    def call(
+        self,
+        caller: Caller,
+        request: web.Request,
+        route: Route,
+        values: Mapping[str, str],
+        metadata: Sequence[tuple[str, str]],
+        body: Any,
+    ) -> Awaitable[Message | web.StreamResponse]:
+        if route.full_method != ATTACH_METHOD:
+            return super().call(caller, request, route, values, metadata, body)
+        return self._attach(caller, request, route, values, metadata, body)
+
+    async def _attach(
         self,
         caller: Caller,
         request: web.Request,
@@ -208,8 +221,6 @@ class C2cSurface(Surface):
         """An upload goes on as UploadAssets: the manifest, then each file's bytes decoded
         from the body chunk by chunk. Every check the transcoder makes comes first, so a
         request is refused exactly as a whole AttachAssetsRequest would be."""
-        if route.full_method != ATTACH_METHOD:
-            return await super().call(caller, request, route, values, metadata, body)
         streamed = _measure_contents(body)
         message = transcode(route, values, request, body, self.json_options)
         del body
