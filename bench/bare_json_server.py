@@ -7,6 +7,8 @@ import sys
 
 from aiohttp import web
 
+from bench.bare import run_floor
+
 
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"data": {"status": "ok"}})
@@ -24,5 +26,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_floor(main())
     sys.exit(0)

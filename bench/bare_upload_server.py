@@ -15,6 +15,7 @@ from pathlib import Path
 from aiohttp import web
 from PIL import Image
 
+from bench.bare import run_floor
 from server.c2c.images import WEBP_METHOD, WEBP_QUALITY
 
 ROOT = Path(tempfile.mkdtemp(prefix="bare-upload-"))
@@ -56,5 +57,5 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_floor(main())
     sys.exit(0)

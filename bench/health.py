@@ -28,6 +28,8 @@ SECONDS = 3
 #: One trace in a hundred recorded and exported (the rest only get ids, for the logs).
 SAMPLED = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}
 BARE = "bare aiohttp JSON handler"
+#: The same handler on asyncio's own loop: what the ratios would be against it.
+BARE_ASYNCIO = "bare aiohttp JSON handler, asyncio's loop"
 #: Tracing on, as operators may run it: every request, or a sample of them.
 TRACED = {"": {}, ", 1 % sampled": SAMPLED}
 #: label: (deployment, log level, target against bare, traced: None, or the sampling);
@@ -67,7 +69,13 @@ def main() -> None:
     with ExitStack() as stack:
         bare_url, bare_pid = stack.enter_context(floor_server("bench.bare_json_server"))
         collector = stack.enter_context(otlp_collector(keep=False))
-        targets = {BARE: (bare_url + "/api/c2c/health", {}, [bare_pid])}
+        plain_url, plain_pid = stack.enter_context(
+            floor_server("bench.bare_json_server", "asyncio")
+        )
+        targets = {
+            BARE: (bare_url + "/api/c2c/health", {}, [bare_pid]),
+            BARE_ASYNCIO: (plain_url + "/api/c2c/health", {}, [plain_pid]),
+        }
         for label, (deployment, level, _, traced) in DEPLOYMENTS.items():
             # INFO, untraced, is the default: those deployments get no setting at all.
             env = {"CRMGATE_LOG_LEVEL": level} if level != "INFO" else {}
@@ -89,7 +97,7 @@ def main() -> None:
     )
     for label, spread in rps.items():
         line = f"  {label:<52}{spread.show('.0f')} req/s  {cpu[label].show('.0f')} us"
-        if label != BARE:
+        if label not in (BARE, BARE_ASYNCIO):
             ratio = spread / rps[BARE]
             floor = DEPLOYMENTS[label][2]
             # The same ratio from CPU per request, which a loaded machine disturbs less
@@ -97,6 +105,7 @@ def main() -> None:
             line += f"  of bare {ratio.show('.0%')} (by CPU {(cpu[BARE] / cpu[label]).show('.0%')})"
             if floor is not None:
                 line += "  " + target(label + " / bare", ratio, at_least=floor)
+                line += f"  (of bare on asyncio's loop {(spread / rps[BARE_ASYNCIO]).show('.0%')})"
         print(line)
     for deployment in ("serve, in-process calls", "gateway → server over gRPC"):
         for sampled in TRACED:
