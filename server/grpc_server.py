@@ -71,7 +71,7 @@ class MethodTable(grpc.GenericRpcHandler):
     registered method handlers generated code asks for: grpc.aio keeps a request pending
     per registered method and, for every call, waits on all of them at once
     (asyncio.wait over some 45 futures, each given a callback and relieved of it),
-    which cost about a third of the server's CPU per call (README, Benchmarks)."""
+    about 15 % of the server's event loop per call (README, Benchmarks)."""
 
     def __init__(self, handlers: dict[str, grpc.RpcMethodHandler]) -> None:
         self._handlers = handlers
