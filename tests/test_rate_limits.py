@@ -11,7 +11,6 @@ test has addresses of its own.
 from __future__ import annotations
 
 import itertools
-import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -209,13 +208,16 @@ def test_wrong_close_keys_lock_the_address(replicas: Replicas) -> None:
 
 
 def _in_one_window(run: Any) -> Any:
-    """Run `run()` so that it starts and ends in one rate window (again, if it straddled
-    two: the budget is counted per fixed window)."""
+    """Run `run()` so that it ends within the rate windows its first calls opened: a
+    budget's window starts at its key's first call (a whole second, so up to one before
+    it) and lasts RATE_WINDOW seconds. A run slower than that (a loaded machine) saw a
+    window end midway, so it runs again once every window it opened has ended."""
     for _ in range(5):
-        started = time.time()
+        started = time.monotonic()
         outcome = run()
-        if math.floor(started / RATE_WINDOW) == math.floor(time.time() / RATE_WINDOW):
+        if time.monotonic() - started < RATE_WINDOW - 1:
             return outcome
+        time.sleep(RATE_WINDOW)  # the windows the slow run opened end meanwhile
     raise AssertionError("never ran within one rate window")
 
 
