@@ -160,20 +160,31 @@ def _key(header: str) -> str:
     return re.sub(r"[^a-z0-9]", "", header.lower())
 
 
-def row_values(
-    targets: Sequence[str | None], row: Sequence[str]
-) -> tuple[dict[str, str], dict[str, str]]:
-    """(standard fields, custom fields) of one row."""
-    fields: dict[str, str] = {}
-    custom: dict[str, str] = {}
-    for target, cell in zip(targets, row, strict=False):
-        if target is None:
-            continue
-        if target.startswith("custom:"):
-            custom[target[len("custom:") :]] = cell.strip()
-        else:
-            fields[target] = cell.strip()
-    return fields, custom
+class RowReader:
+    """A sheet's rows as contact fields, by the columns' targets (`column_targets`): where
+    each field sits is worked out once, not per row, since an import reads up to MAX_ROWS."""
+
+    def __init__(self, targets: Sequence[str | None]) -> None:
+        # A field without a column reads from one past the row's end, where `__call__`
+        # puts a blank: a row shorter than the headers is read as if padded with blanks.
+        self._width = len(targets)
+        self._blanks = [""] * (self._width + 1)
+        self._standard = [
+            targets.index(name) if name in targets else self._width for name in STANDARD_FIELDS
+        ]
+        self._custom = [
+            (target[len("custom:") :], at)
+            for at, target in enumerate(targets)
+            if target is not None and target.startswith("custom:")
+        ]
+
+    def __call__(self, row: Sequence[str]) -> tuple[tuple[str, ...], dict[str, str]]:
+        """(standard fields in STANDARD_FIELDS order, custom values by name), stripped;
+        blank where the row has no such cell."""
+        width = self._width
+        cells = [*row[:width], *self._blanks[min(len(row), width) :]]
+        fields = tuple([cells[at].strip() for at in self._standard])
+        return fields, {name: cells[at].strip() for name, at in self._custom}
 
 
 def write(
