@@ -189,18 +189,24 @@ class _Batch:
             [(row["uuid"].hex, *rest(row), stamp, stamp) for _, row, _ in self.rows],  # type: ignore[attr-defined]
             ' ON CONFLICT DO NOTHING RETURNING "email_normalized", "id"',
         )
+        self.emails = [row["email_normalized"] for _, row, _ in self.rows]
+
+    def ids(self) -> bool:
+        """Whether the inserted contacts' ids are needed: a custom value is stored under
+        its contact's id."""
+        return any(custom_values for _, _, custom_values in self.rows)
 
     def insert(self) -> int:
         """Insert the prepared rows (inside the caller's transaction): those no unique
         index refuses (no two of them share an email); a row whose email a live contact
         has is a duplicate error. Answers how many were inserted."""
-        inserted = dict(self.contacts.write())
+        inserted = _insert_contacts(self.contacts, self.emails, self.user.tenant_id, self.ids())
         values = []
         for number, columns, custom in self.rows:
-            contact_id = inserted.get(columns["email_normalized"])  # type: ignore[call-overload]
-            if contact_id is None:
+            if columns["email_normalized"] not in inserted:
                 self.errors.append(crm_pb2.RowError(row=number, message=_DUPLICATE))
                 continue
+            contact_id = inserted[columns["email_normalized"]]  # type: ignore[index]
             values += [(contact_id, name, value) for name, value in custom.items() if value != ""]
         _Rows(_VALUE_FIELDS, values).write()
         return len(inserted)
@@ -223,6 +229,39 @@ _CONTACT_COLUMNS = (
 )
 _CONTACT_FIELDS = tuple(Contact._meta.fields[name] for name in _CONTACT_COLUMNS)
 _VALUE_FIELDS = (CustomFieldValue.contact, CustomFieldValue.name, CustomFieldValue.value)
+
+
+def _insert_contacts(
+    rows: _Rows, emails: list[str], tenant_id: int, ids: bool
+) -> dict[str, int | None]:
+    """Insert the contacts (`emails`: their normalized emails) no unique index refuses;
+    answers the inserted ones by normalized email, with their ids when `ids` (else None).
+
+    On PostgreSQL, a batch none of whose emails a live contact has is copied straight into
+    the table (measured: ~10 % less work for the database per row than through the temp
+    table and ON CONFLICT); should a contact with one of them be created meanwhile, the
+    unique index refuses the copy, which is undone and the batch goes the usual way."""
+    if rows.copy_text and not _live(tenant_id, emails, ids=False):
+        try:
+            with database.atomic():  # a savepoint, undone alone
+                rows.copy()
+        except peewee.IntegrityError:
+            pass
+        else:
+            return _live(tenant_id, emails, ids=True) if ids else dict.fromkeys(emails)
+    return dict(rows.write())
+
+
+def _live(tenant_id: int, emails: list[str], *, ids: bool) -> dict[str, int | None]:
+    """PostgreSQL: the tenant's live contacts among these normalized emails, with their
+    ids when `ids` (else None: then the live-email index alone answers)."""
+    columns = '"email_normalized", "id"' if ids else '"email_normalized", NULL'
+    cursor = database.execute_sql(
+        f'SELECT {columns} FROM "contact" WHERE "tenant_id" = %s AND "deleted_at" IS NULL'
+        ' AND "email_normalized" = ANY(%s)',
+        (tenant_id, emails),
+    )
+    return dict(cursor.fetchall())
 
 
 class _Rows:
@@ -261,32 +300,39 @@ class _Rows:
         if not self.count:
             return []
         if self.copy_text:
-            return self._copy()
+            return self._copy_through() if self.tail else self.copy()
         found = []
         for sql, parameters in self.statements:
             cursor = database.execute_sql(sql, parameters)
             found += cursor.fetchall() if self.tail else []
         return found
 
-    def _copy(self) -> list:
+    def copy(self) -> list:
         """PostgreSQL: the rows by COPY, the cheapest way in for the driver and the server
-        alike; when the tail must see them they pass through a temp table of the session,
-        emptied at every commit, and one INSERT … SELECT."""
-        # Read whole: psycopg2 takes the GIL for each read, and the checking thread may
-        # hold it for up to a switch interval (5 ms) each time.
-        text, size = io.StringIO(self.copy_text), len(self.copy_text)
-        cursor = database.cursor()
-        table, columns = self.table, self.columns
-        if not self.tail:
-            cursor.copy_expert(
-                f'COPY "{table}" ({columns}) FROM STDIN WITH (FORMAT csv)', text, size
+        alike. The text is read whole: psycopg2 takes the GIL for each read, and the
+        checking thread may hold it for up to a switch interval (5 ms) each time."""
+        with peewee.__exception_wrapper__:  # the driver's errors as Peewee's
+            database.cursor().copy_expert(
+                f'COPY "{self.table}" ({self.columns}) FROM STDIN WITH (FORMAT csv)',
+                io.StringIO(self.copy_text),
+                len(self.copy_text),
             )
-            return []
+        return []
+
+    def _copy_through(self) -> list:
+        """PostgreSQL, when the tail must see the rows: by COPY into a temp table of the
+        session, emptied at every commit, then one INSERT … SELECT with the tail."""
+        table, columns = self.table, self.columns
+        cursor = database.cursor()
         cursor.execute(
             f'CREATE TEMP TABLE IF NOT EXISTS "incoming_{table}" ON COMMIT DELETE ROWS'
             f' AS SELECT {columns} FROM "{table}" WITH NO DATA'
         )
-        cursor.copy_expert(f'COPY "incoming_{table}" FROM STDIN WITH (FORMAT csv)', text, size)
+        cursor.copy_expert(
+            f'COPY "incoming_{table}" FROM STDIN WITH (FORMAT csv)',
+            io.StringIO(self.copy_text),
+            len(self.copy_text),
+        )
         cursor.execute(
             f'INSERT INTO "{table}" ({columns}) SELECT * FROM "incoming_{table}"{self.tail}'
         )
