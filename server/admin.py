@@ -184,7 +184,11 @@ def bootstrap_demo() -> DemoCredentials:
         )
         if (
             not Contact.select()
-            .where(Contact.tenant == tenant, Contact.email_normalized == DEMO_EMAIL)
+            .where(
+                Contact.tenant == tenant,
+                Contact.email_normalized == DEMO_EMAIL,
+                Contact.deleted_at.is_null(),
+            )
             .exists()
         ):
             create_contact(DEMO_TENANT, DEMO_EMAIL, "Demo", "User")

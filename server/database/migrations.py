@@ -477,6 +477,12 @@ _V11_TRACE_PARENT = Ddl(
 )
 
 
+# 12: no query reads contacts by tenant alone (they go by uuid, or by the live-email or a
+# sort index, which lead with the tenant), and crmgate never deletes a tenant; yet every
+# contact written updated this index too.
+_V12_NO_TENANT_INDEX = Ddl(both=('DROP INDEX IF EXISTS "contact_tenant_id"',))
+
+
 # 10: shared rate-limit counters, and each tenant's request budget.
 _V10_RATE_LIMITS = Ddl(
     both=(
@@ -628,6 +634,7 @@ MIGRATIONS: list[Migration] = [
     (9, "search documents and their indexes", search_documents),
     (10, "rate-limit counters and tenant request budgets", ddl(_V10_RATE_LIMITS)),
     (11, "background requests keep their caller's trace", ddl(_V11_TRACE_PARENT)),
+    (12, "contacts lose their index on the tenant alone", ddl(_V12_NO_TENANT_INDEX)),
 ]
 
 

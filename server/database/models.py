@@ -111,7 +111,8 @@ class Contact(BaseModel):
     """A person in a tenant's CRM. Deleting only sets deleted_at (soft delete)."""
 
     uuid = peewee.UUIDField(default=time_ordered_uuid, unique=True)
-    tenant = peewee.ForeignKeyField(Tenant, backref="contacts", on_delete="CASCADE")
+    # Not indexed alone: the sort and live-email indexes below lead with it (migration 12).
+    tenant = peewee.ForeignKeyField(Tenant, backref="contacts", on_delete="CASCADE", index=False)
     email = peewee.CharField(max_length=320)
     # lower(trim(email)): what C2C lookups match on.
     email_normalized = peewee.CharField(max_length=320)
