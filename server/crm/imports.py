@@ -237,31 +237,40 @@ def _insert_contacts(
     """Insert the contacts (`emails`: their normalized emails) no unique index refuses;
     answers the inserted ones by normalized email, with their ids when `ids` (else None).
 
-    On PostgreSQL, a batch none of whose emails a live contact has is copied straight into
-    the table (measured: ~10 % less work for the database per row than through the temp
-    table and ON CONFLICT); should a contact with one of them be created meanwhile, the
-    unique index refuses the copy, which is undone and the batch goes the usual way."""
-    if rows.copy_text and not _live(tenant_id, emails, ids=False):
+    On PostgreSQL a batch is first copied straight into the table, which is the cheapest
+    way in (measured: ~10 % less work for the database per row than through the temp
+    table and ON CONFLICT). If a live contact has one of its emails, the unique index
+    refuses the copy, a savepoint undoes it, and the batch goes the usual way: a batch
+    with duplicates costs more, one without (the usual import) less. The emails are not
+    looked up first: for a list of 2,000, the planner chose to filter the tenant's every
+    contact over 2,000 index probes."""
+    if rows.copy_text:
+        cursor = database.execute_sql(f"SELECT nextval({_CONTACT_IDS})")
+        (before,) = cursor.fetchone()
         try:
             with database.atomic():  # a savepoint, undone alone
                 rows.copy()
         except peewee.IntegrityError:
             pass
         else:
-            return _live(tenant_id, emails, ids=True) if ids else dict.fromkeys(emails)
+            return _copied_ids(before, emails, tenant_id) if ids else dict.fromkeys(emails)
     return dict(rows.write())
 
 
-def _live(tenant_id: int, emails: list[str], *, ids: bool) -> dict[str, int | None]:
-    """PostgreSQL: the tenant's live contacts among these normalized emails, with their
-    ids when `ids` (else None: then the live-email index alone answers)."""
-    columns = '"email_normalized", "id"' if ids else '"email_normalized", NULL'
+#: The sequence of contact ids (PostgreSQL).
+_CONTACT_IDS = "pg_get_serial_sequence('\"contact\"', 'id')"
+
+
+def _copied_ids(before: int, emails: list[str], tenant_id: int) -> dict[str, int | None]:
+    """The ids of the contacts just copied: theirs are among those the sequence gave out
+    since `before` (a range of the primary key, whoever else took some meanwhile)."""
     cursor = database.execute_sql(
-        f'SELECT {columns} FROM "contact" WHERE "tenant_id" = %s AND "deleted_at" IS NULL'
-        ' AND "email_normalized" = ANY(%s)',
-        (tenant_id, emails),
+        'SELECT "email_normalized", "id" FROM "contact" WHERE "id" > %s'
+        f' AND "id" <= currval({_CONTACT_IDS}) AND "tenant_id" = %s',
+        (before, tenant_id),
     )
-    return dict(cursor.fetchall())
+    wanted = set(emails)
+    return {email: id_ for email, id_ in cursor.fetchall() if email in wanted}
 
 
 class _Rows:
