@@ -1,6 +1,6 @@
-"""An import racing another writer on PostgreSQL: a batch is copied straight into the
-table when none of its emails is taken, and a contact created meanwhile with one of them
-must still make that row a duplicate, not fail the import or add a second live contact.
+"""An import racing another writer on PostgreSQL: a batch is first copied straight into
+the table, and a contact created meanwhile with one of its emails must still make that
+row a duplicate, not fail the import or add a second live contact.
 (On SQLite a batch holds the write lock from its first check, so nothing can come
 between.)"""
 
@@ -68,8 +68,8 @@ def test_a_contact_created_during_the_copy_makes_its_row_a_duplicate(
         )
     )
     importing.start()
-    # None of the batch's emails is taken by a committed contact, so the batch is copied;
-    # the copy waits on the racer's uncommitted entry in the live-email index.
+    # The copy waits on the racer's uncommitted entry in the live-email index; once the
+    # racer commits, the index refuses it.
     deadline = time.monotonic() + 30
     while not waiting_on_a_lock(database_url):
         assert importing.is_alive() and time.monotonic() < deadline, "the copy never waited"
