@@ -120,6 +120,7 @@ def _import_rows(
                 if end < total:
                     coming = checker.submit(checked, end)
                 with database.atomic():
+                    _commit_unflushed()
                     imported += batch.insert()
                     sheets.record_import(stored, imported)
                 errors += sorted(batch.errors, key=lambda error: error.row)
@@ -133,6 +134,15 @@ def _import_rows(
         ignored_columns=ignored,
         spreadsheet=messages.spreadsheet(stored),
     )
+
+
+def _commit_unflushed() -> None:
+    """PostgreSQL: the batch's commit does not wait for its WAL to reach the disk (~3 ms a
+    batch here, the database idle meanwhile). A crash may then lose the last batches, but
+    with their count, which commits with them; and the import's DONE, whose commit waits,
+    makes every batch before it durable before the import answers."""
+    if isinstance(database.obj, peewee.PostgresqlDatabase):
+        database.execute_sql("SET LOCAL synchronous_commit = off")
 
 
 @contextmanager
@@ -245,8 +255,7 @@ def _insert_contacts(
     looked up first: for a list of 2,000, the planner chose to filter the tenant's every
     contact over 2,000 index probes."""
     if rows.copy_text:
-        cursor = database.execute_sql(f"SELECT nextval({_CONTACT_IDS})")
-        (before,) = cursor.fetchone()
+        before = database.execute_sql(f"SELECT nextval({_CONTACT_IDS})").fetchone()[0] if ids else 0
         try:
             with database.atomic():  # a savepoint, undone alone
                 rows.copy()
