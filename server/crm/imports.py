@@ -197,7 +197,7 @@ class _Batch:
         self.contacts = _Rows(
             _CONTACT_FIELDS,
             [(row["uuid"].hex, *rest(row), stamp, stamp) for _, row, _ in self.rows],  # type: ignore[attr-defined]
-            ' ON CONFLICT DO NOTHING RETURNING "email_normalized", "id"',
+            " ON CONFLICT DO NOTHING",
         )
         self.emails = [row["email_normalized"] for _, row, _ in self.rows]
 
@@ -247,46 +247,56 @@ def _insert_contacts(
     """Insert the contacts (`emails`: their normalized emails) no unique index refuses;
     answers the inserted ones by normalized email, with their ids when `ids` (else None).
 
-    On PostgreSQL a batch is first copied straight into the table, which is the cheapest
-    way in (measured: ~10 % less work for the database per row than through the temp
-    table and ON CONFLICT). If a live contact has one of its emails, the unique index
-    refuses the copy, a savepoint undoes it, and the batch goes the usual way: a batch
-    with duplicates costs more, one without (the usual import) less. The emails are not
-    looked up first: for a list of 2,000, the planner chose to filter the tenant's every
-    contact over 2,000 index probes."""
-    if rows.copy_text:
-        before = database.execute_sql(f"SELECT nextval({_CONTACT_IDS})").fetchone()[0] if ids else 0
-        try:
-            with database.atomic():  # a savepoint, undone alone
-                rows.copy()
-        except peewee.IntegrityError:
-            pass
-        else:
-            return _copied_ids(before, emails, tenant_id) if ids else dict.fromkeys(emails)
-    return dict(rows.write())
+    Rows are not returned one by one (RETURNING): on SQLite the driver steps through them
+    with the GIL released and taken back for each, in turn with the checking thread.
+    Those inserted are read back only when needed, from the ids given out since the
+    insert began (a range of the primary key): SQLite holds the write lock from BEGIN,
+    so no one else's contact is among them.
+
+    On PostgreSQL a batch is first copied straight into the table, the cheapest way in
+    (measured: ~10 % less work for the database per row than through the temp table and
+    ON CONFLICT). If a live contact has one of its emails, the unique index refuses the
+    copy, a savepoint undoes it, and the batch goes through the temp table, its inserted
+    rows returned (there a racing writer's contact may have taken an id in the range).
+    The emails are not looked up first: for a list of 2,000, the planner chose to filter
+    the tenant's every contact over 2,000 index probes."""
+    if not emails:
+        return {}
+    if not rows.copy_text:  # SQLite
+        before = Contact.select(peewee.fn.MAX(Contact.id)).scalar() or 0
+        if rows.write() == len(emails) and not ids:
+            return dict.fromkeys(emails)
+        return _inserted_since(before, emails, tenant_id)
+    before = database.execute_sql(f"SELECT nextval({_CONTACT_IDS})").fetchone()[0] if ids else 0
+    try:
+        with database.atomic():  # a savepoint, undone alone
+            rows.write()
+    except peewee.IntegrityError:
+        return dict(rows.copy_through(' RETURNING "email_normalized", "id"'))
+    return _inserted_since(before, emails, tenant_id) if ids else dict.fromkeys(emails)
 
 
 #: The sequence of contact ids (PostgreSQL).
 _CONTACT_IDS = "pg_get_serial_sequence('\"contact\"', 'id')"
 
 
-def _copied_ids(before: int, emails: list[str], tenant_id: int) -> dict[str, int | None]:
-    """The ids of the contacts just copied: theirs are among those the sequence gave out
-    since `before` (a range of the primary key, whoever else took some meanwhile)."""
-    cursor = database.execute_sql(
-        'SELECT "email_normalized", "id" FROM "contact" WHERE "id" > %s'
-        f' AND "id" <= currval({_CONTACT_IDS}) AND "tenant_id" = %s',
-        (before, tenant_id),
-    )
+def _inserted_since(before: int, emails: list[str], tenant_id: int) -> dict[str, int | None]:
+    """The ids of the batch's contacts inserted, by email: those among the tenant's with
+    ids given out after `before`, whoever else took ids meanwhile."""
     wanted = set(emails)
-    return {email: id_ for email, id_ in cursor.fetchall() if email in wanted}
+    found = (
+        Contact.select(Contact.email_normalized, Contact.id)
+        .where(Contact.id > before, Contact.tenant == tenant_id)
+        .tuples()
+    )
+    return {email: id_ for email, id_ in found if email in wanted}
 
 
 class _Rows:
     """Rows of values for the fields' table, as the database takes them fastest: multi-row
-    INSERTs on SQLite, COPY on PostgreSQL. Statements are written directly: Peewee's
-    insert_many spends more time building one than the database running it. `tail`
-    (ON CONFLICT, RETURNING) follows each INSERT."""
+    INSERTs on SQLite (`tail`, say ON CONFLICT, after each), COPY on PostgreSQL. Made ready
+    when built; statements are written directly: Peewee's insert_many spends more time
+    building one than the database running it."""
 
     def __init__(
         self, fields: Sequence[peewee.Field], rows: Sequence[tuple], tail: str = ""
@@ -294,7 +304,6 @@ class _Rows:
         self.table = fields[0].model._meta.table_name
         self.columns = ", ".join(f'"{field.column_name}"' for field in fields)
         self.tail = tail
-        self.count = len(rows)
         self.copy_text = ""
         self.statements: list[tuple[str, list]] = []
         if not rows:
@@ -313,33 +322,25 @@ class _Rows:
             )
             self.statements.append((sql + tail, [value for row in chunk for value in row]))
 
-    def write(self) -> list:
-        """Insert the rows; answers the rows the tail's RETURNING names."""
-        if not self.count:
-            return []
+    def write(self) -> int:
+        """Insert the rows (on PostgreSQL by COPY, which ignores the tail); answers how
+        many went in."""
         if self.copy_text:
-            return self._copy_through() if self.tail else self.copy()
-        found = []
-        for sql, parameters in self.statements:
-            cursor = database.execute_sql(sql, parameters)
-            found += cursor.fetchall() if self.tail else []
-        return found
+            # Read whole: psycopg2 takes the GIL for each read, and the checking thread
+            # may hold it for up to a switch interval (5 ms) each time.
+            with peewee.__exception_wrapper__:  # the driver's errors as Peewee's
+                cursor = database.cursor()
+                cursor.copy_expert(
+                    f'COPY "{self.table}" ({self.columns}) FROM STDIN WITH (FORMAT csv)',
+                    io.StringIO(self.copy_text),
+                    len(self.copy_text),
+                )
+            return cursor.rowcount
+        return sum(database.execute_sql(sql, values).rowcount for sql, values in self.statements)
 
-    def copy(self) -> list:
-        """PostgreSQL: the rows by COPY, the cheapest way in for the driver and the server
-        alike. The text is read whole: psycopg2 takes the GIL for each read, and the
-        checking thread may hold it for up to a switch interval (5 ms) each time."""
-        with peewee.__exception_wrapper__:  # the driver's errors as Peewee's
-            database.cursor().copy_expert(
-                f'COPY "{self.table}" ({self.columns}) FROM STDIN WITH (FORMAT csv)',
-                io.StringIO(self.copy_text),
-                len(self.copy_text),
-            )
-        return []
-
-    def _copy_through(self) -> list:
-        """PostgreSQL, when the tail must see the rows: by COPY into a temp table of the
-        session, emptied at every commit, then one INSERT … SELECT with the tail."""
+    def copy_through(self, returning: str) -> list:
+        """PostgreSQL: the rows by COPY into a temp table of the session, emptied at every
+        commit, then one INSERT … SELECT with the tail; answers what `returning` names."""
         table, columns = self.table, self.columns
         cursor = database.cursor()
         cursor.execute(
@@ -352,6 +353,7 @@ class _Rows:
             len(self.copy_text),
         )
         cursor.execute(
-            f'INSERT INTO "{table}" ({columns}) SELECT * FROM "incoming_{table}"{self.tail}'
+            f'INSERT INTO "{table}" ({columns}) SELECT * FROM "incoming_{table}"'
+            f"{self.tail}{returning}"
         )
         return cursor.fetchall()
