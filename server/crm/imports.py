@@ -2,11 +2,12 @@
 added as its own contact (a bad row is reported, not fatal), the file kept afterwards.
 
 Rows are applied in batches: each batch is checked in Python, then inserted in one
-transaction that also records how many rows were applied (multi-row INSERTs on SQLite,
+transaction that also records how many rows were applied (a multi-row INSERT on SQLite,
 COPY on PostgreSQL); the next batch is checked and made ready while one is inserted.
-A row repeating the email of an earlier row that passed its checks is a duplicate at once; against the tenant's contacts the database decides (its partial
-unique index on live emails, ON CONFLICT DO NOTHING), so a contact created meanwhile by
-someone else is reported like any other duplicate."""
+A row repeating the email of an earlier row that passed its checks is a duplicate at
+once; against the tenant's contacts the database decides (its partial unique index on
+live emails), so a contact created meanwhile by someone else is reported like any other
+duplicate."""
 
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ from server.objects import ObjectStorage
 #: Rows applied in one transaction, with the count of those applied so far. Each commit
 #: writes every page it dirtied (on SQLite twice: the WAL, then the checkpoint), and the
 #: sort indexes each dirty pages all over, so bigger batches write less per row (measured
-#: with random contact ids: 2,000 rows cost ~12 % less CPU per row than 1,000); small enough that
-#: SQLite's write lock is held for about 0.07 s per batch on an idle core.
+#: with random contact ids: 2,000 rows cost ~12 % less CPU per row than 1,000); small
+#: enough that SQLite's write lock is held for about 0.07 s per batch on an idle core.
 BATCH_ROWS = 2000
 #: Rows per INSERT statement on SQLite, which allows 32,766 parameters; a contact takes 12,
 #: so a batch is one statement (measured: ~2 µs a row less than four of 500 rows).
