@@ -31,7 +31,7 @@ from gateway.contract import (
 )
 from server.errors import ApiError
 from server.interceptors import WrappingInterceptor
-from server.logs import log_call
+from server.logs import call_fields, log_call
 from server.principal import Principal, current_principal
 from server.rate_limits import CachedAuthenticate, RateLimits, current_client
 from server.tracing import CallScope, end_call
@@ -153,22 +153,17 @@ class CallPipeline:
         code: grpc.StatusCode,
     ) -> None:
         """The call's one log line, and its outcome on its span."""
-        fields = {
-            "method": method,
-            "status": STATUS_NAMES[code],
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "tenant": principal.tenant_name if principal else None,
-            "request_id": request_id,
-        }
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        tenant = principal.tenant_name if principal else None
         trace_id = end_call(span, code, request_id)
-        if trace_id is not None:
-            fields["trace_id"] = trace_id
+        status = STATUS_NAMES[code]
         # A credential check that passed is the prelude of the call that follows it
         # (same request id): logged only at DEBUG, so each request logs one line.
         if code == grpc.StatusCode.OK and method in CREDENTIAL_CHECKS:
+            fields = call_fields(method, status, duration_ms, tenant, request_id, trace_id)
             log.debug("rpc", extra={"rpc": fields})
         else:
-            log_call(fields)
+            log_call(method, status, duration_ms, tenant, request_id, trace_id)
 
     def _admit(
         self, method: str, metadata: Mapping[str, str], context: Any
