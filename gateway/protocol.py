@@ -87,11 +87,18 @@ class GatewayRequestHandler(web.RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         self._last_read = self._loop.time()
-        body_done = self._body is None or self._body.is_eof()
+        body = self._body
+        body_done = body is None or body.is_eof()
         requests = self._request_count
         super().data_received(data)
-        if self._request_count > requests and self._messages:
-            self._take_messages(self._request_count - requests)
+        arrived = self._request_count - requests
+        if arrived and self._messages:
+            messages = self._messages
+            # Most often one request, whole: its body is the one to watch.
+            if arrived == 1 and type(messages[-1][0]) is RawRequestMessage:
+                self._body = messages[-1][1]
+            else:
+                self._take_messages(arrived)
             self._owes_head = False
         elif body_done and data:
             self._owes_head = True
@@ -101,7 +108,7 @@ class GatewayRequestHandler(web.RequestHandler):
         chunk) is that body's failure — its reader learns it, and answers in its surface's
         envelope — not a request of its own that would earn a second response."""
         messages = self._messages
-        for index in range(max(0, len(messages) - count), len(messages)):  # most often one
+        for index in range(max(0, len(messages) - count), len(messages)):
             entry = messages[index]
             message, payload = entry
             if isinstance(message, RawRequestMessage):

@@ -27,6 +27,9 @@ SERVICE_CREDENTIALS = {
 
 #: Verifies a credential of one kind from the call metadata; None means "not valid".
 CredentialVerifier = Callable[[Mapping[str, str]], Awaitable[Principal | None]]
+#: A verifier's answer from memory alone: the principal of a credential verified moments
+#: ago, else None (unknown, lapsed or invalid: ask the verifier itself).
+CachedVerifier = Callable[[Mapping[str, str]], Principal | None]
 
 UNAUTHENTICATED_REASONS = {
     "c2c": "invalid_api_key",
@@ -43,31 +46,49 @@ def bearer_token(metadata: Mapping[str, str]) -> str | None:
     return token.strip()
 
 
-def api_key_verifier(
-    verifier: KeyVerifier, kind: str, before_lookup: Callable[[], Awaitable[None]] | None = None
-) -> CredentialVerifier:
-    """API keys travel as `authorization: Bearer <key>`, the host as x-crmgate-host.
-    `before_lookup` runs before a key the cache does not know is looked up (the rate
-    limits' check of the caller's address)."""
+class ApiKeyCredential:
+    """Verifies API keys of one kind: they travel as `authorization: Bearer <key>`, the
+    host as x-crmgate-host. `before_lookup` runs before a key the cache does not know is
+    looked up (the rate limits' check of the caller's address)."""
 
-    async def verify(metadata: Mapping[str, str]) -> Principal | None:
-        token = bearer_token(metadata)
-        if token is None or not token.isascii():
-            return None  # keys are ASCII; anything else (an in-process caller's) is none
-        host = metadata.get(HOST_KEY) or None
-        hit, principal = verifier.cached(token, kind, host)
+    def __init__(
+        self,
+        verifier: KeyVerifier,
+        kind: str,
+        before_lookup: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._verifier, self._kind, self._before_lookup = verifier, kind, before_lookup
+
+    async def __call__(self, metadata: Mapping[str, str]) -> Principal | None:
+        token, host = _key_and_host(metadata)
+        if token is None:
+            return None
+        hit, principal = self._verifier.cached(token, self._kind, host)
         if hit:
             return principal
-        if before_lookup is not None:
-            await before_lookup()
-        return await run_db(verifier.verify, token, kind, host)
+        if self._before_lookup is not None:
+            await self._before_lookup()
+        return await run_db(self._verifier.verify, token, self._kind, host)
 
-    return verify
+    def cached(self, metadata: Mapping[str, str]) -> Principal | None:
+        """The key's principal if it was verified moments ago (see CachedVerifier)."""
+        token, host = _key_and_host(metadata)
+        return None if token is None else self._verifier.cached(token, self._kind, host)[1]
+
+
+def _key_and_host(metadata: Mapping[str, str]) -> tuple[str | None, str | None]:
+    token = bearer_token(metadata)
+    if token is None or not token.isascii():
+        return None, None  # keys are ASCII; anything else (an in-process caller's) is none
+    return token, metadata.get(HOST_KEY) or None
 
 
 def required_credential(method: str) -> str | None:
     """The credential kind a method (`/package.Service/Method`) needs."""
     return SERVICE_CREDENTIALS.get(method.lstrip("/").partition("/")[0])
+
+
+_UNKNOWN = object()
 
 
 class Authenticator:
@@ -76,16 +97,34 @@ class Authenticator:
     def __init__(self, verifiers: Mapping[str, CredentialVerifier]) -> None:
         self._verifiers = dict(verifiers)
         self._kinds: dict[str, str | None] = {}
+        #: Each method's verifier's answer from memory, for those that keep one.
+        self._cached: dict[str, CachedVerifier | None] = {}
 
     def register(self, kind: str, verifier: CredentialVerifier) -> None:
         self._verifiers[kind] = verifier
+        self._cached.clear()
+
+    def cached(self, method: str, metadata: Mapping[str, str]) -> Principal | None:
+        """The caller's principal when the method's verifier knows the credential as
+        valid from memory (a key verified moments ago), with no await; else None: ask
+        the authenticator itself (public methods, sessions, unknown or wrong keys)."""
+        cached = self._cached.get(method, _UNKNOWN)
+        if cached is _UNKNOWN:
+            kind = None if method in PUBLIC_METHODS else self._kind(method)
+            verifier = self._verifiers.get(kind) if kind else None
+            cached = self._cached[method] = getattr(verifier, "cached", None)
+        return cached(metadata) if cached is not None else None  # type: ignore[operator]
+
+    def _kind(self, method: str) -> str | None:
+        kind = self._kinds.get(method)
+        if kind is None:
+            kind = self._kinds[method] = required_credential(method)
+        return kind
 
     async def __call__(self, method: str, metadata: Mapping[str, str]) -> Principal | None:
         if method in PUBLIC_METHODS:
             return None
-        kind = self._kinds.get(method)
-        if kind is None:
-            kind = self._kinds[method] = required_credential(method)
+        kind = self._kind(method)
         verifier = self._verifiers.get(kind) if kind else None
         principal = await verifier(metadata) if verifier else None
         if principal is None:

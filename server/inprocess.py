@@ -21,6 +21,8 @@ from server.pipeline import CallPipeline
 class InProcessContext:
     """The part of grpc.aio.ServicerContext our servicers (and generated stubs) use."""
 
+    __slots__ = ("_metadata",)
+
     def __init__(self, metadata: Mapping[str, str]) -> None:
         self._metadata = metadata
 
@@ -49,6 +51,8 @@ class InProcessCaller:
     def __init__(self, pipeline: CallPipeline, handlers: Mapping[str, grpc.RpcMethodHandler]):
         self._pipeline = pipeline
         self._handlers = handlers
+        #: (method, kind) → its servicer method, found once.
+        self._behaviors: dict[tuple[str, str], Any] = {}
 
     def call(
         self,
@@ -100,6 +104,12 @@ class InProcessCaller:
 
     def _behavior(self, method: str, kind: str) -> Any:
         """The servicer method behind `method`, if it is of this kind (unary_unary, …)."""
+        behavior = self._behaviors.get((method, kind))
+        if behavior is None:
+            behavior = self._behaviors[method, kind] = self._find(method, kind)
+        return behavior
+
+    def _find(self, method: str, kind: str) -> Any:
         handler = self._handlers.get(method)
         behavior = getattr(handler, kind, None)
         if behavior is None:

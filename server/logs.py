@@ -14,6 +14,7 @@ import queue
 import sys
 import threading
 import time
+from json.encoder import encode_basestring_ascii as _quote
 from typing import Any, TextIO
 
 from gateway import tracing
@@ -23,8 +24,10 @@ from gateway.request_ids import current_request_id
 #: Records one write to the stream carries at most.
 BATCH = 256
 RPC_LOGGER = logging.getLogger("crmgate.rpc")
-#: A call's line as queued by log_call: (time.time(), fields).
-CallLine = tuple[float, dict[str, Any]]
+#: A call's line as log_call queues it: (time.time(), method, status, duration_ms, tenant
+#: or None, request_id, trace_id or None). Its fields become a dict (`call_fields`) or
+#: text (`JsonFormatter.format_call`) only where the line is written.
+CallLine = tuple[float, str, str, float, str | None, str, str | None]
 #: The writer's queue once configure() ran; until then log_call goes through logging.
 _records: queue.SimpleQueue[logging.LogRecord | CallLine] | None = None
 
@@ -59,9 +62,21 @@ class JsonFormatter(logging.Formatter):
 
     def format_call(self, line: CallLine) -> str:
         """A log_call line: the same text as `log.info("rpc", extra={"rpc": fields})`
-        gives, its fixed part written once (`fields` never name the first four)."""
-        created, fields = line
-        return self._CALL_PREFIX % self._timestamp(created) + self._encode(fields)[1:]
+        gives for its `call_fields(*line[1:])`, written straight from the line's values (each
+        string JSON-quoted as the encoder quotes it; a float's text is its repr in JSON
+        as in Python), its fixed part written once."""
+        created, method, status, duration_ms, tenant, request_id, trace_id = line
+        text = (
+            self._CALL_PREFIX
+            % self._timestamp(created)
+            + f'"method": {_quote(method)}, "status": {_quote(status)}, '
+            f'"duration_ms": {duration_ms!r}, '
+            f'"tenant": {"null" if tenant is None else _quote(tenant)}, '
+            f'"request_id": {_quote(request_id)}'
+        )
+        if trace_id is not None:
+            return f'{text}, "trace_id": {_quote(trace_id)}}}'
+        return text + "}"
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -185,13 +200,42 @@ def configure(level: str) -> None:
         logging.getLogger(name).setLevel(max(logging.INFO, root.level))
 
 
-def log_call(fields: dict[str, Any]) -> None:
+def log_call(
+    method: str,
+    status: str,
+    duration_ms: float,
+    tenant: str | None,
+    request_id: str,
+    trace_id: str | None = None,
+) -> None:
     """One call's line at INFO on crmgate.rpc, the hot path's own entry: it queues only
-    the time and the fields, without the logging module's record (its creation and
-    handler chain were most of INFO's cost per call)."""
+    the time and the values, without the logging module's record (its creation and
+    handler chain were most of INFO's cost per call) or a dict of fields."""
     if not RPC_LOGGER.isEnabledFor(logging.INFO):
         return
+    line = (time.time(), method, status, duration_ms, tenant, request_id, trace_id)
     if _records is None:
-        RPC_LOGGER.info("rpc", extra={"rpc": fields})
+        RPC_LOGGER.info("rpc", extra={"rpc": call_fields(*line[1:])})
     else:
-        _records.put_nowait((time.time(), fields))
+        _records.put_nowait(line)
+
+
+def call_fields(
+    method: str,
+    status: str,
+    duration_ms: float,
+    tenant: str | None,
+    request_id: str,
+    trace_id: str | None = None,
+) -> dict[str, Any]:
+    """A call line's fields, in their order (trace_id only while tracing)."""
+    fields = {
+        "method": method,
+        "status": status,
+        "duration_ms": duration_ms,
+        "tenant": tenant,
+        "request_id": request_id,
+    }
+    if trace_id is not None:
+        fields["trace_id"] = trace_id
+    return fields

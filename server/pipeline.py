@@ -31,9 +31,9 @@ from gateway.contract import (
 )
 from server.errors import ApiError
 from server.interceptors import WrappingInterceptor
-from server.logs import log_call
+from server.logs import call_fields, log_call
 from server.principal import Principal, current_principal
-from server.rate_limits import RateLimits, current_client
+from server.rate_limits import CachedAuthenticate, RateLimits, current_client
 from server.tracing import CallScope, end_call
 
 log = logging.getLogger("crmgate.rpc")
@@ -50,6 +50,8 @@ Authenticator = Callable[[str, Mapping[str, str]], Awaitable[Principal | None]]
 class CallPipeline:
     def __init__(self, authenticate: Authenticator, limits: RateLimits | None = None) -> None:
         self._authenticate = authenticate
+        #: Its answer from memory, when it keeps one (server.authentication.Authenticator).
+        self._cached: CachedAuthenticate | None = getattr(authenticate, "cached", None)
         self._limits = limits
 
     async def run(
@@ -75,7 +77,9 @@ class CallPipeline:
         failure: status_pb2.Status | None = None
         with CallScope(method, metadata, request_id) as span:
             try:
-                principal = run_as or await self._admit(method, metadata, context)
+                admitted = run_as or self._admit(method, metadata, context)
+                # Most calls are admitted from memory: the principal itself, no await.
+                principal = admitted if isinstance(admitted, Principal) else await admitted
                 token = current_principal.set(principal)
                 try:
                     response = await behavior(request, context)
@@ -105,7 +109,8 @@ class CallPipeline:
         failure: status_pb2.Status | None = None
         with CallScope(method, metadata, request_id) as span:
             try:
-                principal = await self._admit(method, metadata, context)
+                admitted = self._admit(method, metadata, context)
+                principal = admitted if isinstance(admitted, Principal) else await admitted
                 token = current_principal.set(principal)
                 try:
                     async for response in behavior(request, context):
@@ -148,33 +153,28 @@ class CallPipeline:
         code: grpc.StatusCode,
     ) -> None:
         """The call's one log line, and its outcome on its span."""
-        fields = {
-            "method": method,
-            "status": STATUS_NAMES[code],
-            "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            "tenant": principal.tenant_name if principal else None,
-            "request_id": request_id,
-        }
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        tenant = principal.tenant_name if principal else None
         trace_id = end_call(span, code, request_id)
-        if trace_id is not None:
-            fields["trace_id"] = trace_id
+        status = STATUS_NAMES[code]
         # A credential check that passed is the prelude of the call that follows it
         # (same request id): logged only at DEBUG, so each request logs one line.
         if code == grpc.StatusCode.OK and method in CREDENTIAL_CHECKS:
+            fields = call_fields(method, status, duration_ms, tenant, request_id, trace_id)
             log.debug("rpc", extra={"rpc": fields})
         else:
-            log_call(fields)
+            log_call(method, status, duration_ms, tenant, request_id, trace_id)
 
     def _admit(
         self, method: str, metadata: Mapping[str, str], context: Any
-    ) -> Awaitable[Principal | None]:
-        """The caller's principal, to await (the authenticating coroutine itself: every
-        call comes this way)."""
+    ) -> Principal | Awaitable[Principal | None]:
+        """The caller's principal when memory answers (RateLimits.admit), else one to
+        await (the authenticating coroutine itself: every call comes this way)."""
         if self._limits is None:
             return self._authenticate(method, metadata)
         address = self._limits.client_address(metadata, context.peer())
         current_client.set(address)  # this call's own context: the body's sign-in reads it
-        return self._limits.authenticate(method, metadata, address, self._authenticate)
+        return self._limits.admit(method, metadata, address, self._authenticate, self._cached)
 
 
 class PipelineInterceptor(WrappingInterceptor):

@@ -59,6 +59,9 @@ log = logging.getLogger("crmgate.ratelimit")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Clock = Callable[[], float]
+#: The pipeline's authentication step, and its answer from memory (Authenticator.cached).
+Authenticate = Callable[[str, Mapping[str, str]], Awaitable[Principal | None]]
+CachedAuthenticate = Callable[[str, Mapping[str, str]], Principal | None]
 
 #: Calls no budget counts: the gateway's own lookup of a caller's message language.
 UNBUDGETED_METHODS = frozenset({"/c2c.v1.ContactAssets/GetMessageLocale"})
@@ -199,7 +202,10 @@ class Budgets:
         self._clock = clock
         self._budgets: dict[str, _Budget] = {}
 
-    async def spend(self, key: str, limit: int) -> None:
+    def spend(self, key: str, limit: int) -> Awaitable[None] | None:
+        """Count one call against the key's budget; raises Throttled when it is spent.
+        None when memory answered (most calls: no await), else an awaitable that first
+        adds the count to the store's, then decides."""
         now = self._clock()
         budget = self._budgets.get(key)
         if budget is None or (
@@ -212,7 +218,15 @@ class Budgets:
             or budget.pending >= min(MAX_BATCH, max(1, (limit - budget.synced) // 10))
             or now - budget.synced_at >= SYNC_SECONDS
         ):
-            await self._sync(key, budget, now)
+            return self._synced_spend(key, budget, now, limit)
+        self._check(budget, limit, now)
+        return None
+
+    async def _synced_spend(self, key: str, budget: _Budget, now: float, limit: int) -> None:
+        await self._sync(key, budget, now)
+        self._check(budget, limit, now)
+
+    def _check(self, budget: _Budget, limit: int, now: float) -> None:
         if budget.synced + budget.pending > limit:
             start = now if budget.window_start is None else budget.window_start
             raise Throttled("budget", limit, 0, start + self._window - now)
@@ -276,21 +290,35 @@ class RateLimits:
             return metadata.get(CLIENT_ADDRESS_KEY) or address or peer
         return address or peer
 
-    async def authenticate(
+    def admit(
         self,
         method: str,
         metadata: Mapping[str, str],
         address: str,
-        authenticate: Callable[[str, Mapping[str, str]], Awaitable[Principal | None]],
-    ) -> Principal | None:
+        authenticate: Authenticate,
+        cached: CachedAuthenticate | None = None,
+    ) -> Principal | Awaitable[Principal | None]:
         """Authenticate a call within the limits: an address locked out for wrong
         credentials is refused first, each wrong credential counts, and a caller's
-        calls spend its budget."""
+        calls spend its budget. The principal itself when memory answers all of it —
+        `cached` knows the credential, the budget needs no sync (most calls: no await)
+        — else an awaitable of the principal (None for a public method)."""
         if method in PUBLIC_METHODS:  # sign-in checks its own limits; capabilities need none
-            return await authenticate(method, metadata)
+            return authenticate(method, metadata)
         address_key = _address_key(address)
         if self._address_failures:
             self.lockouts.check_known(address_key, self._address_failures)
+        principal = cached(method, metadata) if cached is not None else None
+        if principal is None:
+            return self._authenticate(method, metadata, address_key, authenticate)
+        spending = self._spend(method, principal)
+        return principal if spending is None else _after(spending, principal)
+
+    async def _authenticate(
+        self, method: str, metadata: Mapping[str, str], address_key: str, authenticate: Authenticate
+    ) -> Principal | None:
+        """`admit`'s way when memory does not know the credential: ask, and count a wrong
+        one against the address."""
         try:
             principal = await authenticate(method, metadata)
         except ApiError as error:
@@ -303,13 +331,22 @@ class RateLimits:
                 self._clear.pop(address_key, None)
                 await self.lockouts.fail({address_key: self._address_failures})
             raise
-        if principal is not None and method not in UNBUDGETED_METHODS:
-            limit = principal.request_limit
-            limit = self._default_budget if limit is None else limit
-            if limit:
-                key = _budget_key(principal.credential_kind, principal.credential_id)
-                await self.budgets.spend(key, limit)
+        if principal is not None:
+            spending = self._spend(method, principal)
+            if spending is not None:
+                await spending
         return principal
+
+    def _spend(self, method: str, principal: Principal) -> Awaitable[None] | None:
+        """The call spends its caller's budget (see Budgets.spend)."""
+        if method in UNBUDGETED_METHODS:
+            return None
+        limit = principal.request_limit
+        limit = self._default_budget if limit is None else limit
+        if not limit:
+            return None
+        key = _budget_key(principal.credential_kind, principal.credential_id)
+        return self.budgets.spend(key, limit)
 
     async def before_lookup(self) -> None:
         """Before a credential is looked up in the store: refuse the caller's address if
@@ -364,6 +401,11 @@ class RateLimits:
         keys = self._sign_in_keys(email, address)
         if keys:
             await self.lockouts.fail(keys)
+
+
+async def _after(spending: Awaitable[None], principal: Principal) -> Principal:
+    await spending
+    return principal
 
 
 def _account_key(email: str) -> str:

@@ -15,7 +15,7 @@ from gateway.health import health_routes
 from gateway.metrics import metrics_routes
 from server import executors, metrics
 from server.api_keys import KeyVerifier
-from server.authentication import Authenticator, api_key_verifier
+from server.authentication import ApiKeyCredential, Authenticator
 from server.bindings import Binding, default_bindings, method_handlers
 from server.config import Settings
 from server.consistency import OrphanSweeper
@@ -56,8 +56,8 @@ class Runtime:
         limits = RateLimits(settings)
         authenticator = Authenticator(
             {
-                "c2c": api_key_verifier(verifier, "c2c", limits.before_lookup),
-                "close": api_key_verifier(verifier, "close", limits.before_lookup),
+                "c2c": ApiKeyCredential(verifier, "c2c", limits.before_lookup),
+                "close": ApiKeyCredential(verifier, "close", limits.before_lookup),
                 "session": limits.guarded(verify_session),
             }
         )

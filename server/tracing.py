@@ -40,21 +40,23 @@ def call_span(method: str, metadata: Mapping[str, str]) -> AbstractContextManage
 
 class CallScope:
     """Around one call: its request id for the log lines logged within it (see
-    server.logs) and, while tracing is on, its span (None while off)."""
+    server.logs) and, while tracing is on, its span (None while off: no span's context
+    is entered at all, every call comes this way)."""
 
     __slots__ = ("_request_id", "_span", "_token")
 
     def __init__(self, method: str, metadata: Mapping[str, str], request_id: str) -> None:
-        self._span = call_span(method, metadata)
+        self._span = None if tracing.tracer is None else call_span(method, metadata)
         self._request_id = request_id
 
     def __enter__(self) -> trace.Span | None:
         self._token = current_request_id.set(self._request_id)
-        return self._span.__enter__()  # type: ignore[no-any-return]
+        return None if self._span is None else self._span.__enter__()
 
     def __exit__(self, *failure: Any) -> None:
         try:
-            self._span.__exit__(*failure)
+            if self._span is not None:
+                self._span.__exit__(*failure)
         finally:
             current_request_id.reset(self._token)
 

@@ -9,14 +9,13 @@ import re
 import subprocess
 import sys
 
-from server.logs import JsonFormatter
+from server.logs import JsonFormatter, call_fields
 
 SCRIPT = """
 import logging
 from server import logs
 logs.configure("INFO")
-logs.log_call({"method": "/c2c.v1.ContactAssets/Health", "status": "OK", "duration_ms": 0.1,
-               "tenant": "acme", "request_id": "r-1"})
+logs.log_call("/c2c.v1.ContactAssets/Health", "OK", 0.1, "acme", "r-1")
 logging.getLogger("crmgate.test").warning("disk %s at %d%%", "data", 91)
 try:
     raise ValueError("bad")
@@ -24,7 +23,7 @@ except ValueError:
     logging.getLogger("crmgate.test").exception("failed")
 logging.getLogger("crmgate.test").debug("not written at INFO")
 for i in range(600):  # more than one batch, all written at exit
-    logs.log_call({"request_id": f"n-{i}"})
+    logs.log_call("/c2c.v1.ContactAssets/Health", "OK", 0.1, None, f"n-{i}")
 """
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -68,18 +67,19 @@ def test_call_lines_follow_the_level() -> None:
 
 
 def test_a_call_line_is_the_text_logging_writes_for_the_same_fields() -> None:
-    """log_call's lines skip the logging module: their text is still a record's, to the
-    byte, at every millisecond (the timestamp's text is reused within one)."""
+    """log_call's lines skip the logging module and the encoder: their text is still a
+    record's, to the byte, at every millisecond (the timestamp's text is reused within
+    one), whatever the values hold (quotes, backslashes, control characters, non-ASCII),
+    with and without a tenant and a trace id."""
     formatter = JsonFormatter()
-    fields = {
-        "method": "/c2c.v1.ContactAssets/Health",
-        "status": "OK",
-        "duration_ms": 0.25,
-        "tenant": 'a "quoted" tenant, ñ',
-        "request_id": "r-1",
-        "trace_id": None,
-    }
+    values = [
+        ("/c2c.v1.ContactAssets/Health", "OK", 0.25, 'a "quoted" tenant, ñ', "r-1", None),
+        ("/files.v1.Files/GetFile", "NOT_FOUND", 1234.5, None, 'id\\"\n\x00€', "0af7651916cd43dd"),
+        ("/crm.v1.Crm/ListUsers", "OK", 1e-05, "t\u2028", "r", None),
+        ("/crm.v1.Crm/ListUsers", "INTERNAL", 12.0, "acme", "r-2", '"t"'),
+    ]
     for created in (1700000000.9995, 1700000000.9996, 1700000001.0004, 1700000001.5):
-        record = logging.LogRecord("crmgate.rpc", logging.INFO, __file__, 0, "rpc", None, None)
-        record.created, record.rpc = created, fields
-        assert formatter.format_call((created, fields)) == formatter.format(record)
+        for call in values:
+            record = logging.LogRecord("crmgate.rpc", logging.INFO, __file__, 0, "rpc", None, None)
+            record.created, record.rpc = created, call_fields(*call)
+            assert formatter.format_call((created, *call)) == formatter.format(record)
