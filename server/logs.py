@@ -180,8 +180,8 @@ class _BatchWriter:
 def configure(level: str) -> None:
     """JSON lines on stderr, written by a thread in batches: a call on the event loop only
     builds a lean record and queues it, never formats or writes it (the hot path stays
-    fast at INFO). Lines appear within _BatchWriter.INTERVAL, warnings and errors at once; those queued are written at
-    exit."""
+    fast at INFO). Lines appear within _BatchWriter.INTERVAL, warnings and errors at
+    once; those queued are written at exit."""
     # Fields no line carries, which every record would otherwise pay to collect
     # (the logging docs' "Optimization" section): caller frame, thread, process.
     logging._srcfile = None  # type: ignore[attr-defined]

@@ -109,9 +109,10 @@ def _import_rows(
     stored = sheets.store(buckets, user, given.file_name, "import", given.content, total)
     # Each batch is checked and made ready on a thread of its own while the one before goes
     # in here: the database works with the GIL released (on PostgreSQL in another process),
-    # so checking and inserting overlap. Batches are checked in order, one at a time (duplicates within
-    # the file are decided as before), and inserted in order on this thread, which keeps
-    # the job's connection; a stop (progress raising Released) comes between batches.
+    # so checking and inserting overlap. Batches are checked in order, one at a time
+    # (duplicates within the file are decided as before), and inserted in order on this
+    # thread, which keeps the job's connection; a stop (progress raising Released) comes
+    # between batches.
     with ThreadPoolExecutor(1, thread_name_prefix="import-checks") as checker:
         try:
             coming = checker.submit(checked, 0)
