@@ -8,14 +8,16 @@ own credential (voyzu sessions) plugs in beside API keys.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 
 import grpc
 
 from gateway.contract import HOST_KEY, PUBLIC_METHODS
-from server.api_keys import KeyVerifier
+from server.api_keys import KeyVerifier, hash_secret
 from server.errors import ApiError
 from server.executors import run_db
 from server.principal import Principal
+from server.single_flight import SingleFlight
 
 #: The credential each service's methods need.
 SERVICE_CREDENTIALS = {
@@ -49,7 +51,8 @@ def bearer_token(metadata: Mapping[str, str]) -> str | None:
 class ApiKeyCredential:
     """Verifies API keys of one kind: they travel as `authorization: Bearer <key>`, the
     host as x-crmgate-host. `before_lookup` runs before a key the cache does not know is
-    looked up (the rate limits' check of the caller's address)."""
+    looked up (the rate limits' check of the caller's address). Calls that present the
+    same key while it is being looked up wait for that one lookup."""
 
     def __init__(
         self,
@@ -58,6 +61,7 @@ class ApiKeyCredential:
         before_lookup: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._verifier, self._kind, self._before_lookup = verifier, kind, before_lookup
+        self._lookups: SingleFlight[Principal | None] = SingleFlight()
 
     async def __call__(self, metadata: Mapping[str, str]) -> Principal | None:
         token, host = _key_and_host(metadata)
@@ -68,7 +72,10 @@ class ApiKeyCredential:
             return principal
         if self._before_lookup is not None:
             await self._before_lookup()
-        return await run_db(self._verifier.verify, token, self._kind, host)
+        return await self._lookups.run(
+            (hash_secret(token), host),
+            partial(run_db, self._verifier.verify, token, self._kind, host),
+        )
 
     def cached(self, metadata: Mapping[str, str]) -> Principal | None:
         """The key's principal if it was verified moments ago (see CachedVerifier)."""

@@ -54,6 +54,7 @@ from server.database.models import RateCounter
 from server.errors import ApiError
 from server.executors import run_db
 from server.principal import Principal
+from server.single_flight import SingleFlight
 
 log = logging.getLogger("crmgate.ratelimit")
 
@@ -138,6 +139,8 @@ class Lockouts:
         self._window = math.ceil(window)
         self._clock = clock
         self._until: dict[str, float] = {}  # key → locked until (wall clock)
+        #: One store read at a time per set of keys: a client's connections share it.
+        self._reads: SingleFlight[dict[str, tuple[int, int]]] = SingleFlight()
 
     def check_known(self, key: str, limit: int) -> None:
         """Refuse at once if this process knows the key is locked out."""
@@ -153,7 +156,10 @@ class Lockouts:
         failures each has in its window."""
         for key, limit in keys.items():
             self.check_known(key, limit)
-        live = await run_db(current, list(keys), int(self._clock()), self._window)
+        live = await self._reads.run(
+            tuple(keys),
+            functools.partial(run_db, current, list(keys), int(self._clock()), self._window),
+        )
         for key, (count, start) in live.items():
             if count >= keys[key]:
                 self._lock(key, start)

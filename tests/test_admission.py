@@ -5,8 +5,10 @@ same budget counted, the same refusals at the same call."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import peewee
+import pytest
 
 from server import admin
 from server.api_keys import KeyVerifier
@@ -14,7 +16,7 @@ from server.authentication import ApiKeyCredential, Authenticator
 from server.config import Settings
 from server.errors import ApiError
 from server.principal import Principal
-from server.rate_limits import RateLimits
+from server.rate_limits import RateLimits, current_client
 
 METHOD = "/c2c.v1.ContactAssets/Health"
 WRONG_KEY = "c2c_wrong"
@@ -60,3 +62,44 @@ def test_memory_admits_as_the_store_does(store: peewee.Database) -> None:
     refusals = {detail[0] for way, detail in fast if way == "refused"}  # type: ignore[index]
     assert refusals == {"invalid_api_key", "rate_limited"}
     assert {detail for way, detail in fast if way != "refused"} == {"acme"}
+
+
+def _store_reads(records: list[logging.LogRecord], table: str) -> int:
+    """Statements peewee sent to the store that read `table`."""
+    return sum(
+        1
+        for record in records
+        if isinstance(record.msg, tuple)
+        and str(record.msg[0]).startswith("SELECT")
+        and f'FROM "{table}"' in str(record.msg[0])
+    )
+
+
+def test_a_lapsed_key_is_read_once_for_all_its_waiting_calls(
+    store: peewee.Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When a key's moment in memory lapses, a busy client's connections all miss it at
+    once: they share one read of the key and one of their address's lockout, and each
+    gets the principal (or the refusal) that read gives."""
+    admin.create_tenant("acme", ["acme.example"], "en")
+    key = admin.issue_key("acme", "c2c")
+    now = [0.0]
+    limits = RateLimits(Settings(auth_address_failures=3))
+    credential = ApiKeyCredential(KeyVerifier(clock=lambda: now[0]), "c2c", limits.before_lookup)
+
+    async def calls(presented: str) -> list[Principal | None]:
+        metadata = {"authorization": f"Bearer {presented}", "x-crmgate-host": "acme.example"}
+        return await asyncio.gather(*(credential(metadata) for _ in range(32)))
+
+    for presented, tenants, address in (
+        (key, {"acme"}, "192.0.2.7"),
+        (WRONG_KEY, {None}, "192.0.2.8"),
+    ):
+        now[0] += 10  # every key's answer in memory has lapsed
+        current_client.set(address)  # an address whose lockout nobody has read yet
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG, logger="peewee"):
+            principals = asyncio.run(calls(presented))
+        assert {p.tenant_name if p else None for p in principals} == tenants
+        assert _store_reads(caplog.records, "api_key") == 1
+        assert _store_reads(caplog.records, "rate_counter") == 1
