@@ -4,6 +4,7 @@ bounded count, and that the backends' indexes serve the search."""
 
 from __future__ import annotations
 
+import gc
 import unicodedata
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from server import admin
 from server.crm import contacts, custom_fields, imports
 from server.database.models import Contact, User
 from server.database.search import SEPARATOR, document, fold, fts_terms, trigrams
+from server.errors import ApiError
 from server.objects import open_storage
 
 
@@ -261,3 +263,26 @@ def test_search_text_limit(user: User) -> None:
     with pytest.raises(Exception, match="at most 200 characters"):
         found(user, "x" * 201)
     assert found(user, "é" * 200) == []
+
+
+def test_an_import_leaves_the_garbage_collector_as_it_found_it(user: User, tmp_path: Path) -> None:
+    """Imports retune the cyclic collector while they run (imports._sheet_untraversed); a
+    finished import and a refused one both hand the process back as it was."""
+    before = gc.get_threshold(), gc.get_freeze_count()
+
+    def run(mapping: dict[str, str]) -> crm_pb2.ImportResult:
+        return imports.import_contacts(
+            open_storage(None, tmp_path),
+            user.id,
+            crm_pb2.ImportInput(
+                file_name="p.csv", content=b"Email\nok@x.example\n", mapping=mapping
+            ),
+            lambda percent, commentary: None,
+        )
+
+    with pytest.raises(ApiError, match="Nowhere"):
+        run({"Email": "Nowhere"})
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    assert run({}).imported_count == 1
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    assert found(user, "ok@x") == ["ok@x.example"]

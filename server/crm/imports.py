@@ -46,6 +46,9 @@ BATCH_ROWS = 2000
 #: Rows per INSERT statement on SQLite, which allows 32,766 parameters; a contact takes 12,
 #: so a batch is one statement (measured: ~2 µs a row less than four of 500 rows).
 INSERT_ROWS = BATCH_ROWS
+#: Allocations between two collections of the young generation during an import (Python's
+#: default is 700; see `_sheet_untraversed`).
+YOUNG_COLLECTION_OBJECTS = 20_000
 
 
 def import_contacts(
@@ -150,13 +153,21 @@ def _commit_unflushed() -> None:
 @contextmanager
 def _sheet_untraversed() -> Iterator[None]:
     """The cyclic garbage collector leaves the objects alive now (the sheet's rows among
-    them) alone until the import ends. Why: they live as long as the import, and every
-    collection of the oldest generation traverses them all again; measured, ~4 µs of
-    each row's ~35 µs. They hold no cycles, and reference counting frees them as before."""
+    them) alone until the import ends, and collects the young generation every
+    YOUNG_COLLECTION_OBJECTS allocations rather than every 700. Why: the sheet lives as
+    long as the import, and every collection of the oldest generation traversed all of it
+    again (~4 µs of each row's ~35 µs); a batch lives ~0.1 s, through dozens of young
+    collections that moved it to older generations to be traversed again. Rows hold no
+    cycles, reference counting frees them as before, and cycles are still collected.
+    Measured, SQLite, 100,000 rows, six interleaved rounds: +9 % rows/s, +10 % rows per
+    CPU-second, over freezing alone."""
     gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_OBJECTS, *thresholds[1:])
     try:
         yield
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
