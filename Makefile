@@ -75,7 +75,7 @@ run: install
 
 # Test files run on TEST_WORKERS processes (pytest-xdist; each file whole on one, so a
 # module's servers start once): most of a test's time is waiting on the processes it
-# starts. 2 workers: 12 min 54 s against 22 min 51 s serially on a 2-core host.
+# starts. 2 workers: 12–13 min against 22 min 51 s serially on a 2-core host.
 TEST_WORKERS ?= 2
 
 test: install proto-check lint
