@@ -8,6 +8,9 @@ the ratio to bare aiohttp that it gives (bare's CPU per request over crmgate's).
 
 Targets: INFO costs ≤ 10 % of throughput (INFO / WARNING ≥ 0.90, in-process and split);
 `serve` with in-process calls ≥ 60 % of bare aiohttp, `gateway` → `server` over gRPC ≥ 15 %.
+Split mode is also shown against its own floor, a bare aiohttp handler calling a bare
+grpc.aio server in a second process (bench/bare_grpc_pair.py): the share of bare aiohttp
+that floor reaches is the most any gateway → server deployment on these libraries can.
 Tracing on (OTLP/HTTP to a collector the benchmark runs), every request traced and 1 in
 100 sampled, is shown beside the default (off), without a target: what tracing costs.
 """
@@ -30,6 +33,9 @@ SAMPLED = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPL
 BARE = "bare aiohttp JSON handler"
 #: The same handler on asyncio's own loop: what the ratios would be against it.
 BARE_ASYNCIO = "bare aiohttp JSON handler, asyncio's loop"
+#: What split mode can be at best on these libraries (bench/bare_grpc_pair.py).
+BARE_PAIR = "bare aiohttp → bare grpc.aio, two processes"
+FLOORS = (BARE, BARE_ASYNCIO, BARE_PAIR)
 #: Tracing on, as operators may run it: every request, or a sample of them.
 TRACED = {"": {}, ", 1 % sampled": SAMPLED}
 #: label: (deployment, log level, target against bare, traced: None, or the sampling);
@@ -72,9 +78,12 @@ def main() -> None:
         plain_url, plain_pid = stack.enter_context(
             floor_server("bench.bare_json_server", "asyncio")
         )
+        pair_url, pair_pid = stack.enter_context(floor_server("bench.bare_grpc_pair"))
+        pair_pids = [pair_pid, *(child.pid for child in psutil.Process(pair_pid).children())]
         targets = {
             BARE: (bare_url + "/api/c2c/health", {}, [bare_pid]),
             BARE_ASYNCIO: (plain_url + "/api/c2c/health", {}, [plain_pid]),
+            BARE_PAIR: (pair_url + "/api/c2c/health", {}, pair_pids),
         }
         for label, (deployment, level, _, traced) in DEPLOYMENTS.items():
             # INFO, untraced, is the default: those deployments get no setting at all.
@@ -97,7 +106,9 @@ def main() -> None:
     )
     for label, spread in rps.items():
         line = f"  {label:<52}{spread.show('.0f')} req/s  {cpu[label].show('.0f')} us"
-        if label not in (BARE, BARE_ASYNCIO):
+        if label == BARE_PAIR:
+            line += f"  of bare {(spread / rps[BARE]).show('.0%')} (by CPU {(cpu[BARE] / cpu[label]).show('.0%')})"
+        elif label not in FLOORS:
             ratio = spread / rps[BARE]
             floor = DEPLOYMENTS[label][2]
             # The same ratio from CPU per request, which a loaded machine disturbs less
@@ -106,6 +117,8 @@ def main() -> None:
             if floor is not None:
                 line += "  " + target(label + " / bare", ratio, at_least=floor)
                 line += f"  (of bare on asyncio's loop {(spread / rps[BARE_ASYNCIO]).show('.0%')})"
+            if DEPLOYMENTS[label][0] == "split":
+                line += f"  (of the bare pair {(spread / rps[BARE_PAIR]).show('.0%')})"
         print(line)
     for deployment in ("serve, in-process calls", "gateway → server over gRPC"):
         for sampled in TRACED:
