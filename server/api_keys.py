@@ -65,22 +65,26 @@ class KeyVerifier:
         self._keys: dict[str, tuple[float, Principal | None]] = {}
         self._hosts = hosts or TenantHosts(clock)
 
-    def verify(self, plaintext: str, kind: str, host: str | None) -> Principal | None:
+    def verify(
+        self, plaintext: str, kind: str, host: str | None, digest: str | None = None
+    ) -> Principal | None:
         """The key's principal, or None when the key is unknown, revoked, of another kind,
-        or presented on a host bound to another tenant. Blocking: run it off the loop on a
-        cache miss (see `cached`)."""
+        or presented on a host bound to another tenant. `digest`: its hash_secret, when
+        the caller has it already. Blocking: run it off the loop on a cache miss (see
+        `cached`)."""
         if not plaintext.startswith(KEY_PREFIXES[kind]):
             return None
-        digest = hash_secret(plaintext)
+        digest = digest or hash_secret(plaintext)
         principal = self._lookup_key(digest)
         if principal is None or principal.credential_kind != kind:
             return None
         return principal if self._hosts.admits(host, principal.tenant_id) else None
 
-    def cached(self, plaintext: str, kind: str, host: str | None) -> tuple[bool, Principal | None]:
-        """(hit, principal) answered from memory alone, so the hot path never blocks."""
+    def cached(self, digest: str, kind: str, host: str | None) -> tuple[bool, Principal | None]:
+        """(hit, principal) of the key whose hash_secret is `digest`, answered from memory
+        alone, so the hot path never blocks."""
         now = self._clock()
-        entry = self._keys.get(hash_secret(plaintext))
+        entry = self._keys.get(digest)
         if entry is None or entry[0] < now:
             return False, None
         principal = entry[1]

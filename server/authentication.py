@@ -67,20 +67,23 @@ class ApiKeyCredential:
         token, host = _key_and_host(metadata)
         if token is None:
             return None
-        hit, principal = self._verifier.cached(token, self._kind, host)
+        digest = hash_secret(token)  # once: the cache, the flight and the lookup use it
+        hit, principal = self._verifier.cached(digest, self._kind, host)
         if hit:
             return principal
         if self._before_lookup is not None:
             await self._before_lookup()
         return await self._lookups.run(
-            (hash_secret(token), host),
-            partial(run_db, self._verifier.verify, token, self._kind, host),
+            (digest, host),
+            partial(run_db, self._verifier.verify, token, self._kind, host, digest),
         )
 
     def cached(self, metadata: Mapping[str, str]) -> Principal | None:
         """The key's principal if it was verified moments ago (see CachedVerifier)."""
         token, host = _key_and_host(metadata)
-        return None if token is None else self._verifier.cached(token, self._kind, host)[1]
+        if token is None:
+            return None
+        return self._verifier.cached(hash_secret(token), self._kind, host)[1]
 
 
 def _key_and_host(metadata: Mapping[str, str]) -> tuple[str | None, str | None]:
