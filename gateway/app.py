@@ -256,7 +256,7 @@ def build_app(
     `trusted_proxies`; `measured` keeps request metrics (gateway.metrics). Serve it with
     `gateway.protocol.GatewayRunner`, which applies `limits` before a route runs."""
     routes = discover_routes(files)
-    bodies = LargeBodies(limits.large_bodies)
+    bodies = LargeBodies(limits.large_bodies, MAX_BODY_BYTES)
     gateway = Gateway(caller, surfaces, routes, bodies)
     trusted = list(trusted_proxies)
     middlewares = [*http_middleware(), *([forwarded_middleware(trusted)] if trusted else [])]

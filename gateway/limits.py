@@ -1,5 +1,5 @@
 """The gateway's limits on what one connection may hold: how long a client may stall
-mid-request, and how many large bodies one process reads at once."""
+mid-request, and how many bytes of large bodies one process reads at once."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ class HttpLimits:
     #: Seconds a client may send nothing while it owes the rest of a request (its head,
     #: or its body) before the connection is closed.
     read_timeout: float = 60.0
-    #: Large bodies one process reads at once; beyond, 503 with Retry-After.
+    #: Large bodies of the most a body may be that one process reads at once (smaller
+    #: large bodies share that room by their length); beyond, 503 with Retry-After.
     large_bodies: int = 4
     #: The longest request line, and the longest header field, in bytes.
     max_line_bytes: int = 8190
@@ -46,31 +47,36 @@ def announced_over(request: web.Request, limit: int) -> bool:
 
 
 class LargeBodies:
-    """Counts the large bodies being read, refusing one more than the limit instead of
-    queueing it (a queued upload still holds its connection and buffers)."""
+    """Bounds what large bodies being read at once may add up to: `limit` bodies of the
+    most a body may be (`most_bytes`). Each holds its announced length (a chunked one,
+    the most), so many photos of a few MiB are read side by side where `limit` bodies
+    of the maximum fill it. One that does not fit is refused, not queued (a queued
+    upload still holds its connection and buffers)."""
 
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
+    def __init__(self, limit: int, most_bytes: int) -> None:
+        self._most = most_bytes
+        self._budget = limit * most_bytes
         self._reading = 0
 
     def hold(self, request: web.Request) -> AbstractContextManager[None]:
-        """A slot while the block reads the request's body, if that body is large; raises
-        CallFailed (UNAVAILABLE, uploads_busy, retry_after) when none is free. Most
-        bodies are small (or none): they share one context that holds nothing."""
+        """Room for the request's body while the block reads it, if that body is large;
+        raises CallFailed (UNAVAILABLE, uploads_busy, retry_after) when it does not fit.
+        Most bodies are small (or none): they share one context that holds nothing."""
         if not announced_over(request, LARGE_BODY_BYTES):
             return _NOTHING_HELD
-        return self._slot()
+        # A longer one is refused as too large once read starts; it holds the most.
+        return self._slot(min(request.content_length or self._most, self._most))
 
     @contextmanager
-    def _slot(self) -> Iterator[None]:
-        if self._reading >= self._limit:
+    def _slot(self, size: int) -> Iterator[None]:
+        if self._reading + size > self._budget:
             raise reject(
                 grpc.StatusCode.UNAVAILABLE,
                 UPLOADS_BUSY,
                 **{RETRY_AFTER_KEY: RETRY_AFTER_SECONDS},
             )
-        self._reading += 1
+        self._reading += size
         try:
             yield
         finally:
-            self._reading -= 1
+            self._reading -= size

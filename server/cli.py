@@ -123,7 +123,8 @@ def _http_flags(parser: argparse.ArgumentParser) -> None:
         "--max-large-uploads",
         type=int,
         metavar="N",
-        help="request bodies over 1 MiB read at once; beyond, 503 with Retry-After "
+        help="request bodies of the largest size read at once (bodies over 1 MiB share "
+        "that room by their length); beyond, 503 with Retry-After "
         "(default: $CRMGATE_MAX_LARGE_UPLOADS or 4)",
     )
 

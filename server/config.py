@@ -51,8 +51,9 @@ class Settings:
     #: Seconds an HTTP client may send nothing while it owes the rest of a request (its
     #: head or its body) before the gateway closes the connection.
     read_timeout: float = 60.0
-    #: Request bodies over 1 MiB (or chunked) one gateway process reads at once; beyond,
-    #: 503 with Retry-After.
+    #: Request bodies of the largest size one gateway process reads at once; bodies over
+    #: 1 MiB (or chunked, counted as the largest) share that room by their length;
+    #: beyond, 503 with Retry-After.
     max_large_uploads: int = 4
     #: Failed sign-ins one voyzu account may have in a row within the failure window
     #: before sign-in is refused for the rest of it (NIST SP 800-63B: at most 100); 0: off.

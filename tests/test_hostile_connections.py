@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.app import MAX_BODY_BYTES
 from tests.support.processes import CrmgateProcess
 from tests.support.raw_http import Answer, closed_by_server, connect, exchange, read_answer
 
@@ -106,33 +107,49 @@ def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrmgateProcess]:
         yield crmgate
 
 
-LARGE = 2 * 1024 * 1024
+@pytest.fixture(scope="module")
+def busy_auth(busy: CrmgateProcess) -> dict[str, bytes]:
+    return credentials(busy)
+
+
+MiB = 1024 * 1024
+LARGE = 2 * MiB
 BUSY = "Too many large requests are being received; please retry in 5 seconds."
 
 
-def test_large_bodies_beyond_the_limit_get_503(busy: CrmgateProcess) -> None:
-    """While one large body is being read, another gets 503 with Retry-After in its
-    surface's envelope; once the first is done, the next is read."""
-    auth = credentials(busy)
-    invalid = b"[" + b" " * (LARGE - 1)  # not JSON: read whole, then refused with 422
+def c2c_large(crmgate: CrmgateProcess, auth: dict[str, bytes], size: int = LARGE) -> Answer:
+    """A C2C post of a large body that is not JSON: read whole, then refused with 422."""
+    return exchange(
+        crmgate.http_url,
+        C2C_POST
+        + auth["c2c"]
+        + b"Content-Length: %d\r\nConnection: close\r\n\r\n[" % size
+        + b" " * (size - 1),
+    )
 
-    def c2c_large() -> Answer:
-        return exchange(
-            busy.http_url,
-            C2C_POST
-            + auth["c2c"]
-            + b"Content-Length: %d\r\nConnection: close\r\n\r\n" % LARGE
-            + invalid,
-        )
 
-    assert c2c_large().status == 422  # a slot is free
-    holder = connect(busy.http_url)
-    holder.sendall(C2C_POST + auth["c2c"] + b"Content-Length: %d\r\n\r\n[" % LARGE)
+def hold(crmgate: CrmgateProcess, auth: dict[str, bytes], announced: int) -> socket.socket:
+    """A connection whose large body (`announced` bytes) is being read, for as long as it
+    stays open; returned once the server has made room for it, which it does after the
+    key's check: then a body that would not fit beside it gets 503."""
+    holder = connect(crmgate.http_url)
+    holder.sendall(C2C_POST + auth["c2c"] + b"Content-Length: %d\r\n\r\n[" % announced)
     deadline = time.monotonic() + 30
-    answer = c2c_large()
-    while answer.status == 422:  # the holder's slot is taken once its key is checked
-        assert time.monotonic() < deadline, "the holder never took the slot"
-        answer = c2c_large()
+    while c2c_large(crmgate, auth, MAX_BODY_BYTES - announced + 2 * MiB).status == 422:
+        assert time.monotonic() < deadline, "the holder's body was never given room"
+    return holder
+
+
+def test_large_bodies_beyond_the_limit_get_503(
+    busy: CrmgateProcess, busy_auth: dict[str, bytes]
+) -> None:
+    """While a body of the largest size is being read, another large body gets 503 with
+    Retry-After in its surface's envelope; once the first is done, the next is read."""
+    auth = busy_auth
+    invalid = b"[" + b" " * (LARGE - 1)  # not JSON: read whole, then refused with 422
+    assert c2c_large(busy, auth).status == 422  # there is room
+    holder = hold(busy, auth, MAX_BODY_BYTES)
+    answer = c2c_large(busy, auth)
     assert (answer.status, answer.headers["retry-after"], answer.body) == (
         503,
         "5",
@@ -160,8 +177,22 @@ def test_large_bodies_beyond_the_limit_get_503(busy: CrmgateProcess) -> None:
     assert b"<Code>ServiceUnavailable</Code>" in upload.body
     holder.close()
     deadline = time.monotonic() + 30
-    while c2c_large().status == 503:  # the slot is released once the server sees the close
-        assert time.monotonic() < deadline, "the slot was never released"
+    while c2c_large(busy, auth).status == 503:  # room is made once the server sees the close
+        assert time.monotonic() < deadline, "the room was never given back"
+
+
+def test_large_bodies_share_the_room_by_their_length(
+    busy: CrmgateProcess, busy_auth: dict[str, bytes]
+) -> None:
+    """A body holds the length it announces, not a whole slot: beside one that leaves
+    3 MiB of the room, a 2 MiB body is read (422: not JSON) and a 4 MiB one gets 503."""
+    holder = hold(busy, busy_auth, MAX_BODY_BYTES - 3 * MiB)
+    try:
+        assert c2c_large(busy, busy_auth, 4 * MiB).status == 503
+        assert c2c_large(busy, busy_auth, 2 * MiB).status == 422
+        assert [c2c_large(busy, busy_auth, 2 * MiB).status for _ in range(3)] == [422] * 3
+    finally:
+        holder.close()
 
 
 def test_unauthenticated_80mb_posts_are_not_buffered(tmp_path: Path) -> None:
