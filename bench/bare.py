@@ -9,6 +9,8 @@ from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from aiohttp import web
+
 from server.cli import run_loop
 
 
@@ -26,6 +28,16 @@ def run_floor(main: Coroutine[Any, Any, None]) -> None:
         return 0
 
     run_loop(serving())
+
+
+async def serve_app(app: web.Application) -> None:
+    """Serve a floor's app on a free port of 127.0.0.1, its URL printed first, until
+    stopped."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
+    await asyncio.Event().wait()
 
 
 @contextmanager

@@ -6,14 +6,13 @@ the HTTP side; the gRPC server runs as its child (`--grpc-server`), stopped with
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 
 import grpc
 from aiohttp import web
 
-from bench.bare import run_floor
+from bench.bare import run_floor, serve_app
 from generated.c2c.v1 import contact_assets_pb2 as pb
 from generated.c2c.v1 import contact_assets_pb2_grpc as pb_grpc
 
@@ -42,12 +41,7 @@ async def http_side(port: str) -> None:
 
     app = web.Application()
     app.router.add_get("/api/c2c/health", health)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-    await asyncio.Event().wait()
+    await serve_app(app)
 
 
 def main() -> None:

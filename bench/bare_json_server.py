@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from aiohttp import web
 
-from bench.bare import run_floor
+from bench.bare import run_floor, serve_app
 
 
 async def health(request: web.Request) -> web.Response:
@@ -17,12 +16,7 @@ async def health(request: web.Request) -> web.Response:
 async def main() -> None:
     app = web.Application()
     app.router.add_get("/api/c2c/health", health)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-    await asyncio.Event().wait()
+    await serve_app(app)
 
 
 if __name__ == "__main__":

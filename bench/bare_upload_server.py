@@ -4,7 +4,6 @@ settings and write the files (C2C), or stream a multipart file to disk (Close)."
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -15,7 +14,7 @@ from pathlib import Path
 from aiohttp import web
 from PIL import Image
 
-from bench.bare import run_floor
+from bench.bare import run_floor, serve_app
 from server.c2c.images import WEBP_METHOD, WEBP_QUALITY
 
 ROOT = Path(tempfile.mkdtemp(prefix="bare-upload-"))
@@ -49,11 +48,7 @@ async def main() -> None:
     app = web.Application(client_max_size=200 * 1024 * 1024)
     app.router.add_post("/c2c", c2c)
     app.router.add_post("/multipart", multipart)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    print(f"http://127.0.0.1:{runner.addresses[0][1]}", flush=True)
-    await asyncio.Event().wait()
+    await serve_app(app)
 
 
 if __name__ == "__main__":
