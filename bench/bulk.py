@@ -14,6 +14,11 @@ its default settings:
   which an export reuses without growing).
   Targets: CSV time ≤ 3x the floor (median), peak RSS growth ≤ 64 MiB (worst round).
 
+- Writes during an import: voyzu creates sent one after another while a further CSV
+  import of N rows runs (not one of those timed above), each create's latency: p50, p99
+  and max over every round. On SQLite every writer waits for one write lock, which the
+  import takes batch after batch; no target, the figures show how long a write waits.
+
 Rounds interleave the backends and alternate floor and export; figures are min / median
 / max. Exits non-zero when a target is missed.
 
@@ -43,6 +48,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -79,6 +85,8 @@ class Backend:
     data_dir: Path
     env: dict[str, str]
     figures: dict[str, list[float]] = field(default_factory=dict)
+    #: Milliseconds of each create made during an import, every round's.
+    writes: list[float] = field(default_factory=list)
 
     def add(self, name: str, value: float) -> None:
         self.figures.setdefault(name, []).append(value)
@@ -262,6 +270,40 @@ def measure_import(backend: Backend, name: str, content: bytes, rows: int) -> Im
     )
 
 
+def measure_writes_during_import(backend: Backend, content: bytes, rows: int) -> list[float]:
+    """Milliseconds each voyzu create took, sent one after another (each a new email)
+    while the import of `content` ran (from its first row to its answer)."""
+    finished = threading.Event()
+
+    def run_import() -> None:
+        try:
+            measure_import(backend, "during-writes.csv", content, rows)
+        finally:
+            finished.set()
+
+    importer = threading.Thread(target=run_import)
+    importer.start()
+    session = requests.Session()
+    session.cookies.set("voyzu_session_id", backend.importer)
+    latencies = []
+    while not finished.is_set():
+        email = f"w{len(latencies)}-{time.time_ns()}@writes.example"
+        started = time.perf_counter()
+        answer = session.post(
+            backend.server.http_url + "/api/contacts/create", json={"Email": email}, timeout=60
+        )
+        latencies.append((time.perf_counter() - started) * 1000)
+        assert answer.status_code == 200, answer.text[:300]
+    importer.join()
+    return latencies
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The value `share` of `values` are at or below (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
+
+
 def warm_up(backend: Backend, tag: str = "warm-up") -> None:
     """A small import (of new emails: `tag`): the bulk workers start before anything is
     measured (the bench asks one thing at a time, so one worker serves every job)."""
@@ -399,6 +441,10 @@ def main(argv: list[str] | None = None) -> int:
                     if backend.name == "postgresql":
                         backend.add(f"import {format_} rows/CPU-s postgres", figures.postgres)
                         backend.add(f"import {format_} rows/CPU-s both", figures.both)
+                content = csv_file(csv_rows(options.import_rows, f"w{round_}"))
+                backend.writes += measure_writes_during_import(
+                    backend, content, options.import_rows
+                )
                 if not options.export_rows:
                     continue
                 steps = ["floor", "export"] if round_ % 2 == 0 else ["export", "floor"]
@@ -422,6 +468,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {backend.name}:")
             for name, values in figures.items():
                 print(f"    {name:<32} {spread(values, 0 if 'rows/' in name else 2)}")
+            writes = backend.writes
+            print(
+                f"    {'creates during an import, ms':<32} p50 {percentile(writes, 0.5):.0f} /"
+                f" p99 {percentile(writes, 0.99):.0f} / max {max(writes):.0f}"
+                f" ({len(writes)} creates)"
+            )
             verdicts = [
                 (
                     f"import CSV median {import_rate:,.0f} rows/s ≥ {IMPORT_TARGET:,.0f}",

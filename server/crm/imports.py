@@ -26,7 +26,7 @@ from crm.v1 import crm_pb2
 from server.crm import contacts, custom_fields, messages, sheets, spreadsheets
 from server.crm.background import Progress
 from server.crm.users import require_paid, signed_in
-from server.database.connection import database
+from server.database.connection import database, make_way_for_writers
 from server.database.models import (
     Contact,
     CustomField,
@@ -124,6 +124,7 @@ def _import_rows(
                 end = min(start + BATCH_ROWS, total)
                 if end < total:
                     coming = checker.submit(checked, end)
+                make_way_for_writers()
                 with database.atomic():
                     _commit_unflushed()
                     imported += batch.insert()
