@@ -266,20 +266,25 @@ def test_search_text_limit(user: User) -> None:
 
 
 def test_an_import_leaves_the_garbage_collector_as_it_found_it(user: User, tmp_path: Path) -> None:
-    """Imports retune the cyclic collector while they run (imports._sheet_untraversed); a
-    finished import and a refused one both hand the process back as it was."""
+    """Imports retune the cyclic collector while they read the sheet and run
+    (imports._young_collected_rarely, _untraversed); a finished import, one whose
+    mapping is refused and one whose file cannot be read all hand the process back as it
+    was."""
     before = gc.get_threshold(), gc.get_freeze_count()
 
-    def run(mapping: dict[str, str]) -> crm_pb2.ImportResult:
+    def run(
+        mapping: dict[str, str], content: bytes = b"Email\nok@x.example\n"
+    ) -> crm_pb2.ImportResult:
         return imports.import_contacts(
             open_storage(None, tmp_path),
             user.id,
-            crm_pb2.ImportInput(
-                file_name="p.csv", content=b"Email\nok@x.example\n", mapping=mapping
-            ),
+            crm_pb2.ImportInput(file_name="p.csv", content=content, mapping=mapping),
             lambda percent, commentary: None,
         )
 
+    with pytest.raises(ApiError, match="UTF-8"):
+        run({}, b"Email\n\xff@x.example\n")
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
     with pytest.raises(ApiError, match="Nowhere"):
         run({"Email": "Nowhere"})
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
