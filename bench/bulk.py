@@ -61,6 +61,7 @@ import psycopg2
 import requests
 
 from bench.concurrency import postgres_database
+from bench.stats import percentile
 from tests.support.load import session_id
 from tests.support.processes import CrmgateProcess, child_processes, run_admin
 
@@ -298,12 +299,6 @@ def measure_writes_during_import(backend: Backend, content: bytes, rows: int) ->
     return latencies
 
 
-def percentile(values: list[float], share: float) -> float:
-    """The value `share` of `values` are at or below (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
-
-
 def warm_up(backend: Backend, tag: str = "warm-up") -> None:
     """A small import (of new emails: `tag`): the bulk workers start before anything is
     measured (the bench asks one thing at a time, so one worker serves every job)."""
@@ -323,7 +318,7 @@ def measure_export(backend: Backend, rows: int, tag: str) -> tuple[float, float,
     a `crmgate serve` started for it (see the module's docstring; `tag` names its warm-up
     import): RSS growth is the sum of each one's peak (VmHWM, reset first) less its RSS
     before."""
-    logs = backend.data_dir / f"export-{tag}"
+    logs = backend.data_dir / tag
     logs.mkdir()
     with CrmgateProcess.start(backend.data_dir, env=backend.env, log_dir=logs) as server:
         fresh = replace(backend, server=server, figures={})
@@ -470,8 +465,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"    {name:<32} {spread(values, 0 if 'rows/' in name else 2)}")
             writes = backend.writes
             print(
-                f"    {'creates during an import, ms':<32} p50 {percentile(writes, 0.5):.0f} /"
-                f" p99 {percentile(writes, 0.99):.0f} / max {max(writes):.0f}"
+                f"    {'creates during an import, ms':<32} p50 {percentile(writes, 50):.0f} /"
+                f" p99 {percentile(writes, 99):.0f} / max {max(writes):.0f}"
                 f" ({len(writes)} creates)"
             )
             verdicts = [

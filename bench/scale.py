@@ -18,7 +18,6 @@ import hashlib
 import http.client
 import json
 import multiprocessing
-import statistics
 import sys
 import tempfile
 import threading
@@ -34,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import seed
 from bench.concurrency import latencies, postgres_database
 from bench.deployments import UNREACHED
+from bench.stats import percentile
 from tests.support.load import session_id
 from tests.support.processes import CrmgateProcess, run_admin
 
@@ -96,10 +96,6 @@ class Client:
         response = self.connection.getresponse()
         response.read()
         assert response.status == 200, (path, response.status)
-
-
-def percentile(samples: list[float], point: int) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[point - 1]
 
 
 @contextmanager

@@ -34,6 +34,12 @@ class Spread:
         return f"{self.median:{fmt}}{unit} ({low:{fmt}}-{high:{fmt}})"
 
 
+def percentile(samples: list[float], point: int) -> float:
+    """The `point`-th percentile of latency samples (1-99; inclusive method: a tail from
+    the samples themselves)."""
+    return statistics.quantiles(samples, n=100, method="inclusive")[point - 1]
+
+
 def interleave(cases: Mapping[str, Callable[[], float]], rounds: int = ROUNDS) -> dict[str, Spread]:
     """Run every case once per round, in the same order each round."""
     samples: dict[str, list[float]] = {label: [] for label in cases}
